@@ -1,0 +1,49 @@
+# The documented interface: make install | test | lint | demo | up | bench.
+# Every target builds .venv on first use, so a fresh clone needs only Python 3.11+ and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install lint test test-unit test-integration services demo up bench format clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wxkf needs Python 3.11 or newer; PYTHON=$(PYTHON) is " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check libs services tests bench examples
+	$(BIN)/ruff format --check libs services tests bench examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# Lint first, then make sure RabbitMQ and Redis answer, then every test.
+test: lint services
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+services:
+	@scripts/ensure-services.sh
+
+demo: $(STAMP)
+	$(BIN)/wxkf demo
+
+up: $(STAMP) services
+	$(BIN)/wxkf up
+
+bench: $(STAMP) services
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix libs services tests bench examples
+	$(BIN)/ruff format libs services tests bench examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

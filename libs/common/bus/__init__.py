@@ -1,0 +1,133 @@
+"""The bus: the one interface services use to publish, consume and ask (RPC).
+
+Two backends share it, chosen by URL: ``amqp://`` (RabbitMQ through aio-pika) and
+``memory://`` (one process). The same behavioural test suite runs against both.
+
+Contract, for both backends:
+
+* ``publish`` returns only once the broker confirmed the message; a nack, an unroutable
+  return or a timeout raises :class:`PublishError` (every publish is bounded in time).
+* ``consume`` decodes each body with :func:`libs.common.schemas.decode` and calls the handler.
+  Return → ack. :class:`Retry` (or any other exception) → republished to a delay queue with the
+  attempt count + 1, then acked; after the queue's last attempt → dead-letter queue.
+  :class:`Reject` or an undecodable body → dead-letter queue at once.
+* ``request`` publishes with a reply address and waits for the reply up to ``timeout``;
+  it returns None when no reply came in time (the message was still published).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import msgspec
+
+from libs.common.bus.outcomes import BusError, PublishError, Reject, Retry
+from libs.common.schemas import AnyMessage, BusMessage
+from libs.common.topology import CORE_QUEUES, QueueSpec
+
+__all__ = [
+    "Bus",
+    "BusError",
+    "DeadLetter",
+    "Delivery",
+    "Handler",
+    "PublishError",
+    "Reject",
+    "Retry",
+    "connect",
+]
+
+ATTEMPT_HEADER = "x-wxkf-attempt"
+"""1 on the first delivery; the bus increments it on each retry through a delay queue."""
+DEATH_REASON_HEADER = "x-wxkf-death-reason"
+
+
+class Delivery(Protocol):
+    """One delivery of a message to a handler."""
+
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def final(self) -> bool:
+        """True when a Retry from this attempt would dead-letter the message instead."""
+        ...
+
+    @property
+    def reply_to(self) -> str | None: ...
+    @property
+    def redelivered(self) -> bool: ...
+    @property
+    def headers(self) -> Mapping[str, Any]: ...
+
+    async def reply(self, body: msgspec.Struct) -> None:
+        """Answer a ``request``; a no-op when the message carried no reply address."""
+        ...
+
+
+Handler = Callable[[AnyMessage, Delivery], Awaitable[None]]
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    queue: str
+    reason: str
+    attempts: int
+    routing_key: str
+    body: bytes
+
+
+class Bus(Protocol):
+    async def declare(self, queues: Iterable[QueueSpec] = CORE_QUEUES) -> None:
+        """Declare exchanges, these queues, their bindings, delay and dead-letter queues."""
+        ...
+
+    async def publish(
+        self,
+        msg: BusMessage,
+        *,
+        routing_key: str | None = None,
+        exchange: str | None = None,
+    ) -> None:
+        """Publish, confirmed. Defaults: the message's own key and exchange."""
+        ...
+
+    async def request(self, msg: BusMessage, *, timeout: float) -> bytes | None:
+        """Publish (confirmed) with a reply address; the reply's body, or None after timeout."""
+        ...
+
+    async def consume(self, spec: QueueSpec, handler: Handler, *, prefetch: int = 32) -> None:
+        """Start consuming; returns at once. Consumers resume by themselves after a reconnect."""
+        ...
+
+    async def stop_consuming(self) -> None:
+        """Take no new deliveries; wait for the handlers in flight to finish."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`BusError` unless the broker is reachable now."""
+        ...
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        """Peek at a work queue's dead letters (left in place)."""
+        ...
+
+    async def replay_dead_letters(self, queue: str, *, limit: int | None = None) -> int:
+        """Move dead letters back to their work queue with a fresh attempt count."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def connect(url: str, **options: Any) -> Bus:
+    """The backend for ``url``: ``amqp://``/``amqps://`` or ``memory://``."""
+    if url.startswith(("amqp://", "amqps://")):
+        from libs.common.bus.amqp import AmqpBus
+
+        return await AmqpBus.connect(url, **options)
+    if url.startswith("memory://"):
+        from libs.common.bus.memory import MemoryBus
+
+        return MemoryBus.shared(url, **options)
+    raise ValueError(f"unsupported bus URL scheme in {url.split('://')[0]!r}: use amqp:// or memory://")

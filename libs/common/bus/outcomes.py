@@ -1,0 +1,32 @@
+"""What a handler may raise instead of returning; only the bus adapter acts on them."""
+
+from __future__ import annotations
+
+
+class Retry(Exception):
+    """Transient failure: deliver again later through a delay queue (capped backoff).
+
+    After the queue's last attempt the message goes to its dead-letter queue.
+    """
+
+    def __init__(self, reason: str, *, delay_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_s = delay_s
+        """Overrides the queue's backoff for this retry (e.g. WeChat asked for a pause)."""
+
+
+class Reject(Exception):
+    """Permanent failure: straight to the dead-letter queue, never retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BusError(Exception):
+    """The broker could not be used (connection down, closed bus)."""
+
+
+class PublishError(BusError):
+    """A publish was not confirmed: nacked, returned as unroutable, or timed out."""

@@ -1,0 +1,103 @@
+"""The store: the few shared-state operations the services need, not a general key-value API.
+
+Two backends, chosen by URL: ``redis://`` (redis-py asyncio, Lua for atomic updates) and
+``memory://`` (one process). One behavioural test suite runs against both.
+
+Times are unix seconds (float) passed in by the caller, so tests and the simulator's clock
+control them; TTLs are seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import msgspec
+
+__all__ = ["Grant", "Store", "StoreError", "WindowTake", "connect"]
+
+
+class StoreError(Exception):
+    """The store could not be used (connection down, timeout)."""
+
+
+GrantKind = Literal["message", "enter"]
+
+
+class Grant(msgspec.Struct, frozen=True, kw_only=True):
+    """A permission to send ``count`` messages until ``until`` (one per kind per user)."""
+
+    kind: GrantKind
+    count: int
+    until: float
+
+
+class WindowTake(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of reserving one send slot."""
+
+    ok: bool
+    kind: GrantKind | None = None
+    """Which grant the slot came from (to release it later)."""
+    reason: Literal["no_window", "window_expired", "quota_exhausted"] | None = None
+    remaining: int = 0
+
+
+class Store(Protocol):
+    # -- plain keys ---------------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None: ...
+    async def set_if_absent(self, key: str, value: bytes, *, ttl_s: float) -> bool:
+        """True when this call created the key (dedupe, first writer wins)."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+    async def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete only while the key still holds ``value`` (release what you own)."""
+        ...
+
+    # -- locks ---------------------------------------------------------------------------------
+    async def acquire_lock(self, key: str, owner: str, *, ttl_s: float) -> bool: ...
+    async def release_lock(self, key: str, owner: str) -> bool:
+        """Release only if ``owner`` still holds it; False when it expired or was taken."""
+        ...
+
+    # -- reply windows (atomic per user) -------------------------------------------------------
+    async def window_grant(self, key: str, grant: Grant, *, now: float) -> None:
+        """Open or renew the grant of this kind (replacing the previous one of that kind)."""
+        ...
+
+    async def window_take(self, key: str, *, now: float) -> WindowTake:
+        """Reserve one slot from the valid grant that expires first, atomically."""
+        ...
+
+    async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
+        """Give back a slot taken from ``kind`` (WeChat definitely did not deliver)."""
+        ...
+
+    async def window_close(
+        self, key: str, *, now: float, reason: Literal["window_expired", "quota_exhausted"]
+    ) -> None:
+        """WeChat refused (45015/45047) although our view allowed: correct our view."""
+        ...
+
+    # -- rate limit ------------------------------------------------------------------------------
+    async def rate_acquire(self, key: str, *, rate: float, burst: int, now: float) -> float:
+        """Token bucket shared by all replicas: 0.0 if a token was taken, else seconds to wait."""
+        ...
+
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+async def connect(url: str, *, prefix: str = "wxkf:") -> Store:
+    """The backend for ``url``: ``redis://``/``rediss://``/``unix://`` or ``memory://``."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from libs.common.store.redis import RedisStore
+
+        return await RedisStore.connect(url, prefix=prefix)
+    if url.startswith("memory://"):
+        from libs.common.store.memory import MemoryStore
+
+        return MemoryStore.shared(url, prefix=prefix)
+    raise ValueError(
+        f"unsupported store URL scheme in {url.split('://')[0]!r}: use redis:// or memory://"
+    )

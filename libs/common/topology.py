@@ -1,0 +1,88 @@
+"""The bus topology: the only home of exchange and queue names.
+
+Facts go to the ``kf.events`` topic exchange, commands to ``kf.commands``. Each work queue has
+a dead-letter queue (``<queue>.dlq``) and a set of delay queues for retries with backoff;
+how those are wired is the bus backend's business, the names of what services and extensions
+bind to are here. Every service declares :data:`CORE_QUEUES` at start (idempotent), so an
+event is never unroutable just because its consumer has not started yet.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from libs.common.schemas import BusMessage, SendCommand
+
+EVENTS = "kf.events"
+"""Topic exchange of facts: msg.*, event.*, decision.*, outbound.*.*, media.*, ext.*."""
+COMMANDS = "kf.commands"
+"""Topic exchange of commands to the sender: send.<msgtype>."""
+RETRY = "kf.retry"
+"""Direct exchange that expired delay queues dead-letter into, keyed by work queue name."""
+DEAD = "kf.dead"
+"""Direct exchange of dead letters, keyed by work queue name, bound to ``<queue>.dlq``."""
+
+
+class QueueSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A durable work queue bound to one exchange, with its retry and dead-letter policy."""
+
+    name: str
+    exchange: str
+    bindings: tuple[str, ...]
+    max_attempts: int = 6
+    """Handler attempts (first try included) before a message goes to the dead-letter queue."""
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 300.0
+    """Backoff doubles from ``retry_base_s`` up to ``retry_cap_s``."""
+    delivery_limit: int = 20
+    """Broker-side redeliveries (consumer died without acking) before dead-lettering."""
+
+    @property
+    def dlq(self) -> str:
+        return self.name + ".dlq"
+
+    def retry_delays(self) -> tuple[float, ...]:
+        """One delay per retry: attempt n waits ``retry_delays()[n-1]`` seconds."""
+        return tuple(
+            min(self.retry_cap_s, self.retry_base_s * 2**i) for i in range(self.max_attempts - 1)
+        )
+
+
+ROUTER_EVENTS = QueueSpec(
+    name="wxkf.router.events", exchange=EVENTS, bindings=("msg.#", "event.#"), max_attempts=5
+)
+SENDER_COMMANDS = QueueSpec(
+    name="wxkf.sender.commands", exchange=COMMANDS, bindings=("send.#",), max_attempts=8
+)
+# The sender learns of reply windows from the same user messages and enter-session events the
+# router sees, on a queue of its own so the two never wait on each other.
+SENDER_WINDOWS = QueueSpec(
+    name="wxkf.sender.windows",
+    exchange=EVENTS,
+    bindings=("msg.#", "event.user_enter_tempsession"),
+    max_attempts=5,
+)
+# Declared only by a media service with the archive turned on: otherwise nobody drains it.
+MEDIA_ARCHIVE = QueueSpec(
+    name="wxkf.media.archive", exchange=EVENTS, bindings=("msg.image",), max_attempts=8
+)
+
+CORE_QUEUES: tuple[QueueSpec, ...] = (ROUTER_EVENTS, SENDER_COMMANDS, SENDER_WINDOWS)
+ALL_QUEUES: tuple[QueueSpec, ...] = (*CORE_QUEUES, MEDIA_ARCHIVE)
+
+
+def exchange_for(msg: BusMessage) -> str:
+    return COMMANDS if isinstance(msg, SendCommand) else EVENTS
+
+
+def extension_key(topic: str) -> str:
+    """Where the router republishes an event for an extension topic named in a rule."""
+    return "ext." + topic
+
+
+def queue_by_name(name: str) -> QueueSpec:
+    for spec in ALL_QUEUES:
+        if spec.name == name:
+            return spec
+    known = ", ".join(s.name for s in ALL_QUEUES)
+    raise KeyError(f"unknown queue {name!r}; the core queues are {known}")

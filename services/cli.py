@@ -1,0 +1,98 @@
+"""The ``wxkf`` command: the one module that imports every service.
+
+    wxkf run SERVICE...      ingress | router | sender | media | all (in one process)
+    wxkf up                  every service as its own process, on RabbitMQ and Redis
+    wxkf demo [--exit]       the whole system on memory:// with the simulator and a script
+    wxkf sim api|push|load   the WeChat simulator
+    wxkf rules check|test    validate and try a rules file
+    wxkf schema              the JSON Schema of every bus message
+    wxkf dlq list|replay     inspect and replay dead letters
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+SERVICES = ("ingress", "router", "sender", "media")
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from libs.common.schemas import json_schema
+
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(json_schema()), indent=2))
+    sys.stdout.write("\n")
+    return 0
+
+
+def _delegate(module: str, func: str = "main") -> Callable[[argparse.Namespace], int]:
+    """A subcommand whose body lives with the code it drives (imported only when used)."""
+
+    def run(args: argparse.Namespace) -> int:
+        target = getattr(importlib.import_module(module), func)
+        result = target(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wxkf", description="WeChat Mini Program customer service backend."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run services in this process")
+    run.add_argument("services", nargs="+", choices=(*SERVICES, "all"), metavar="SERVICE")
+    run.set_defaults(func=_delegate("services.launcher", "run"))
+
+    up = sub.add_parser("up", help="run every service as its own process (RabbitMQ, Redis)")
+    up.set_defaults(func=_delegate("services.launcher", "up"))
+
+    demo = sub.add_parser("demo", help="play a scripted conversation against the whole system")
+    demo.add_argument("--exit", action="store_true", help="stop after the script; 0 if all passed")
+    demo.set_defaults(func=_delegate("services.demo", "main"))
+
+    sim = sub.add_parser("sim", help="the WeChat simulator (API, pusher, load generator)")
+    from services.simulator.cli import add_arguments as add_sim_arguments
+
+    add_sim_arguments(sim)
+
+    rules = sub.add_parser("rules", help="check or try a rules file")
+    from services.router.cli import add_arguments as add_rules_arguments
+
+    add_rules_arguments(rules)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of every bus message")
+    schema.set_defaults(func=_schema)
+
+    dlq = sub.add_parser("dlq", help="list or replay dead letters")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dlq_list = dlq_sub.add_parser("list", help="show the dead letters of a work queue")
+    dlq_list.add_argument("queue")
+    dlq_list.add_argument("--limit", type=int, default=20)
+    dlq_list.set_defaults(func=_delegate("libs.common.bus.admin", "list_main"))
+    dlq_replay = dlq_sub.add_parser("replay", help="send dead letters back to their queue")
+    dlq_replay.add_argument("queue")
+    dlq_replay.add_argument("--limit", type=int, default=None)
+    dlq_replay.set_defaults(func=_delegate("libs.common.bus.admin", "replay_main"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
