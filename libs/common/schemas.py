@@ -263,7 +263,7 @@ USER_MESSAGE_TYPES: tuple[type[UserMessage], ...] = (
     OtherMessageReceived,
 )
 
-_decoder = msgspec.json.Decoder(AnyMessage)
+_decoder: msgspec.json.Decoder[AnyMessage] = msgspec.json.Decoder(AnyMessage)
 _encoder = msgspec.json.Encoder()
 _reply_decoder = msgspec.json.Decoder(DecisionReply)
 

@@ -93,7 +93,9 @@ class Bus(Protocol):
         """Publish, confirmed. Defaults: the message's own key and exchange."""
         ...
 
-    async def request(self, msg: BusMessage, *, timeout: float) -> bytes | None:
+    # The deadline covers only the wait for the reply; the confirmed publish before it is
+    # bounded by the bus itself and must not be cut short by the caller's budget.
+    async def request(self, msg: BusMessage, *, timeout: float) -> bytes | None:  # noqa: ASYNC109
         """Publish (confirmed) with a reply address; the reply's body, or None after timeout."""
         ...
 
