@@ -40,10 +40,11 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     appid: str
     """The mini program's AppID (``wx…``)."""
-    bus_url: str = "memory://"
+    # URLs carry credentials, so they are Secrets too (and may come from *_FILE).
+    bus_url: Secret = Secret("memory://")
     """``amqp://user:pass@host:5672/vhost`` or ``memory://`` (one process only)."""
-    store_url: str = "memory://"
-    """``redis://host:6379/0`` or ``memory://`` (one process only)."""
+    store_url: Secret = Secret("memory://")
+    """``redis://:pass@host:6379/0`` or ``memory://`` (one process only)."""
     log_format: LogFormat | None = None
     """``json`` or ``console``; unset means console on a terminal, JSON otherwise."""
     log_level: str = "info"
