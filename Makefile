@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint test test-unit test-integration services demo up bench format clean
+.PHONY: install lint test test-unit services tools demo up bench format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wxkf needs Python 3.11 or newer; PYTHON=$(PYTHON) is " + sys.version.split()[0])'
@@ -21,8 +21,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Lint first, then make sure RabbitMQ and Redis answer, then every test.
-test: lint services
+# Lint first, then make sure RabbitMQ, Redis and the deployment tools answer, then every test.
+test: lint services tools
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
@@ -30,6 +30,9 @@ test-unit: $(STAMP)
 
 services:
 	@scripts/ensure-services.sh
+
+tools:
+	@PYTHON=$(PYTHON) scripts/ensure-tools.sh
 
 demo: $(STAMP)
 	$(BIN)/wxkf demo
@@ -46,4 +49,4 @@ format: $(STAMP)
 	$(BIN)/ruff format libs services tests bench examples
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

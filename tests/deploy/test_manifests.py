@@ -1,0 +1,156 @@
+"""The Kubernetes overlays render, validate offline, pass the policy check, and keep the
+properties the services rely on (probes, graceful stop, hardening)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.crd_schemas import BY_KIND
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ("dev", "prod")
+SERVICES = {"ingress": 8080, "router": 8081, "sender": 8082, "media": 8084}
+K8S_VERSION = "1.30.0"
+
+
+def _tool(name: str) -> str:
+    # Tools installed into the project's virtualenv sit beside its python, maybe not on PATH.
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    assert path, f"{name} is not installed: run `make tools` (scripts/ensure-tools.sh)"
+    return path
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    out = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [_tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def objects(overlay: str, kind: str) -> Iterator[dict[str, Any]]:
+    return (o for o in rendered(overlay) if o["kind"] == kind)
+
+
+def by_name(overlay: str, kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects(overlay, kind) if o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name} appears {len(found)} times in {overlay}"
+    return found[0]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_against_its_schema(overlay: str) -> None:
+    for obj in rendered(overlay):
+        crd = BY_KIND.get((obj["apiVersion"], obj["kind"]))
+        if crd is not None:
+            jsonschema.validate(obj, crd)
+        else:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_is_hardened_probed_and_stops_gracefully(overlay: str, service: str) -> None:
+    deployment = by_name(overlay, "Deployment", f"wxkf-{service}")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", f"services.{service}"]
+    hardening = container["securityContext"]
+    assert hardening["readOnlyRootFilesystem"] is True
+    assert hardening["allowPrivilegeEscalation"] is False
+    assert hardening["capabilities"]["drop"] == ["ALL"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["ports"][0]["containerPort"] == SERVICES[service]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    # The pod must outlive the preStop pause plus the service's own drain after SIGTERM.
+    pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + 20
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} >= {
+        "kubernetes.io/hostname"
+    }
+    by_name(overlay, "PodDisruptionBudget", f"wxkf-{service}")
+    service_obj = by_name(overlay, "Service", f"wxkf-{service}")
+    assert service_obj["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_prod_scales_ingress_on_cpu_and_workers_on_queue_depth() -> None:
+    hpa = by_name("prod", "HorizontalPodAutoscaler", "wxkf-ingress")
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    queues = {
+        so["spec"]["scaleTargetRef"]["name"]: so["spec"]["triggers"][0]["metadata"]["queueName"]
+        for so in objects("prod", "ScaledObject")
+    }
+    from libs.common.topology import ROUTER_EVENTS, SENDER_COMMANDS
+
+    assert queues == {"wxkf-router": ROUTER_EVENTS.name, "wxkf-sender": SENDER_COMMANDS.name}
+
+
+def test_only_ingress_is_open_and_media_only_to_its_clients() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in objects("prod", "NetworkPolicy")}
+    assert policies["wxkf-default-deny"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/part-of": "wxkf"
+    }
+    public = [p for p in policies.values() if any("from" not in r for r in p.get("ingress", []))]
+    assert [p["podSelector"]["matchLabels"] for p in public] == [
+        {"app.kubernetes.io/name": "wxkf-ingress"}
+    ]
+    media_from = policies["wxkf-media-clients"]["ingress"][0]["from"]
+    allowed = [peer["podSelector"]["matchLabels"] for peer in media_from]
+    assert {"app.kubernetes.io/name": "wxkf-router"} in allowed
+    assert {"app.kubernetes.io/name": "wxkf-sender"} in allowed
+
+
+def test_the_rules_config_map_is_hashed_and_mounted_by_the_router() -> None:
+    (rules,) = [
+        c for c in objects("prod", "ConfigMap") if c["metadata"]["name"].startswith("wxkf-rules")
+    ]
+    assert rules["metadata"]["name"] != "wxkf-rules", "the name must carry the content hash"
+    router = by_name("prod", "Deployment", "wxkf-router")["spec"]["template"]["spec"]
+    assert {"name": "rules", "configMap": {"name": rules["metadata"]["name"]}} in router["volumes"]
+
+
+def test_no_secret_values_are_rendered() -> None:
+    for overlay in OVERLAYS:
+        assert not list(objects(overlay, "Secret")), "secrets are applied from the template"
+
+
+def test_policy_check_passes(tmp_path: Path) -> None:
+    checkov = ROOT / ".tools" / "bin" / "checkov"
+    assert checkov.exists(), "checkov is not installed: run `make tools`"
+    for overlay in OVERLAYS:
+        (tmp_path / f"{overlay}.yaml").write_text(yaml.safe_dump_all(rendered(overlay)))
+    result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [str(checkov), "--config-file", str(K8S / ".checkov.yaml"), "-d", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "Failed checks: 0" in result.stdout
+
+
+def test_dockerfile_lints_clean() -> None:
+    result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [_tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
