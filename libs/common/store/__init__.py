@@ -4,7 +4,9 @@ Two backends, chosen by URL: ``redis://`` (redis-py asyncio, Lua for atomic upda
 ``memory://`` (one process). One behavioural test suite runs against both.
 
 Times are unix seconds (float) passed in by the caller, so tests and the simulator's clock
-control them; TTLs are seconds.
+control them; TTLs are seconds. Bad arguments (a TTL that is not positive, an unknown grant
+kind, a rate that is not positive, an empty key) raise ``ValueError`` naming the argument,
+before anything is written.
 """
 
 from __future__ import annotations
@@ -13,14 +15,28 @@ from typing import Literal, Protocol
 
 import msgspec
 
-__all__ = ["Grant", "Store", "StoreError", "WindowTake", "connect"]
+__all__ = [
+    "GRANT_KINDS",
+    "WINDOW_LINGER_S",
+    "Grant",
+    "GrantKind",
+    "Store",
+    "StoreError",
+    "WindowTake",
+    "connect",
+]
 
 
 class StoreError(Exception):
-    """The store could not be used (connection down, timeout)."""
+    """The store could not be used (connection down, timeout, a key of another kind)."""
 
 
 GrantKind = Literal["message", "enter"]
+GRANT_KINDS: tuple[GrantKind, ...] = ("message", "enter")
+
+WINDOW_LINGER_S = 24 * 3600.0
+"""How long a window key outlives its latest grant's ``until``: within it a take says
+``window_expired``; after it the key is gone and a take says ``no_window``."""
 
 
 class Grant(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,21 +78,38 @@ class Store(Protocol):
 
     # -- reply windows (atomic per user) -------------------------------------------------------
     async def window_grant(self, key: str, grant: Grant, *, now: float) -> None:
-        """Open or renew the grant of this kind (replacing the previous one of that kind)."""
+        """Open or renew the grant of this kind (replacing the previous one of that kind).
+
+        Replaced only by a grant whose ``until`` is strictly later, so a redelivered event never
+        resets a count already used. The key lives until :data:`WINDOW_LINGER_S` after the
+        latest ``until``.
+        """
         ...
 
     async def window_take(self, key: str, *, now: float) -> WindowTake:
-        """Reserve one slot from the valid grant that expires first, atomically."""
+        """Reserve one slot from the valid grant that expires first, atomically.
+
+        A grant is valid while ``until > now`` and its count is above 0. When none is:
+        ``no_window`` (no grant recorded, or the key is gone), ``quota_exhausted`` (a grant is
+        still in time but used up), else ``window_expired``.
+        """
         ...
 
     async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
-        """Give back a slot taken from ``kind`` (WeChat definitely did not deliver)."""
+        """Give back a slot taken from ``kind`` (WeChat definitely did not deliver).
+
+        Only while that grant is still valid, and never above the count it was granted.
+        """
         ...
 
     async def window_close(
         self, key: str, *, now: float, reason: Literal["window_expired", "quota_exhausted"]
     ) -> None:
-        """WeChat refused (45015/45047) although our view allowed: correct our view."""
+        """WeChat refused (45015/45047) although our view allowed: correct our view.
+
+        ``quota_exhausted`` sets every grant's count to 0; ``window_expired`` ends every grant
+        still open at ``now``. Either way a later grant (a new user message) renews.
+        """
         ...
 
     # -- rate limit ------------------------------------------------------------------------------
@@ -84,7 +117,10 @@ class Store(Protocol):
         """Token bucket shared by all replicas: 0.0 if a token was taken, else seconds to wait."""
         ...
 
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers now."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -1,0 +1,259 @@
+"""The ``memory://`` store: the same semantics as Redis, for one process.
+
+Every call runs to completion without awaiting, so each operation is atomic on the event loop
+just as a Lua script is atomic in Redis. Key expiry follows ``clock`` (monotonic seconds by
+default); window and rate-limit decisions follow the ``now`` the caller passes, like Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, TypeVar
+
+from libs.common.store import (
+    GRANT_KINDS,
+    WINDOW_LINGER_S,
+    Grant,
+    GrantKind,
+    StoreError,
+    WindowTake,
+    checks,
+)
+
+Clock = Callable[[], float]
+
+_SWEEP_EVERY = 1024
+"""Writes between two sweeps of expired keys, so keys nobody reads again do not pile up."""
+
+
+@dataclass(slots=True)
+class _GrantState:
+    count: int
+    granted: int
+    until: float
+
+
+@dataclass(slots=True)
+class _Window:
+    grants: dict[GrantKind, _GrantState] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    ts: float
+
+
+_Value = bytes | _Window | _Bucket
+V = TypeVar("V", bytes, _Window, _Bucket)
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: _Value
+    expires_at: float | None
+
+
+class _Space:
+    """The data behind one ``memory://`` URL, shared by every prefix that uses it."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.entries: dict[str, _Entry] = {}
+        self.writes = 0
+
+
+class MemoryStore:
+    """A :class:`~libs.common.store.Store` in this process's memory."""
+
+    _spaces: ClassVar[dict[str, _Space]] = {}
+    _instances: ClassVar[dict[tuple[str, str], MemoryStore]] = {}
+
+    def __init__(
+        self, *, prefix: str = "wxkf:", clock: Clock = time.monotonic, _space: _Space | None = None
+    ) -> None:
+        self._prefix = prefix
+        self._space = _space if _space is not None else _Space(clock)
+
+    @classmethod
+    def shared(cls, url: str = "memory://", *, prefix: str = "wxkf:") -> MemoryStore:
+        """The one store for ``url`` in this process (per prefix, over the same data).
+
+        Every service of a one-process deployment that names the same URL sees the same keys,
+        as they would on one Redis.
+        """
+        space = cls._spaces.get(url)
+        if space is None:
+            space = cls._spaces[url] = _Space(time.monotonic)
+        instance = cls._instances.get((url, prefix))
+        if instance is None:
+            instance = cls._instances[(url, prefix)] = cls(prefix=prefix, _space=space)
+        return instance
+
+    @classmethod
+    def forget(cls, url: str) -> None:
+        """Drop the data and instances for ``url`` (tests that reuse a URL start clean)."""
+        cls._spaces.pop(url, None)
+        for url_prefix in [k for k in cls._instances if k[0] == url]:
+            del cls._instances[url_prefix]
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _k(self, key: str) -> str:
+        return self._prefix + checks.key(key)
+
+    def _live(self, full_key: str) -> _Entry | None:
+        entry = self._space.entries.get(full_key)
+        if entry is None:
+            return None
+        if entry.expires_at is not None and entry.expires_at <= self._space.clock():
+            del self._space.entries[full_key]
+            return None
+        return entry
+
+    def _typed(self, full_key: str, kind: type[V]) -> V | None:
+        entry = self._live(full_key)
+        if entry is None:
+            return None
+        if not isinstance(entry.value, kind):
+            # Redis answers WRONGTYPE here; the same mistake must fail the same way.
+            raise StoreError(f"key {full_key!r} holds another kind of value")
+        return entry.value
+
+    def _put(self, full_key: str, value: _Value, ttl_s: float | None) -> None:
+        clock = self._space.clock()
+        expires = None if ttl_s is None else clock + ttl_s
+        self._space.entries[full_key] = _Entry(value, expires)
+        self._space.writes += 1
+        if self._space.writes % _SWEEP_EVERY == 0:
+            self._sweep(clock)
+
+    def _expire(self, full_key: str, ttl_s: float) -> None:
+        entry = self._space.entries[full_key]
+        entry.expires_at = self._space.clock() + ttl_s
+
+    def _sweep(self, clock: float) -> None:
+        entries = self._space.entries
+        gone = [k for k, e in entries.items() if e.expires_at is not None and e.expires_at <= clock]
+        for k in gone:
+            del entries[k]
+
+    # -- plain keys ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return self._typed(self._k(key), bytes)
+
+    async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
+        full, data = self._k(key), checks.value(value)
+        self._put(full, data, None if ttl_s is None else checks.ttl(ttl_s))
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl_s: float) -> bool:
+        full, data, ttl = self._k(key), checks.value(value), checks.ttl(ttl_s)
+        if self._live(full) is not None:
+            return False
+        self._put(full, data, ttl)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._space.entries.pop(self._k(key), None)
+
+    async def delete_if_equals(self, key: str, value: bytes) -> bool:
+        full, data = self._k(key), checks.value(value)
+        if self._typed(full, bytes) != data:
+            return False
+        del self._space.entries[full]
+        return True
+
+    # -- locks ---------------------------------------------------------------------------------
+
+    async def acquire_lock(self, key: str, owner: str, *, ttl_s: float) -> bool:
+        return await self.set_if_absent(key, checks.text("owner", owner).encode(), ttl_s=ttl_s)
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        return await self.delete_if_equals(key, checks.text("owner", owner).encode())
+
+    # -- reply windows -------------------------------------------------------------------------
+
+    async def window_grant(self, key: str, grant: Grant, *, now: float) -> None:
+        full, g, at = self._k(key), checks.grant(grant), checks.now(now)
+        window = self._typed(full, _Window)
+        if window is None:
+            window = _Window()
+            self._put(full, window, None)
+        old = window.grants.get(g.kind)
+        if old is not None and old.until >= g.until:
+            return
+        window.grants[g.kind] = _GrantState(count=g.count, granted=g.count, until=g.until)
+        latest = max(s.until for s in window.grants.values())
+        self._expire(full, max(latest - at, 0.0) + WINDOW_LINGER_S)
+
+    async def window_take(self, key: str, *, now: float) -> WindowTake:
+        full, at = self._k(key), checks.now(now)
+        window = self._typed(full, _Window)
+        if window is None or not window.grants:
+            return WindowTake(ok=False, reason="no_window")
+        best: tuple[GrantKind, _GrantState] | None = None
+        in_time = False
+        for kind in GRANT_KINDS:
+            state = window.grants.get(kind)
+            if state is None or state.until <= at:
+                continue
+            in_time = True
+            if state.count > 0 and (best is None or state.until < best[1].until):
+                best = (kind, state)
+        if best is not None:
+            kind, state = best
+            state.count -= 1
+            return WindowTake(ok=True, kind=kind, remaining=state.count)
+        return WindowTake(ok=False, reason="quota_exhausted" if in_time else "window_expired")
+
+    async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
+        full, which, at = self._k(key), checks.kind(kind), checks.now(now)
+        window = self._typed(full, _Window)
+        state = None if window is None else window.grants.get(which)
+        if state is not None and state.until > at and state.count < state.granted:
+            state.count += 1
+
+    async def window_close(
+        self, key: str, *, now: float, reason: Literal["window_expired", "quota_exhausted"]
+    ) -> None:
+        full, at, why = self._k(key), checks.now(now), checks.close_reason(reason)
+        window = self._typed(full, _Window)
+        if window is None:
+            return
+        for state in window.grants.values():
+            if why == "quota_exhausted":
+                state.count = 0
+            elif state.until > at:
+                state.until = at
+
+    # -- rate limit ------------------------------------------------------------------------------
+
+    async def rate_acquire(self, key: str, *, rate: float, burst: int, now: float) -> float:
+        full, at = self._k(key), checks.now(now)
+        per_s, cap = checks.rate(rate, burst)
+        bucket = self._typed(full, _Bucket)
+        if bucket is None:
+            bucket = _Bucket(tokens=float(cap), ts=at)
+            self._put(full, bucket, None)
+        if at > bucket.ts:
+            bucket.tokens = min(float(cap), bucket.tokens + (at - bucket.ts) * per_s)
+            bucket.ts = at
+        wait = 0.0
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+        else:
+            wait = (1 - bucket.tokens) / per_s
+        # A bucket left alone refills completely; then forgetting it changes nothing.
+        self._expire(full, cap / per_s + 1.0)
+        return wait
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        # The data belongs to the URL, not to this handle: other services of the same process
+        # may still use it, exactly as they would keep using a Redis server.
+        return None

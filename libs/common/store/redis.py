@@ -1,0 +1,206 @@
+"""The ``redis://`` store: redis-py's asyncio client, one pool, Lua for every atomic update.
+
+Each script is registered once per client and called by its SHA (redis-py loads it again by
+itself if the server forgot it, e.g. after a restart). Every key lives under the prefix. Any
+Redis failure (refused, timed out, a key of another kind) surfaces as :class:`StoreError`
+with the operation and the server's address, never the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from libs.common.store import (
+    WINDOW_LINGER_S,
+    Grant,
+    GrantKind,
+    StoreError,
+    WindowTake,
+    checks,
+)
+
+log = structlog.get_logger(__name__)
+
+_SCRIPTS = (
+    "delete_if_equals",
+    "window_grant",
+    "window_take",
+    "window_release",
+    "window_close",
+    "rate_acquire",
+)
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", name + ".lua").read_text("utf-8")
+
+
+def _num(x: float) -> str:
+    # repr is the shortest text that reads back as the same double: Lua compares exactly.
+    return repr(float(x))
+
+
+def describe(url: str) -> str:
+    """Where a Redis URL points, without its credentials (for errors and logs)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = None
+    db = parts.path.lstrip("/") or "0"
+    return f"{parts.hostname or 'localhost'}:{port if port is not None else '?'}/{db}"
+
+
+class RedisStore:
+    """A :class:`~libs.common.store.Store` on Redis."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, where: str) -> None:
+        self._r = client
+        self._prefix = prefix
+        self._where = where
+        self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        prefix: str = "wxkf:",
+        timeout_s: float = 2.0,
+        max_connections: int = 64,
+    ) -> RedisStore:
+        """A store on ``url``; connections are opened on first use, so this never blocks.
+
+        ``timeout_s`` bounds connecting and every reply. A refused connection is tried once
+        more; a timed-out command is not repeated (it may have run: a window slot taken twice
+        would be lost to the user).
+        """
+        where = describe(url)
+        try:
+            client = aioredis.Redis.from_url(
+                url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                max_connections=max_connections,
+                retry=Retry(
+                    ExponentialBackoff(cap=0.2, base=0.05),
+                    retries=1,
+                    supported_errors=(RedisConnectionError,),
+                ),
+                decode_responses=False,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"store URL for {where} is malformed: {exc}") from None
+        log.info("store.opened", backend="redis", where=where, prefix=prefix)
+        return cls(client, prefix=prefix, where=where)
+
+    @contextlib.contextmanager
+    def _errors(self, op: str) -> Iterator[None]:
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis {op} on {self._where} failed: {exc}") from exc
+
+    def _k(self, key: str) -> str:
+        return self._prefix + checks.key(key)
+
+    async def _run(self, name: str, key: str, *args: str | int) -> Any:
+        with self._errors(name):
+            return await self._scripts[name](keys=[key], args=list(args))
+
+    # -- plain keys ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        full = self._k(key)
+        with self._errors("get"):
+            value = await self._r.get(full)
+        # Without decode_responses redis-py hands back bytes; the str arm is only its typing.
+        return value.encode() if isinstance(value, str) else value
+
+    async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
+        full, data = self._k(key), checks.value(value)
+        px = None if ttl_s is None else checks.ttl_ms(ttl_s)
+        with self._errors("set"):
+            await self._r.set(full, data, px=px)
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl_s: float) -> bool:
+        full, data, px = self._k(key), checks.value(value), checks.ttl_ms(ttl_s)
+        with self._errors("set_if_absent"):
+            return bool(await self._r.set(full, data, px=px, nx=True))
+
+    async def delete(self, key: str) -> None:
+        full = self._k(key)
+        with self._errors("delete"):
+            await self._r.delete(full)
+
+    async def delete_if_equals(self, key: str, value: bytes) -> bool:
+        full, data = self._k(key), checks.value(value)
+        with self._errors("delete_if_equals"):
+            return bool(await self._scripts["delete_if_equals"](keys=[full], args=[data]))
+
+    # -- locks ---------------------------------------------------------------------------------
+
+    async def acquire_lock(self, key: str, owner: str, *, ttl_s: float) -> bool:
+        return await self.set_if_absent(key, checks.text("owner", owner).encode(), ttl_s=ttl_s)
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        return await self.delete_if_equals(key, checks.text("owner", owner).encode())
+
+    # -- reply windows -------------------------------------------------------------------------
+
+    async def window_grant(self, key: str, grant: Grant, *, now: float) -> None:
+        full, g, at = self._k(key), checks.grant(grant), checks.now(now)
+        await self._run(
+            "window_grant", full, g.kind, g.count, _num(g.until), _num(at), _num(WINDOW_LINGER_S)
+        )
+
+    async def window_take(self, key: str, *, now: float) -> WindowTake:
+        full, at = self._k(key), checks.now(now)
+        ok, word, remaining = await self._run("window_take", full, _num(at))
+        text = word.decode() if isinstance(word, bytes) else str(word)
+        if ok:
+            return WindowTake(ok=True, kind=checks.kind(text), remaining=int(remaining))
+        if text == "no_window":
+            return WindowTake(ok=False, reason="no_window")
+        if text == "quota_exhausted":
+            return WindowTake(ok=False, reason="quota_exhausted")
+        return WindowTake(ok=False, reason="window_expired")
+
+    async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
+        full, which, at = self._k(key), checks.kind(kind), checks.now(now)
+        await self._run("window_release", full, which, _num(at))
+
+    async def window_close(
+        self, key: str, *, now: float, reason: Literal["window_expired", "quota_exhausted"]
+    ) -> None:
+        full, at, why = self._k(key), checks.now(now), checks.close_reason(reason)
+        await self._run("window_close", full, why, _num(at))
+
+    # -- rate limit ------------------------------------------------------------------------------
+
+    async def rate_acquire(self, key: str, *, rate: float, burst: int, now: float) -> float:
+        full, at = self._k(key), checks.now(now)
+        per_s, cap = checks.rate(rate, burst)
+        wait = await self._run("rate_acquire", full, _num(per_s), cap, _num(at))
+        return float(wait)
+
+    async def ping(self) -> None:
+        with self._errors("ping"):
+            await self._r.ping()
+
+    async def close(self) -> None:
+        with self._errors("close"):
+            await self._r.aclose()
