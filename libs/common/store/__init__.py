@@ -80,9 +80,10 @@ class Store(Protocol):
     async def window_grant(self, key: str, grant: Grant, *, now: float) -> None:
         """Open or renew the grant of this kind (replacing the previous one of that kind).
 
-        Replaced only by a grant whose ``until`` is strictly later, so a redelivered event never
-        resets a count already used. The key lives until :data:`WINDOW_LINGER_S` after the
-        latest ``until``.
+        Replaced only by a grant whose ``until`` is strictly later than the one issued before
+        (:meth:`window_close` does not move that mark), so a redelivered event never resets a
+        count already used nor reopens a window WeChat closed. The key lives until
+        :data:`WINDOW_LINGER_S` after the latest ``until``.
         """
         ...
 

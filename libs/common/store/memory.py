@@ -33,6 +33,8 @@ class _GrantState:
     count: int
     granted: int
     until: float
+    issued: float
+    """The until as granted; ``until`` moves to "now" when WeChat says the window closed."""
 
 
 @dataclass(slots=True)
@@ -183,9 +185,11 @@ class MemoryStore:
             window = _Window()
             self._put(full, window, None)
         old = window.grants.get(g.kind)
-        if old is not None and old.until >= g.until:
+        if old is not None and old.issued >= g.until:
             return
-        window.grants[g.kind] = _GrantState(count=g.count, granted=g.count, until=g.until)
+        window.grants[g.kind] = _GrantState(
+            count=g.count, granted=g.count, until=g.until, issued=g.until
+        )
         latest = max(s.until for s in window.grants.values())
         self._expire(full, max(latest - at, 0.0) + WINDOW_LINGER_S)
 

@@ -64,6 +64,14 @@ def describe(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{port if port is not None else '?'}/{db}"
 
 
+def _check_db(url: str, where: str) -> None:
+    # redis-py silently ignores a database path that is not a number; say so instead.
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    if parts.scheme in ("redis", "rediss") and db and not db.isdigit():
+        raise ValueError(f"store URL for {where} is malformed: database {db!r} is not a number")
+
+
 class RedisStore:
     """A :class:`~libs.common.store.Store` on Redis."""
 
@@ -89,21 +97,25 @@ class RedisStore:
         would be lost to the user).
         """
         where = describe(url)
+        _check_db(url, where)
         try:
-            client = aioredis.Redis.from_url(
+            # A blocking pool: a burst of callers waits for a free connection (up to the
+            # timeout) instead of failing with "too many connections".
+            pool = aioredis.BlockingConnectionPool.from_url(
                 url,
+                max_connections=max_connections,
+                timeout=timeout_s,
                 socket_timeout=timeout_s,
                 socket_connect_timeout=timeout_s,
-                max_connections=max_connections,
                 retry=Retry(
                     ExponentialBackoff(cap=0.2, base=0.05),
                     retries=1,
                     supported_errors=(RedisConnectionError,),
                 ),
-                decode_responses=False,
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"store URL for {where} is malformed: {exc}") from None
+        client = aioredis.Redis.from_pool(pool)
         log.info("store.opened", backend="redis", where=where, prefix=prefix)
         return cls(client, prefix=prefix, where=where)
 
@@ -137,8 +149,11 @@ class RedisStore:
             await self._r.set(full, data, px=px)
 
     async def set_if_absent(self, key: str, value: bytes, *, ttl_s: float) -> bool:
-        full, data, px = self._k(key), checks.value(value), checks.ttl_ms(ttl_s)
-        with self._errors("set_if_absent"):
+        return await self._set_nx("set_if_absent", key, checks.value(value), ttl_s)
+
+    async def _set_nx(self, op: str, key: str, data: bytes, ttl_s: float) -> bool:
+        full, px = self._k(key), checks.ttl_ms(ttl_s)
+        with self._errors(op):
             return bool(await self._r.set(full, data, px=px, nx=True))
 
     async def delete(self, key: str) -> None:
@@ -147,17 +162,20 @@ class RedisStore:
             await self._r.delete(full)
 
     async def delete_if_equals(self, key: str, value: bytes) -> bool:
-        full, data = self._k(key), checks.value(value)
-        with self._errors("delete_if_equals"):
+        return await self._del_eq("delete_if_equals", key, checks.value(value))
+
+    async def _del_eq(self, op: str, key: str, data: bytes) -> bool:
+        full = self._k(key)
+        with self._errors(op):
             return bool(await self._scripts["delete_if_equals"](keys=[full], args=[data]))
 
     # -- locks ---------------------------------------------------------------------------------
 
     async def acquire_lock(self, key: str, owner: str, *, ttl_s: float) -> bool:
-        return await self.set_if_absent(key, checks.text("owner", owner).encode(), ttl_s=ttl_s)
+        return await self._set_nx("acquire_lock", key, checks.text("owner", owner).encode(), ttl_s)
 
     async def release_lock(self, key: str, owner: str) -> bool:
-        return await self.delete_if_equals(key, checks.text("owner", owner).encode())
+        return await self._del_eq("release_lock", key, checks.text("owner", owner).encode())
 
     # -- reply windows -------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 -- Correct our view after WeChat refused a send our view allowed.
 -- KEYS[1]: the window hash. ARGV: reason, now.
 -- quota_exhausted (45047): every grant's count to 0. window_expired (45015): every grant
--- still open ends now. A later user message still renews, since its until is later.
+-- still open ends now. A later user message still renews (its until is later than the one
+-- issued); a redelivery of the same one does not.
 local key = KEYS[1]
 local reason, now_s = ARGV[1], ARGV[2]
 local now = tonumber(now_s)

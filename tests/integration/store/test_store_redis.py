@@ -1,0 +1,137 @@
+"""What only the Redis backend has: failures of the server, its keys, its scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import pytest
+import redis.asyncio as aioredis
+
+from libs.common.store import WINDOW_LINGER_S, Grant, StoreError, connect
+from libs.common.store.redis import RedisStore, describe
+
+pytestmark = pytest.mark.integration
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+HANG_GUARD_S = 30.0
+"""Only so that a hang fails the test instead of stalling the run; not a speed check."""
+
+
+@pytest.fixture
+async def redis_store(prefix: str, raw_redis: aioredis.Redis) -> AsyncIterator[RedisStore]:
+    store = await RedisStore.connect(REDIS_URL, prefix=prefix)
+    yield store
+    await store.close()
+
+
+async def test_connect_picks_redis_for_redis_urls(prefix: str, raw_redis) -> None:
+    store = await connect(REDIS_URL, prefix=prefix)
+    try:
+        assert isinstance(store, RedisStore)
+        await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_every_key_lives_under_the_prefix(
+    redis_store: RedisStore, prefix: str, raw_redis: aioredis.Redis
+) -> None:
+    now = time.time()
+    await redis_store.set("a", b"1")
+    await redis_store.set_if_absent("b", b"1", ttl_s=60)
+    await redis_store.acquire_lock("c", "me", ttl_s=60)
+    await redis_store.window_grant("d", Grant(kind="message", count=5, until=now + 60), now=now)
+    await redis_store.rate_acquire("e", rate=1, burst=1, now=now)
+    keys = sorted([k.decode() async for k in raw_redis.scan_iter(match=prefix + "*")])
+    assert keys == [prefix + name for name in "abcde"]
+
+
+async def test_scripts_are_registered_and_called_by_sha(
+    redis_store: RedisStore, raw_redis: aioredis.Redis
+) -> None:
+    await redis_store.window_take("w", now=time.time())
+    source = resources.files("libs.common.store").joinpath("lua", "window_take.lua").read_bytes()
+    sha = hashlib.sha1(source).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+    assert await raw_redis.script_exists(sha) == [True]
+
+
+async def test_window_key_expires_a_while_after_its_last_grant(
+    redis_store: RedisStore, prefix: str, raw_redis: aioredis.Redis
+) -> None:
+    now = 1_750_000_000.0
+    await redis_store.window_grant("w", Grant(kind="enter", count=2, until=now + 60), now=now)
+    await redis_store.window_grant("w", Grant(kind="message", count=5, until=now + 600), now=now)
+    ttl_ms = await raw_redis.pttl(prefix + "w")
+    expected_ms = (600 + WINDOW_LINGER_S) * 1000
+    assert expected_ms - 60_000 < ttl_ms <= expected_ms
+
+
+async def test_lock_ttl_is_set_in_milliseconds(
+    redis_store: RedisStore, prefix: str, raw_redis: aioredis.Redis
+) -> None:
+    await redis_store.acquire_lock("lock", "me", ttl_s=2.5)
+    assert 0 < await raw_redis.pttl(prefix + "lock") <= 2500
+    await redis_store.set("tiny", b"v", ttl_s=0.0001)  # rounds up to 1 ms, never to "forever"
+    assert await raw_redis.pttl(prefix + "tiny") in (-2, 1)
+
+
+async def test_unreachable_redis_is_a_store_error_for_every_call(closed_port: int) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{closed_port}/0"
+    store = await RedisStore.connect(url, prefix="wxkf-test:", timeout_s=1.0)
+    calls = {
+        "ping": store.ping(),
+        "get": store.get("k"),
+        "set_if_absent": store.set_if_absent("k", b"v", ttl_s=1),
+        "release_lock": store.release_lock("k", "me"),
+        "window_take": store.window_take("k", now=time.time()),
+        "rate_acquire": store.rate_acquire("k", rate=1, burst=1, now=time.time()),
+    }
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            for op, call in calls.items():
+                with pytest.raises(StoreError) as caught:
+                    await call
+                message = str(caught.value)
+                assert op in message
+                assert f"127.0.0.1:{closed_port}" in message
+                assert "hunter2" not in message
+    finally:
+        await store.close()
+
+
+async def test_a_server_that_never_answers_is_a_store_error() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = await RedisStore.connect(f"redis://127.0.0.1:{port}/0", timeout_s=0.3)
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            with pytest.raises(StoreError, match="window_take"):
+                await store.window_take("k", now=time.time())
+        assert accepted, "the store never reached the silent server"
+    finally:
+        await store.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/x"])
+async def test_a_malformed_url_is_refused_by_name(url: str) -> None:
+    with pytest.raises(ValueError, match="malformed"):
+        await RedisStore.connect(url)
+
+
+def test_describe_never_shows_credentials() -> None:
+    assert describe("redis://user:secret@cache.internal:6380/2") == "cache.internal:6380/2"
+    assert describe("rediss://:secret@cache") == "cache:6379/0"
+    assert describe("unix:///run/redis.sock?db=1") == "unix:/run/redis.sock"
