@@ -1,0 +1,50 @@
+"""The media service's settings: ``WXKF_*`` variables into one frozen Struct."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from libs.common.settings import Secret, WeChatApiSettings
+from services.media.sniff import KINDS, Kind
+
+MB = 1024 * 1024
+
+Bytes = Annotated[int, msgspec.Meta(gt=0)]
+KindList = Annotated[str, msgspec.Meta(pattern=r"(?i)^ *(jpe?g|png|gif)( *, *(jpe?g|png|gif))* *$")]
+
+
+class MediaSettings(WeChatApiSettings, frozen=True, kw_only=True):
+    media_port: int = 8084
+    internal_token: Secret | None = None
+    """When set, every ``/v1/`` request must carry ``Authorization: Bearer <token>``."""
+    media_max_bytes: Bytes = 2 * MB
+    """Largest image accepted for upload (WECHAT.md §9.1: 2 MB is the safe default)."""
+    media_types: KindList = "jpeg,png,gif"
+    """Comma-separated image kinds accepted for upload, judged by their bytes."""
+    media_spool_bytes: Bytes = 256 * 1024
+    """An upload larger than this waits for WeChat in a temporary file, not in memory."""
+    media_reuse_margin_h: Annotated[float, msgspec.Meta(ge=0, lt=72)] = 12.0
+    """Upload the same bytes again when less than this many hours of the 3 days remain."""
+    media_upstream_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    """How long one request may spend retrying WeChat's transient errors."""
+    media_cache_dir: str | None = None
+    """Directory of the download cache; unset turns the cache off."""
+    media_cache_max_bytes: Bytes = 256 * MB
+    assets_dir: str | None = None
+    """Directory (a volume) of named images; unset turns the asset API off."""
+    archive_dir: str | None = None
+    """Directory that user images are archived into; setting it turns the archive on."""
+    archive_max_bytes: Bytes = 32 * MB
+    """Largest user image the archive keeps (WeChat documents no limit)."""
+
+    @property
+    def allowed_kinds(self) -> frozenset[Kind]:
+        names = {part.strip().lower() for part in self.media_types.split(",")}
+        names = {"jpeg" if n == "jpg" else n for n in names}
+        return frozenset(k for k in KINDS if k.name in names)
+
+    @property
+    def archive_enabled(self) -> bool:
+        return bool(self.archive_dir)
