@@ -1,0 +1,80 @@
+"""The ingress service's domain metrics (the RED metrics of every route come from base_app)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+# Answers are expected in a few ms; the upper buckets show decisions that ran into the budget.
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+)
+
+PUSHES = Counter(
+    "wxkf_ingress_pushes_total",
+    "Pushes that passed verification, by schema type and outcome.",
+    ["type", "outcome"],
+)
+"""outcome: published, duplicate, unconfirmed (publish failed), store_unavailable, pending."""
+
+ANSWER_LATENCY = Histogram(
+    "wxkf_ingress_answer_duration_seconds",
+    "Time from reading a push to answering it, by answer.",
+    ["answer"],
+    buckets=_LATENCY_BUCKETS,
+)
+"""answer: success, transfer, refused (bad input), unavailable (503)."""
+
+DECISION_WAIT = Histogram(
+    "wxkf_ingress_decision_wait_seconds",
+    "Time a user message waited for the router's decision.",
+    buckets=_LATENCY_BUCKETS,
+)
+
+DECISIONS = Counter(
+    "wxkf_ingress_decisions_total",
+    "Decision waits by result: transfer, no_transfer, timeout (answered success), invalid.",
+    ["result"],
+)
+
+DEDUPE_HITS = Counter(
+    "wxkf_ingress_dedupe_hits_total",
+    "Retried pushes found in the store, by the state they found: done, pending.",
+    ["state"],
+)
+
+PUBLISH_FAILURES = Counter(
+    "wxkf_ingress_publish_failures_total",
+    "Events the broker did not confirm (answered 503 so that WeChat retries).",
+)
+
+STORE_ERRORS = Counter(
+    "wxkf_ingress_store_errors_total",
+    "Store operations that failed, by operation.",
+    ["op"],
+)
+
+BAD_INPUT = Counter(
+    "wxkf_ingress_bad_input_total",
+    "Requests refused before anything was published, by reason.",
+    ["reason"],
+)
+
+URL_VERIFICATIONS = Counter(
+    "wxkf_ingress_url_verifications_total",
+    "URL verification requests (GET) by outcome: ok or the refusal reason.",
+    ["outcome"],
+)

@@ -1,0 +1,90 @@
+"""Ingress settings: ``WXKF_*`` variables of the push endpoint, checked before a port is bound."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from libs.common.settings import CommonSettings, Secret
+from libs.common.wechat.crypto import aes_key
+from libs.common.wechat.errors import BadAesKey
+
+PushMode = Literal["plain", "compatible", "safe"]
+PushFormat = Literal["xml", "json", "auto"]
+
+
+class IngressSettings(CommonSettings, frozen=True, kw_only=True):
+    token: Secret
+    """The Token of WeChat's push configuration: the key of every signature."""
+    aes_key: Secret | None = None
+    """The 43-character EncodingAESKey; needed by the compatible and safe modes."""
+    push_mode: PushMode | None = None
+    """As chosen in WeChat's console; unset means ``safe`` with an AES key, else ``plain``."""
+    push_format: PushFormat = "auto"
+    """``xml`` or ``json`` as chosen in WeChat's console; ``auto`` sniffs each body."""
+    push_path: str = "/wechat"
+    ingress_port: int = 8080
+    max_body_bytes: int = 256 * 1024
+    """A customer-service push is a few KB at most, three times that in compatible mode."""
+    max_push_age_s: int = 600
+    """Refuse pushes whose signed timestamp is older than this (replay window); 0 = off."""
+    decision_budget_ms: int = 2000
+    """How long a user message waits for the router's decision; WeChat gives up after 5 s."""
+    dedupe_pending_ttl_s: float = 30.0
+    """How long a claimed push stays "pending" if its claimant dies before finishing."""
+    dedupe_ttl_s: float = 1800.0
+    """How long an answered push is remembered; must outlive the replay window."""
+    dedupe_wait_margin_ms: int = 1000
+    """A retry that finds its push pending waits the decision budget plus this margin."""
+
+    def __post_init__(self) -> None:
+        # A ValueError here becomes settings.load's one-line error naming the variable; the
+        # " - at `$.field`" suffix is msgspec's own way of naming a field, which load reads.
+        for field, problem in _problems(self):
+            raise ValueError(f"{problem} - at `$.{field}`")
+
+    @property
+    def mode(self) -> PushMode:
+        """The effective push mode."""
+        if self.push_mode is not None:
+            return self.push_mode
+        return "safe" if self.aes_key else "plain"
+
+
+def _problems(s: IngressSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if not s.token:
+        problems.append(("token", "must not be empty"))
+    if s.push_mode in ("compatible", "safe") and not s.aes_key:
+        problems.append(("aes_key", f"is required when WXKF_PUSH_MODE is {s.push_mode}"))
+    if s.aes_key:
+        try:
+            aes_key(s.aes_key)
+        except BadAesKey as exc:
+            problems.append(("aes_key", exc.detail))
+    if not s.push_path.startswith("/"):
+        problems.append(("push_path", "must start with '/'"))
+    if not 0 < s.ingress_port < 65536:
+        problems.append(("ingress_port", "must be in 1..65535"))
+    if s.max_body_bytes < 1024:
+        problems.append(("max_body_bytes", "must be at least 1024"))
+    if s.max_push_age_s < 0:
+        problems.append(("max_push_age_s", "must be 0 (off) or positive"))
+    if not 0 < s.decision_budget_ms < 5000:
+        problems.append(
+            ("decision_budget_ms", "must be in 1..4999: WeChat drops the push after 5 s")
+        )
+    if s.dedupe_pending_ttl_s * 1000 <= s.decision_budget_ms + s.dedupe_wait_margin_ms:
+        problems.append(
+            ("dedupe_pending_ttl_s", "must be longer than the decision budget and its margin")
+        )
+    if s.dedupe_ttl_s <= s.max_push_age_s:
+        problems.append(
+            (
+                "dedupe_ttl_s",
+                "must be longer than WXKF_MAX_PUSH_AGE_S, or a push replayed inside the window "
+                "would be taken for a new one",
+            )
+        )
+    if s.dedupe_wait_margin_ms < 0:
+        problems.append(("dedupe_wait_margin_ms", "must not be negative"))
+    return problems

@@ -1,0 +1,211 @@
+"""The pending/done protocol on the memory store (the Redis run is in the integration suite)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import REGISTRY
+
+from libs.common.store import StoreError
+from libs.common.store.memory import MemoryStore
+from services.ingress import dedupe
+from services.ingress.dedupe import Done, settle
+from services.ingress.errors import StillPending, StoreUnavailable
+
+KEY = dedupe.key_for("event-1")
+TRANSFER = Done(transfer=True)
+
+
+def _settle(
+    store: MemoryStore, work: dedupe.Work, *, wait_s: float = 5.0
+) -> asyncio.Future[dedupe.Settled]:
+    return asyncio.ensure_future(
+        settle(store, KEY, work, pending_ttl_s=30.0, done_ttl_s=600.0, wait_s=wait_s)
+    )
+
+
+class Worker:
+    """Counts how often the event was published; can be held open or made to fail."""
+
+    def __init__(self, answer: Done = TRANSFER) -> None:
+        self.answer = answer
+        self.calls = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.release.set()
+        self.fail: BaseException | None = None
+
+    async def __call__(self) -> Done:
+        self.calls += 1
+        self.started.set()
+        await self.release.wait()
+        if self.fail is not None:
+            raise self.fail
+        return self.answer
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore(prefix="test:")
+
+
+async def test_first_attempt_publishes_and_records_the_answer(store: MemoryStore) -> None:
+    work = Worker()
+    settled = await _settle(store, work)
+    assert settled.first
+    assert settled.answer == Done(transfer=True)
+    assert work.calls == 1
+    raw = await store.get(KEY)
+    assert raw is not None
+    assert b"done" in raw
+
+
+async def test_a_retry_after_done_gets_the_same_answer_without_publishing(
+    store: MemoryStore,
+) -> None:
+    first, retry = Worker(Done(transfer=True)), Worker(Done(transfer=False))
+    await _settle(store, first)
+    settled = await _settle(store, retry)
+    assert not settled.first
+    assert settled.answer == Done(transfer=True)
+    assert retry.calls == 0
+
+
+async def test_a_failed_publish_releases_the_key_for_the_next_attempt(store: MemoryStore) -> None:
+    failing = Worker()
+    failing.fail = RuntimeError("broker said no")
+    with pytest.raises(RuntimeError):
+        await _settle(store, failing)
+    assert await store.get(KEY) is None
+    work = Worker()
+    settled = await _settle(store, work)
+    assert settled.first
+    assert work.calls == 1
+
+
+async def test_a_cancelled_attempt_releases_the_key(store: MemoryStore) -> None:
+    work = Worker()
+    work.release.clear()
+    task = _settle(store, work)
+    await work.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await store.get(KEY) is None
+
+
+async def test_overlapping_attempts_publish_once_and_share_the_answer(store: MemoryStore) -> None:
+    first, second = Worker(Done(transfer=True)), Worker()
+    first.release.clear()
+    a = _settle(store, first)
+    await first.started.wait()
+    hits = dedupe_hits("pending")
+    b = _settle(store, second)
+    # b must be polling, not publishing, while a holds the key.
+    await _until(lambda: dedupe_hits("pending") > hits or b.done())
+    assert not b.done()
+    first.release.set()
+    settled_a, settled_b = await asyncio.gather(a, b)
+    assert settled_a.first
+    assert not settled_b.first
+    assert settled_b.answer == Done(transfer=True)
+    assert (first.calls, second.calls) == (1, 0)
+
+
+async def test_a_waiting_retry_takes_over_when_the_first_attempt_fails(store: MemoryStore) -> None:
+    first, second = Worker(), Worker(Done(transfer=False))
+    first.release.clear()
+    first.fail = RuntimeError("nacked")
+    a = _settle(store, first)
+    await first.started.wait()
+    b = _settle(store, second)
+    await asyncio.sleep(0)
+    first.release.set()
+    with pytest.raises(RuntimeError):
+        await a
+    settled = await b
+    assert settled.first
+    assert settled.answer == Done(transfer=False)
+    assert second.calls == 1
+
+
+async def test_still_pending_at_the_deadline_is_unavailable(store: MemoryStore) -> None:
+    holder, retry = Worker(), Worker()
+    holder.release.clear()
+    a = _settle(store, holder)
+    await holder.started.wait()
+    with pytest.raises(StillPending):
+        await _settle(store, retry, wait_s=0.05)
+    assert retry.calls == 0
+    holder.release.set()
+    await a
+
+
+async def test_unreadable_state_is_not_guessed(store: MemoryStore) -> None:
+    await store.set(KEY, b"something else", ttl_s=60)
+    work = Worker()
+    with pytest.raises(StoreUnavailable):
+        await _settle(store, work)
+    assert work.calls == 0
+
+
+class BrokenStore(MemoryStore):
+    """The memory store with chosen operations failing as a down Redis would."""
+
+    def __init__(self, *failing: str) -> None:
+        super().__init__(prefix="broken:")
+        self.failing = set(failing)
+
+    def _check(self, op: str) -> None:
+        if op in self.failing:
+            raise StoreError(f"{op}: connection refused")
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl_s: float) -> bool:
+        self._check("set_if_absent")
+        return await super().set_if_absent(key, value, ttl_s=ttl_s)
+
+    async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
+        self._check("set")
+        await super().set(key, value, ttl_s=ttl_s)
+
+    async def delete_if_equals(self, key: str, value: bytes) -> bool:
+        self._check("delete_if_equals")
+        return await super().delete_if_equals(key, value)
+
+
+async def test_store_down_before_publishing_is_unavailable() -> None:
+    work = Worker()
+    with pytest.raises(StoreUnavailable):
+        await _settle(BrokenStore("set_if_absent"), work)
+    assert work.calls == 0
+
+
+async def test_store_down_after_the_confirm_still_answers() -> None:
+    store = BrokenStore("set")
+    work = Worker(Done(transfer=True))
+    settled = await _settle(store, work)
+    assert settled.first
+    assert settled.answer.transfer
+
+
+async def test_release_failure_keeps_the_publish_error() -> None:
+    store = BrokenStore("delete_if_equals")
+    work = Worker()
+    work.fail = RuntimeError("nacked")
+    with pytest.raises(RuntimeError):
+        await _settle(store, work)
+
+
+def dedupe_hits(state: str) -> float:
+    value = REGISTRY.get_sample_value("wxkf_ingress_dedupe_hits_total", {"state": state})
+    return value or 0.0
+
+
+async def _until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
