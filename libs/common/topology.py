@@ -18,7 +18,9 @@ EVENTS = "kf.events"
 COMMANDS = "kf.commands"
 """Topic exchange of commands to the sender: send.<msgtype>."""
 RETRY = "kf.retry"
-"""Direct exchange that expired delay queues dead-letter into, keyed by work queue name."""
+"""Direct exchange of retries. Keyed by a delay queue's name it fills that delay queue; keyed
+by a work queue's name (where expired delay queues dead-letter into, and where replayed dead
+letters go) it feeds that work queue alone, never the other queues bound to the message's key."""
 DEAD = "kf.dead"
 """Direct exchange of dead letters, keyed by work queue name, bound to ``<queue>.dlq``."""
 
@@ -46,6 +48,28 @@ class QueueSpec(msgspec.Struct, frozen=True, kw_only=True):
         return tuple(
             min(self.retry_cap_s, self.retry_base_s * 2**i) for i in range(self.max_attempts - 1)
         )
+
+    def delay_steps(self) -> tuple[float, ...]:
+        """The distinct retry delays, shortest first: one delay queue each."""
+        return tuple(sorted(set(self.retry_delays())))
+
+    def retry_delay(self, attempt: int, requested_s: float | None = None) -> float:
+        """The wait before the retry that follows a failed ``attempt`` (1-based).
+
+        A delay the handler asked for (``Retry(delay_s=...)``) is rounded up to the nearest
+        declared step, and to the longest step beyond it, since each step is a queue.
+        """
+        steps = self.delay_steps()
+        if not steps:
+            return 0.0
+        if requested_s is None:
+            delays = self.retry_delays()
+            return delays[min(max(attempt, 1), len(delays)) - 1]
+        return next((s for s in steps if s >= requested_s), steps[-1])
+
+    def delay_queue(self, delay_s: float) -> str:
+        """The delay queue that holds this queue's retries for ``delay_s`` seconds."""
+        return f"{self.name}.delay.{round(delay_s * 1000)}ms"
 
 
 ROUTER_EVENTS = QueueSpec(

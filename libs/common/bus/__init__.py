@@ -41,6 +41,11 @@ __all__ = [
 ATTEMPT_HEADER = "x-wxkf-attempt"
 """1 on the first delivery; the bus increments it on each retry through a delay queue."""
 DEATH_REASON_HEADER = "x-wxkf-death-reason"
+"""Why the bus dead-lettered a message (absent when the broker did: see ``x-death``)."""
+ROUTING_KEY_HEADER = "x-wxkf-routing-key"
+"""The key a message was first published with; retries travel under the queue's name."""
+REQUEST_ID_HEADER = "x-wxkf-request-id"
+"""On a reply: the message id of the request it answers (correlation ids may repeat)."""
 
 
 class Delivery(Protocol):
@@ -132,4 +137,6 @@ async def connect(url: str, **options: Any) -> Bus:
         from libs.common.bus.memory import MemoryBus
 
         return MemoryBus.shared(url, **options)
-    raise ValueError(f"unsupported bus URL scheme in {url.split('://')[0]!r}: use amqp:// or memory://")
+    raise ValueError(
+        f"unsupported bus URL scheme in {url.split('://')[0]!r}: use amqp:// or memory://"
+    )

@@ -1,0 +1,680 @@
+"""``amqp://``: the bus on RabbitMQ through aio-pika.
+
+One robust connection; one channel with publisher confirms for every publish (and the
+direct reply-to consumer of ``request``, which must live on the channel that publishes);
+one channel per consumed queue, so each has its own prefetch; one for declarations.
+
+Every publish waits for the broker's confirm within ``publish_timeout_s`` (including the wait
+for a connection that is down) and raises :class:`PublishError` on a nack, an unroutable
+return (``mandatory``) or the deadline. A delivery is acked only after its handler returned
+and, for a retry or a dead letter, after the copy that replaces it was confirmed.
+
+Recovery: aio-pika restores channels and consumers after a reconnect; the bus does not rely
+on it alone. After every reconnect, and every ``consumer_check_s`` besides, it checks that each
+of its consumers is registered on its live channel and starts the ones that are not (a
+recovered connection with no consumers is a known failure mode of robust connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustQueue,
+)
+from pamqp.commands import Basic
+
+from libs.common.bus import DeadLetter, Handler, metrics
+from libs.common.bus import delivery as dl
+from libs.common.bus.outcomes import BusError, PublishError
+from libs.common.schemas import BusMessage, encode
+from libs.common.topology import COMMANDS, CORE_QUEUES, DEAD, EVENTS, RETRY, QueueSpec, exchange_for
+
+log = structlog.get_logger(__name__)
+
+REPLY_TO: Final = "amq.rabbitmq.reply-to"
+JSON: Final = "application/json"
+PERSISTENT: Final = 2
+DLQ_DELIVERY_LIMIT: Final = 1_000_000
+"""Peeking at a dead-letter queue returns its messages, which counts as a failed delivery in a
+quorum queue; newer RabbitMQ versions default to a limit of 20 and would then drop them."""
+
+_CHANNEL_ERRORS = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError)
+_LINK_ERRORS = (*_CHANNEL_ERRORS, ConnectionError, OSError)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def work_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        # RabbitMQ 3.x has no default: without a limit a poison message loops forever.
+        "x-delivery-limit": spec.delivery_limit,
+        "x-dead-letter-exchange": DEAD,
+        "x-dead-letter-routing-key": spec.name,
+        "x-dead-letter-strategy": "at-least-once",
+        # at-least-once dead-lettering requires it; these queues have no length limit anyway.
+        "x-overflow": "reject-publish",
+    }
+
+
+def delay_queue_arguments(spec: QueueSpec, delay_s: float) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": round(delay_s * 1000),
+        "x-dead-letter-exchange": RETRY,
+        "x-dead-letter-routing-key": spec.name,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def dead_letter_queue_arguments() -> dict[str, Any]:
+    return {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
+
+
+def properties(
+    *,
+    message_id: str | None,
+    correlation_id: str | None,
+    type_: str | None,
+    headers: Mapping[str, Any] | None = None,
+    reply_to: str | None = None,
+    persistent: bool = True,
+) -> Basic.Properties:
+    return Basic.Properties(
+        content_type=JSON,
+        delivery_mode=PERSISTENT if persistent else 1,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        message_type=type_,
+        headers=dict(headers) if headers else None,
+        reply_to=reply_to,
+    )
+
+
+class _Consumer:
+    __slots__ = ("bus", "channel", "handler", "prefetch", "queue", "spec", "tag")
+
+    def __init__(
+        self,
+        bus: AmqpBus,
+        spec: QueueSpec,
+        handler: Handler,
+        prefetch: int,
+        channel: AbstractRobustChannel,
+        queue: AbstractRobustQueue,
+    ) -> None:
+        self.bus = bus
+        self.spec = spec
+        self.handler = handler
+        self.prefetch = prefetch
+        self.channel = channel
+        self.queue = queue
+        self.tag = ""
+
+    async def start(self) -> None:
+        self.tag = await self.queue.consume(self.on_message, timeout=self.bus.op_timeout_s)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.bus.inflight.add(task)
+        try:
+            await self._handle(message)
+        finally:
+            if task is not None:
+                self.bus.inflight.discard(task)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        spec, bus = self.spec, self.bus
+        headers: Mapping[str, Any] = message.headers or {}
+        delivery = dl.Delivery(
+            attempt=dl.attempt_of(headers),
+            max_attempts=spec.max_attempts,
+            reply_to=message.reply_to,
+            redelivered=bool(message.redelivered),
+            headers=headers,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            replier=bus.send_reply,
+        )
+        try:
+            verdict = await dl.handle(spec, self.handler, message.body, delivery)
+        except asyncio.CancelledError:
+            # Shutdown or a dropped channel: unsettled, so the broker delivers it again
+            # (and counts it toward the queue's delivery limit).
+            metrics.DELIVERIES.labels(spec.name, "requeue").inc()
+            await _quietly(message.nack(requeue=True), "delivery.nack_failed")
+            raise
+        await self._settle(message, verdict)
+
+    async def _settle(self, message: AbstractIncomingMessage, verdict: dl.Verdict) -> None:
+        spec, bus = self.spec, self.bus
+        key = message.routing_key or ""
+        try:
+            if verdict.outcome == "retry":
+                target, routing_key = RETRY, spec.delay_queue(verdict.delay_s)
+                headers = dl.retry_headers(message.headers, key)
+            elif verdict.outcome != "ack":
+                target, routing_key = DEAD, spec.name
+                headers = dl.dead_headers(message.headers, key, verdict.reason)
+            if verdict.outcome != "ack":
+                props = properties(
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    type_=message.type,
+                    headers=headers,
+                    reply_to=message.reply_to,
+                )
+                await bus.send(target, routing_key, message.body, props)
+        except PublishError as exc:
+            # Not parked elsewhere, so not acked: the broker delivers it again.
+            log.warning("delivery.settle_failed", outcome=verdict.outcome, error=str(exc))
+            metrics.DELIVERIES.labels(spec.name, "requeue").inc()
+            await _quietly(message.nack(requeue=True), "delivery.nack_failed")
+            return
+        metrics.DELIVERIES.labels(spec.name, verdict.outcome).inc()
+        await _quietly(message.ack(), "delivery.ack_failed")
+
+
+def _consumer_tags(channel: aiormq.abc.AbstractChannel) -> Mapping[str, Any]:
+    # The consumers the client side of this channel knows: filled on ConsumeOk, emptied on
+    # CancelOk or the broker's Cancel.
+    return channel.consumers if isinstance(channel, aiormq.Channel) else {}
+
+
+async def _quietly(action: Any, event: str) -> None:
+    # An ack or nack on a channel that died is moot: the broker has already put the message
+    # back, and will deliver it again.
+    try:
+        await action
+    except _LINK_ERRORS as exc:
+        log.info(event, error=type(exc).__name__)
+
+
+class AmqpBus:
+    """The bus on a RabbitMQ broker; build it with :meth:`connect`."""
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        publisher: AbstractRobustChannel,
+        topology: AbstractRobustChannel,
+        *,
+        publish_timeout_s: float,
+        op_timeout_s: float,
+        consumer_check_s: float,
+    ) -> None:
+        self.connection = connection
+        self.publisher = publisher
+        self.topology = topology
+        self.publish_timeout_s = publish_timeout_s
+        self.op_timeout_s = op_timeout_s
+        self.consumer_check_s = consumer_check_s
+        self.inflight: set[asyncio.Task[Any]] = set()
+        self._consumers: list[_Consumer] = []
+        self._declared: dict[str, QueueSpec] = {}
+        self._pending: dict[str, dict[str, asyncio.Future[bytes]]] = {}
+        self._reply_channel: aiormq.abc.AbstractChannel | None = None
+        self._reply_lock = asyncio.Lock()
+        self._closed = False
+        self._stopping = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        publish_timeout_s: float = 5.0,
+        connect_timeout_s: float = 10.0,
+        reconnect_interval_s: float = 1.0,
+        consumer_check_s: float = 5.0,
+        name: str = "wxkf",
+    ) -> AmqpBus:
+        """Connect, or raise :class:`BusError` within ``connect_timeout_s``."""
+        try:
+            async with asyncio.timeout(connect_timeout_s):
+                connection = await aio_pika.connect_robust(
+                    url,
+                    timeout=connect_timeout_s,
+                    reconnect_interval=reconnect_interval_s,
+                    client_properties={"connection_name": name},
+                )
+                publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                topology = await connection.channel(publisher_confirms=False)
+        except TimeoutError:
+            raise BusError(f"no answer from {safe_url(url)} within {connect_timeout_s}s") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot connect to {safe_url(url)}: {exc}") from None
+        bus = cls(
+            connection,
+            publisher,
+            topology,
+            publish_timeout_s=publish_timeout_s,
+            op_timeout_s=connect_timeout_s,
+            consumer_check_s=consumer_check_s,
+        )
+        connection.reconnect_callbacks.add(bus._on_reconnect)
+        connection.close_callbacks.add(bus._on_connection_lost)
+        bus._watchdog = asyncio.get_running_loop().create_task(bus._watch_consumers())
+        log.info("bus.connected", url=safe_url(url))
+        return bus
+
+    # -- topology -------------------------------------------------------------------------------
+
+    async def declare(self, queues: Iterable[QueueSpec] = CORE_QUEUES) -> None:
+        self._check_open()
+        specs = list(queues)
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                await self._declare(specs)
+        except TimeoutError:
+            raise BusError(f"declaring the topology took over {self.op_timeout_s}s") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot declare the topology: {exc}") from None
+        for spec in specs:
+            self._declared[spec.name] = spec
+
+    async def _declare(self, specs: list[QueueSpec]) -> None:
+        # Everything is durable, so nothing needs aio-pika's restore (robust=False); the bus
+        # declares again itself after a reconnect, in case the broker lost it.
+        ch = self.topology
+        topic, direct = aio_pika.ExchangeType.TOPIC, aio_pika.ExchangeType.DIRECT
+        exchanges = {EVENTS: topic, COMMANDS: topic, RETRY: direct, DEAD: direct}
+        exchanges.update({s.exchange: topic for s in specs if s.exchange not in exchanges})
+        for name, kind in exchanges.items():
+            await ch.declare_exchange(name, kind, durable=True, robust=False)
+        for spec in specs:
+            work = await ch.declare_queue(
+                spec.name, durable=True, arguments=work_queue_arguments(spec), robust=False
+            )
+            for pattern in spec.bindings:
+                await work.bind(spec.exchange, pattern, robust=False)
+            await work.bind(RETRY, spec.name, robust=False)
+            dlq = await ch.declare_queue(
+                spec.dlq, durable=True, arguments=dead_letter_queue_arguments(), robust=False
+            )
+            await dlq.bind(DEAD, spec.name, robust=False)
+            for delay in spec.delay_steps():
+                name = spec.delay_queue(delay)
+                wait = await ch.declare_queue(
+                    name, durable=True, arguments=delay_queue_arguments(spec, delay), robust=False
+                )
+                await wait.bind(RETRY, name, robust=False)
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def publish(
+        self, msg: BusMessage, *, routing_key: str | None = None, exchange: str | None = None
+    ) -> None:
+        await self.send(
+            exchange_for(msg) if exchange is None else exchange,
+            msg.routing_key() if routing_key is None else routing_key,
+            encode(msg),
+            properties(
+                message_id=msg.id, correlation_id=msg.correlation_id, type_=msg.routing_key()
+            ),
+        )
+
+    async def send(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        props: Basic.Properties,
+        *,
+        mandatory: bool = True,
+        with_reply_consumer: bool = False,
+    ) -> None:
+        """The one confirmed publish: returns once confirmed, else raises PublishError."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            if self._closed:
+                raise PublishError("bus closed")
+            async with asyncio.timeout(self.publish_timeout_s):
+                channel = await self._live_publisher()
+                if with_reply_consumer:
+                    await self._ensure_reply_consumer(channel)
+                await channel.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=props,
+                    mandatory=mandatory,
+                )
+        except TimeoutError:
+            outcome = "timeout"
+            raise PublishError(
+                f"not confirmed within {self.publish_timeout_s}s ({exchange} {routing_key})"
+            ) from None
+        except aiormq.exceptions.PublishError:
+            outcome = "unroutable"
+            raise PublishError(
+                f"unroutable: no queue bound to {exchange!r} matches {routing_key!r}"
+            ) from None
+        except aiormq.exceptions.DeliveryError as exc:
+            outcome = "nack"
+            raise PublishError(f"nacked by the broker ({exchange} {routing_key}): {exc}") from None
+        except _LINK_ERRORS as exc:
+            outcome = "error"
+            raise PublishError(f"publish failed ({exchange} {routing_key}): {exc!r}") from None
+        except PublishError:
+            outcome = "error"
+            raise
+        finally:
+            metrics.PUBLISHES.labels(exchange, outcome).inc()
+            if outcome == "ok":
+                metrics.PUBLISH_SECONDS.labels(exchange).observe(time.perf_counter() - started)
+
+    async def _live_publisher(self) -> aiormq.abc.AbstractChannel:
+        # While the connection is down (or the channel is being reopened) this waits; the
+        # caller's deadline bounds the wait.
+        while True:
+            await self.publisher.ready()
+            channel = await self.publisher.get_underlay_channel()
+            if not channel.is_closed:
+                return channel
+            await asyncio.sleep(0.01)  # the reopen is already under way; look again shortly
+
+    async def _ensure_reply_consumer(self, channel: aiormq.abc.AbstractChannel) -> None:
+        # Direct reply-to is bound to the channel that consumes it, so a reopened channel
+        # (after a reconnect) needs it again before it publishes a request.
+        if self._reply_channel is channel:
+            return
+        async with self._reply_lock:
+            if self._reply_channel is channel:
+                return
+            await channel.basic_consume(REPLY_TO, self._on_reply, no_ack=True)
+            self._reply_channel = channel
+
+    async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
+        props = message.header.properties
+        waiting = self._pending.get(props.correlation_id or "")
+        future = dl.pick_waiter(waiting, props.headers)
+        if future is None or future.done():
+            metrics.RPC_LATE_REPLIES.inc()
+            log.info("rpc.late_reply")
+            return
+        future.set_result(message.body)
+
+    # The deadline covers only the wait for the reply, as the protocol says.
+    async def request(self, msg: BusMessage, *, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        waiting = self._pending.setdefault(msg.correlation_id, {})
+        waiting[msg.id] = future
+        try:
+            await self.send(
+                exchange_for(msg),
+                msg.routing_key(),
+                encode(msg),
+                properties(
+                    message_id=msg.id,
+                    correlation_id=msg.correlation_id,
+                    type_=msg.routing_key(),
+                    reply_to=REPLY_TO,
+                ),
+                with_reply_consumer=True,
+            )
+            try:
+                async with asyncio.timeout(timeout):
+                    return await future
+            except TimeoutError:
+                metrics.RPC_TIMEOUTS.inc()
+                return None
+        finally:
+            waiting.pop(msg.id, None)
+            if not waiting:
+                self._pending.pop(msg.correlation_id, None)
+
+    async def send_reply(
+        self,
+        reply_to: str,
+        body: bytes,
+        headers: Mapping[str, Any],
+        correlation_id: str | None,
+    ) -> None:
+        # Through the default exchange: direct reply-to addresses exist nowhere else. Not
+        # mandatory: a requester that is gone is not an error of the one answering.
+        await self.send(
+            "",
+            reply_to,
+            body,
+            properties(
+                message_id=None,
+                correlation_id=correlation_id,
+                type_=None,
+                headers=headers,
+                persistent=False,
+            ),
+            mandatory=False,
+        )
+
+    # -- consuming ------------------------------------------------------------------------------
+
+    async def consume(self, spec: QueueSpec, handler: Handler, *, prefetch: int = 32) -> None:
+        self._check_open()
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, not {prefetch}")
+        if self._declared.get(spec.name) != spec:
+            await self.declare([spec])
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                channel = await self.connection.channel(publisher_confirms=False)
+                await channel.set_qos(prefetch_count=prefetch)
+                queue = await channel.declare_queue(spec.name, passive=True)
+                consumer = _Consumer(self, spec, handler, prefetch, channel, queue)
+                await consumer.start()
+        except TimeoutError:
+            raise BusError(
+                f"starting a consumer on {spec.name} took over {self.op_timeout_s}s"
+            ) from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot consume {spec.name}: {exc}") from None
+        self._consumers.append(consumer)
+        log.info("consumer.started", queue=spec.name, prefetch=prefetch)
+
+    async def stop_consuming(self) -> None:
+        self._stopping = True
+        for consumer in self._consumers:
+            try:
+                async with asyncio.timeout(self.op_timeout_s):
+                    await consumer.queue.cancel(consumer.tag)
+            except (TimeoutError, *_LINK_ERRORS) as exc:
+                # The channel is gone, so it delivers nothing more anyway.
+                log.info("consumer.cancel_failed", queue=consumer.spec.name, error=repr(exc))
+        inflight = set(self.inflight)
+        if inflight:
+            await asyncio.wait(inflight)
+        for consumer in self._consumers:
+            await _quietly(consumer.channel.close(), "consumer.close_failed")
+        self._consumers.clear()
+        self._stopping = False
+
+    def consumer_tags(self) -> dict[str, str]:
+        """Queue name → consumer tag of each consumer this bus runs (for checks and tests)."""
+        return {c.spec.name: c.tag for c in self._consumers}
+
+    async def ensure_consumers(self) -> int:
+        """Start again every consumer missing from its live channel; how many were."""
+        restored = 0
+        for consumer in list(self._consumers):
+            if self._stopping or self._closed:
+                break
+            try:
+                async with asyncio.timeout(self.op_timeout_s):
+                    await consumer.channel.ready()
+                    underlay = await consumer.channel.get_underlay_channel()
+                    if underlay.is_closed or consumer.tag in _consumer_tags(underlay):
+                        continue
+                    log.warning("consumer.missing", queue=consumer.spec.name)
+                    # Forget the old tag first, so aio-pika never restores it beside ours.
+                    await consumer.queue.cancel(consumer.tag)
+                    await consumer.start()
+            except (TimeoutError, *_LINK_ERRORS) as exc:
+                log.warning("consumer.restore_failed", queue=consumer.spec.name, error=repr(exc))
+                continue
+            metrics.CONSUMER_RESTORES.labels(consumer.spec.name).inc()
+            restored += 1
+        return restored
+
+    async def _watch_consumers(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.consumer_check_s)  # a periodic check, not a retry
+            await self.ensure_consumers()
+
+    def _on_reconnect(self, *_: Any) -> None:
+        metrics.RECONNECTS.inc()
+        log.info("bus.reconnected")
+        self._spawn(self._after_reconnect())
+
+    def _on_connection_lost(self, *args: Any) -> None:
+        if not self._closed:
+            error = args[-1] if args else None
+            log.warning("bus.connection_lost", error=repr(error))
+
+    async def _after_reconnect(self) -> None:
+        if self._declared:
+            try:
+                await self.declare(list(self._declared.values()))
+            except BusError as exc:
+                log.warning("bus.redeclare_failed", error=str(exc))
+        await self.ensure_consumers()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- dead letters ---------------------------------------------------------------------------
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        self._check_open()
+        letters: list[DeadLetter] = []
+        channel = await self._side_channel()
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                dlq = await self._passive_dlq(channel, queue)
+                while len(letters) < limit:
+                    message = await dlq.get(no_ack=False, fail=False)
+                    if message is None:
+                        break
+                    letters.append(
+                        dl.dead_letter(
+                            queue, message.headers, message.routing_key or "", message.body
+                        )
+                    )
+        except TimeoutError:
+            raise BusError(f"reading {queue}.dlq took over {self.op_timeout_s}s") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot read {queue}.dlq: {exc}") from None
+        finally:
+            # Closing the channel puts every message we looked at back.
+            await _quietly(channel.close(), "dlq.close_failed")
+        return letters
+
+    async def replay_dead_letters(self, queue: str, *, limit: int | None = None) -> int:
+        self._check_open()
+        moved = 0
+        channel = await self._side_channel()
+        try:
+            dlq = await self._passive_dlq(channel, queue)
+            # Only what is there now: a replayed message that fails again must not come round.
+            count = dlq.declaration_result.message_count or 0
+            budget = count if limit is None else min(limit, count)
+            while moved < budget:
+                async with asyncio.timeout(self.op_timeout_s):
+                    message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                letter = dl.dead_letter(
+                    queue, message.headers, message.routing_key or "", message.body
+                )
+                props = properties(
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    type_=message.type,
+                    headers=dl.replay_headers(message.headers, letter.routing_key),
+                )
+                await self.send(RETRY, queue, message.body, props)
+                await message.ack()
+                moved += 1
+        except TimeoutError:
+            raise BusError(f"replaying {queue}.dlq stalled after {moved} messages") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot replay {queue}.dlq after {moved} messages: {exc}") from None
+        finally:
+            await _quietly(channel.close(), "dlq.close_failed")
+        return moved
+
+    async def _side_channel(self) -> AbstractRobustChannel:
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                return await self.connection.channel(publisher_confirms=False)
+        except (TimeoutError, *_LINK_ERRORS) as exc:
+            raise BusError(f"cannot open a channel: {exc!r}") from None
+
+    async def _passive_dlq(self, channel: AbstractRobustChannel, queue: str) -> AbstractRobustQueue:
+        try:
+            return await channel.declare_queue(queue + ".dlq", passive=True, robust=False)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            raise BusError(
+                f"no dead-letter queue {queue + '.dlq'!r}: is {queue!r} declared?"
+            ) from None
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        self._check_open()
+        try:
+            async with asyncio.timeout(self.publish_timeout_s):
+                channel = await self._live_publisher()
+                # A real round trip; amq.topic exists in every vhost.
+                await channel.exchange_declare("amq.topic", exchange_type="topic", passive=True)
+        except TimeoutError:
+            raise BusError(f"the broker did not answer within {self.publish_timeout_s}s") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"the broker is unreachable: {exc!r}") from None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in (self._watchdog, *self._background):
+            if task is not None:
+                task.cancel()
+        for waiting in self._pending.values():
+            for future in waiting.values():
+                if not future.done():
+                    future.set_exception(BusError("bus closed while waiting for a reply"))
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                await self.connection.close()
+        except (TimeoutError, *_LINK_ERRORS) as exc:
+            log.warning("bus.close_failed", error=repr(exc))
+        log.info("bus.closed")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusError("bus closed")

@@ -1,0 +1,204 @@
+"""One delivery, the same on both backends: decode, call the handler, decide the fate.
+
+The backends only carry out the :class:`Verdict` (ack; publish to a delay queue, then ack;
+publish to the dead-letter queue, then ack), so retry and dead-letter rules cannot drift
+between ``amqp://`` and ``memory://``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import structlog
+
+from libs.common.bus import (
+    ATTEMPT_HEADER,
+    DEATH_REASON_HEADER,
+    REQUEST_ID_HEADER,
+    ROUTING_KEY_HEADER,
+    DeadLetter,
+    Handler,
+)
+from libs.common.bus.outcomes import Reject, Retry
+from libs.common.schemas import decode, encode
+from libs.common.topology import QueueSpec
+
+log = structlog.get_logger(__name__)
+
+REASON_MAX_CHARS = 400
+"""Dead-letter reasons carry exception text: bounded, so a header never grows without end."""
+
+T = TypeVar("T")
+
+Replier = Callable[[str, bytes, Mapping[str, Any], str | None], Awaitable[None]]
+"""``(reply_to, body, headers, correlation_id)``: how a backend sends a reply."""
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """The :class:`libs.common.bus.Delivery` both backends hand to handlers."""
+
+    attempt: int
+    max_attempts: int
+    reply_to: str | None
+    redelivered: bool
+    headers: Mapping[str, Any]
+    message_id: str | None
+    correlation_id: str | None
+    replier: Replier
+
+    @property
+    def final(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    async def reply(self, body: msgspec.Struct) -> None:
+        if not self.reply_to:
+            return
+        headers = {REQUEST_ID_HEADER: self.message_id} if self.message_id else {}
+        await self.replier(self.reply_to, encode(body), headers, self.correlation_id)
+
+
+Outcome = Literal["ack", "retry", "dead_letter", "undecodable"]
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    outcome: Outcome
+    reason: str = ""
+    delay_s: float = 0.0
+
+
+async def handle(spec: QueueSpec, handler: Handler, body: bytes, delivery: Delivery) -> Verdict:
+    """Run ``handler`` on one body; never raises except on cancellation."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(queue=spec.name, attempt=delivery.attempt)
+    try:
+        msg = decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("delivery.undecodable", error=str(exc)[:REASON_MAX_CHARS])
+        return Verdict(outcome="undecodable", reason=_bounded(f"undecodable: {exc}"))
+    structlog.contextvars.bind_contextvars(correlation_id=msg.correlation_id, event_id=msg.id)
+    try:
+        await handler(msg, delivery)
+    except Reject as exc:
+        log.warning("delivery.rejected", reason=exc.reason)
+        return Verdict(outcome="dead_letter", reason=_bounded(f"rejected: {exc.reason}"))
+    except Retry as exc:
+        log.info("delivery.retry_requested", reason=exc.reason)
+        return _retry(spec, delivery, exc.reason, exc.delay_s)
+    except Exception as exc:  # the bus edge: any other handler failure is a retry
+        log.warning("delivery.handler_failed", error_type=type(exc).__name__, exc_info=exc)
+        return _retry(spec, delivery, f"{type(exc).__name__}: {exc}", None)
+    return Verdict(outcome="ack")
+
+
+def _retry(spec: QueueSpec, delivery: Delivery, reason: str, delay_s: float | None) -> Verdict:
+    if delivery.final:
+        return Verdict(outcome="dead_letter", reason=_bounded(f"attempts exhausted: {reason}"))
+    delay = spec.retry_delay(delivery.attempt, delay_s)
+    return Verdict(outcome="retry", reason=_bounded(reason), delay_s=delay)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= REASON_MAX_CHARS else text[: REASON_MAX_CHARS - 1] + "…"
+
+
+def pick_waiter(waiting: Mapping[str, T] | None, headers: Mapping[str, Any] | None) -> T | None:
+    """The request a reply answers: by its request-id header, else the only one waiting."""
+    if not waiting:
+        return None
+    request_id = (headers or {}).get(REQUEST_ID_HEADER)
+    if isinstance(request_id, bytes):
+        request_id = request_id.decode("utf-8", "replace")
+    if isinstance(request_id, str) and request_id in waiting:
+        return waiting[request_id]
+    return next(iter(waiting.values())) if len(waiting) == 1 else None
+
+
+# --- headers ----------------------------------------------------------------------------------
+
+
+def attempt_of(headers: Mapping[str, Any] | None) -> int:
+    """The attempt a delivery is (1 when the header is missing or malformed)."""
+    raw = (headers or {}).get(ATTEMPT_HEADER)
+    if isinstance(raw, bool) or not isinstance(raw, int | str | bytes):
+        return 1
+    try:
+        value = int(raw)
+    except ValueError:
+        return 1
+    return value if value >= 1 else 1
+
+
+def _own(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Only our headers travel on: the broker's (x-death, x-delivery-count) describe the
+    # previous hop, and the broker adds fresh ones where they still apply.
+    return {k: v for k, v in (headers or {}).items() if not k.startswith("x-") or _ours(k)}
+
+
+def _ours(name: str) -> bool:
+    return name.startswith("x-wxkf-")
+
+
+def original_key(headers: Mapping[str, Any] | None, routing_key: str) -> str:
+    raw = (headers or {}).get(ROUTING_KEY_HEADER)
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    return raw if isinstance(raw, str) and raw else routing_key
+
+
+def retry_headers(headers: Mapping[str, Any] | None, routing_key: str) -> dict[str, Any]:
+    out = _own(headers)
+    out[ROUTING_KEY_HEADER] = original_key(headers, routing_key)
+    out[ATTEMPT_HEADER] = attempt_of(headers) + 1
+    out.pop(DEATH_REASON_HEADER, None)
+    return out
+
+
+def dead_headers(
+    headers: Mapping[str, Any] | None, routing_key: str, reason: str
+) -> dict[str, Any]:
+    out = _own(headers)
+    out[ROUTING_KEY_HEADER] = original_key(headers, routing_key)
+    out[ATTEMPT_HEADER] = attempt_of(headers)
+    out[DEATH_REASON_HEADER] = reason
+    return out
+
+
+def replay_headers(headers: Mapping[str, Any] | None, routing_key: str) -> dict[str, Any]:
+    out = _own(headers)
+    out[ROUTING_KEY_HEADER] = original_key(headers, routing_key)
+    out[ATTEMPT_HEADER] = 1
+    out.pop(DEATH_REASON_HEADER, None)
+    return out
+
+
+def dead_letter(
+    queue: str, headers: Mapping[str, Any] | None, routing_key: str, body: bytes
+) -> DeadLetter:
+    """Describe a message found in ``<queue>.dlq``, dead-lettered by the bus or the broker."""
+    headers = headers or {}
+    reason = headers.get(DEATH_REASON_HEADER)
+    key = original_key(headers, routing_key)
+    if not isinstance(reason, str | bytes):
+        # Dead-lettered by the broker itself (delivery limit): its x-death says why.
+        reason, key = _broker_death(headers, key)
+    if isinstance(reason, bytes):
+        reason = reason.decode("utf-8", "replace")
+    return DeadLetter(
+        queue=queue, reason=reason, attempts=attempt_of(headers), routing_key=key, body=body
+    )
+
+
+def _broker_death(headers: Mapping[str, Any], key: str) -> tuple[str, str]:
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], Mapping):
+        return "unknown", key
+    first = deaths[0]
+    reason = first.get("reason", "unknown")
+    reason = reason.decode() if isinstance(reason, bytes) else str(reason)
+    if ROUTING_KEY_HEADER not in headers:
+        keys = first.get("routing-keys")
+        if isinstance(keys, list) and keys:
+            key = keys[0].decode() if isinstance(keys[0], bytes) else str(keys[0])
+    return reason, key

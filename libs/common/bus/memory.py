@@ -1,0 +1,408 @@
+"""``memory://``: the bus inside one process, with the semantics the services rely on.
+
+A :class:`MemoryBroker` plays RabbitMQ (exchanges, topic and direct routing, queues with a
+delivery limit, dead-letter queues); each :class:`MemoryBus` is one client of it, like one
+AMQP connection: its own consumers, its own pending requests, its own ``close``. Retries wait
+on loop timers instead of delay queues. ``MemoryBus.shared("memory://name")`` attaches to the
+one broker of that name in this process, so services started together see each other;
+``MemoryBus.fresh()`` gives a test a broker of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal
+
+import msgspec
+import structlog
+
+from libs.common.bus import DEATH_REASON_HEADER, DeadLetter, Handler, metrics
+from libs.common.bus import delivery as dl
+from libs.common.bus.outcomes import BusError, PublishError
+from libs.common.bus.topic import matches
+from libs.common.schemas import BusMessage, encode
+from libs.common.topology import COMMANDS, CORE_QUEUES, DEAD, EVENTS, RETRY, QueueSpec, exchange_for
+
+log = structlog.get_logger(__name__)
+
+ExchangeType = Literal["topic", "direct"]
+
+
+class _Message(msgspec.Struct, frozen=True, kw_only=True):
+    body: bytes
+    routing_key: str
+    headers: dict[str, Any]
+    message_id: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    returns: int = 0
+    """How often a consumer let it go unsettled (RabbitMQ's delivery count)."""
+
+
+class _Queue:
+    __slots__ = ("consumers", "delivery_limit", "name", "ready", "turn")
+
+    def __init__(self, name: str, delivery_limit: int | None) -> None:
+        self.name = name
+        self.delivery_limit = delivery_limit
+        self.ready: deque[_Message] = deque()
+        self.consumers: list[_Consumer] = []
+        self.turn = 0
+
+
+class MemoryBroker:
+    """The state a RabbitMQ would hold: shared by every client of one ``memory://`` URL."""
+
+    def __init__(self) -> None:
+        self.exchanges: dict[str, ExchangeType] = {}
+        self.bindings: dict[str, list[tuple[str, str]]] = {}
+        self.queues: dict[str, _Queue] = {}
+        self.replies: dict[str, MemoryBus] = {}
+
+    # -- topology -------------------------------------------------------------------------------
+
+    def declare_exchange(self, name: str, kind: ExchangeType) -> None:
+        existing = self.exchanges.setdefault(name, kind)
+        if existing != kind:
+            raise BusError(f"exchange {name!r} exists as {existing}, cannot declare it {kind}")
+        self.bindings.setdefault(name, [])
+
+    def declare_queue(self, name: str, delivery_limit: int | None) -> _Queue:
+        queue = self.queues.get(name)
+        if queue is None:
+            queue = self.queues[name] = _Queue(name, delivery_limit)
+        elif queue.delivery_limit != delivery_limit:
+            raise BusError(
+                f"queue {name!r} exists with delivery limit {queue.delivery_limit}, "
+                f"cannot redeclare it with {delivery_limit}"
+            )
+        return queue
+
+    def bind(self, queue: str, exchange: str, pattern: str) -> None:
+        bindings = self.bindings[exchange]
+        if (pattern, queue) not in bindings:
+            bindings.append((pattern, queue))
+
+    # -- routing --------------------------------------------------------------------------------
+
+    def route(self, exchange: str, message: _Message) -> None:
+        kind = self.exchanges.get(exchange)
+        if kind is None:
+            raise PublishError(f"no exchange {exchange!r}: declare the topology first")
+        key = message.routing_key
+        targets = {
+            queue
+            for pattern, queue in self.bindings[exchange]
+            if (matches(pattern, key) if kind == "topic" else pattern == key)
+        }
+        if not targets:
+            raise PublishError(f"unroutable: no queue bound to {exchange!r} matches {key!r}")
+        for name in sorted(targets):
+            queue = self.queues[name]
+            queue.ready.append(message)
+            self.pump(queue)
+
+    def pump(self, queue: _Queue) -> None:
+        """Hand ready messages to consumers with room, round robin."""
+        while queue.ready:
+            ready = [c for c in queue.consumers if c.has_room()]
+            if not ready:
+                return
+            consumer = ready[queue.turn % len(ready)]
+            queue.turn += 1
+            consumer.start(queue.ready.popleft())
+
+    def give_back(self, queue: _Queue, message: _Message) -> None:
+        """A consumer let a message go unsettled: redeliver it, or dead-letter at the limit."""
+        returned = msgspec.structs.replace(message, returns=message.returns + 1)
+        if queue.delivery_limit is not None and returned.returns > queue.delivery_limit:
+            headers = {**returned.headers, DEATH_REASON_HEADER: "delivery_limit"}
+            dead = msgspec.structs.replace(returned, headers=headers)
+            self.route(DEAD, msgspec.structs.replace(dead, routing_key=queue.name))
+            metrics.DELIVERIES.labels(queue.name, "dead_letter").inc()
+            return
+        queue.ready.appendleft(returned)
+        self.pump(queue)
+
+
+class _Consumer:
+    __slots__ = ("active", "bus", "handler", "inflight", "prefetch", "queue", "spec")
+
+    def __init__(
+        self, bus: MemoryBus, queue: _Queue, spec: QueueSpec, handler: Handler, prefetch: int
+    ) -> None:
+        self.bus = bus
+        self.queue = queue
+        self.spec = spec
+        self.handler = handler
+        self.prefetch = prefetch
+        self.active = True
+        self.inflight: set[asyncio.Task[None]] = set()
+
+    def has_room(self) -> bool:
+        return self.active and len(self.inflight) < self.prefetch
+
+    def start(self, message: _Message) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(message))
+        self.inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self.bus.broker.pump(self.queue)
+
+    async def _run(self, message: _Message) -> None:
+        delivery = dl.Delivery(
+            attempt=dl.attempt_of(message.headers),
+            max_attempts=self.spec.max_attempts,
+            reply_to=message.reply_to,
+            redelivered=message.returns > 0,
+            headers=message.headers,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            replier=self.bus.send_reply,
+        )
+        try:
+            verdict = await dl.handle(self.spec, self.handler, message.body, delivery)
+        except asyncio.CancelledError:
+            metrics.DELIVERIES.labels(self.spec.name, "requeue").inc()
+            self.bus.broker.give_back(self.queue, message)
+            raise
+        self._settle(message, verdict)
+
+    def _settle(self, message: _Message, verdict: dl.Verdict) -> None:
+        # Synchronous on purpose: nothing can cancel a settle halfway.
+        spec, broker = self.spec, self.bus.broker
+        metrics.DELIVERIES.labels(spec.name, verdict.outcome).inc()
+        if verdict.outcome == "ack":
+            return
+        if verdict.outcome == "retry":
+            headers = dl.retry_headers(message.headers, message.routing_key)
+            again = msgspec.structs.replace(
+                message, routing_key=spec.name, headers=headers, returns=0
+            )
+            loop = asyncio.get_running_loop()
+            loop.call_later(verdict.delay_s, _route_later, broker, again)
+            return
+        headers = dl.dead_headers(message.headers, message.routing_key, verdict.reason)
+        dead = msgspec.structs.replace(message, routing_key=spec.name, headers=headers)
+        broker.route(DEAD, dead)
+
+
+def _route_later(broker: MemoryBroker, message: _Message) -> None:
+    try:
+        broker.route(RETRY, message)
+    except PublishError:
+        log.error("retry.unroutable", queue=message.routing_key)
+
+
+class MemoryBus:
+    """One client of a :class:`MemoryBroker`: what ``connect("memory://...")`` returns."""
+
+    _shared: ClassVar[dict[str, MemoryBroker]] = {}
+    _ids = itertools.count(1)
+
+    def __init__(self, broker: MemoryBroker, *, publish_timeout_s: float = 5.0) -> None:
+        self.broker = broker
+        self.publish_timeout_s = publish_timeout_s
+        self._closed = False
+        self._consumers: list[_Consumer] = []
+        self._reply_address = f"memory.reply.{next(self._ids)}"
+        self._pending: dict[str, dict[str, asyncio.Future[bytes]]] = {}
+
+    @classmethod
+    def shared(cls, url: str = "memory://", **options: Any) -> MemoryBus:
+        """A client of the one broker named by ``url`` in this process."""
+        broker = cls._shared.setdefault(url, MemoryBroker())
+        return cls(broker, **options)
+
+    @classmethod
+    def fresh(cls, **options: Any) -> MemoryBus:
+        """A client of a new broker of its own (tests)."""
+        return cls(MemoryBroker(), **options)
+
+    def client(self) -> MemoryBus:
+        """Another client of the same broker: a second process, as far as the bus goes."""
+        return MemoryBus(self.broker, publish_timeout_s=self.publish_timeout_s)
+
+    # -- topology -------------------------------------------------------------------------------
+
+    async def declare(self, queues: Iterable[QueueSpec] = CORE_QUEUES) -> None:
+        self._check_open()
+        b = self.broker
+        for name in (EVENTS, COMMANDS):
+            b.declare_exchange(name, "topic")
+        b.declare_exchange(RETRY, "direct")
+        b.declare_exchange(DEAD, "direct")
+        for spec in queues:
+            b.declare_exchange(spec.exchange, "topic")
+            b.declare_queue(spec.name, spec.delivery_limit)
+            b.declare_queue(spec.dlq, None)
+            for pattern in spec.bindings:
+                b.bind(spec.name, spec.exchange, pattern)
+            b.bind(spec.name, RETRY, spec.name)
+            b.bind(spec.dlq, DEAD, spec.name)
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def publish(
+        self, msg: BusMessage, *, routing_key: str | None = None, exchange: str | None = None
+    ) -> None:
+        self._publish(msg, routing_key=routing_key, exchange=exchange, reply_to=None)
+
+    def _publish(
+        self,
+        msg: BusMessage,
+        *,
+        routing_key: str | None,
+        exchange: str | None,
+        reply_to: str | None,
+    ) -> None:
+        exchange = exchange_for(msg) if exchange is None else exchange
+        message = _Message(
+            body=encode(msg),
+            routing_key=msg.routing_key() if routing_key is None else routing_key,
+            headers={},
+            message_id=msg.id,
+            correlation_id=msg.correlation_id,
+            reply_to=reply_to,
+        )
+        started = time.perf_counter()
+        try:
+            if self._closed:
+                raise PublishError("bus closed")
+            self.broker.route(exchange, message)
+        except PublishError as exc:
+            outcome = "unroutable" if str(exc).startswith("unroutable") else "error"
+            metrics.PUBLISHES.labels(exchange, outcome).inc()
+            raise
+        metrics.PUBLISHES.labels(exchange, "ok").inc()
+        metrics.PUBLISH_SECONDS.labels(exchange).observe(time.perf_counter() - started)
+
+    # The deadline covers only the wait for the reply, as the protocol says.
+    async def request(self, msg: BusMessage, *, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        waiting = self._pending.setdefault(msg.correlation_id, {})
+        waiting[msg.id] = future
+        try:
+            self.broker.replies[self._reply_address] = self
+            self._publish(msg, routing_key=None, exchange=None, reply_to=self._reply_address)
+            try:
+                async with asyncio.timeout(timeout):
+                    return await future
+            except TimeoutError:
+                metrics.RPC_TIMEOUTS.inc()
+                return None
+        finally:
+            waiting.pop(msg.id, None)
+            if not waiting:
+                self._pending.pop(msg.correlation_id, None)
+
+    async def send_reply(
+        self,
+        reply_to: str,
+        body: bytes,
+        headers: Mapping[str, Any],
+        correlation_id: str | None,
+    ) -> None:
+        """Deliver a reply to the client that asked; dropped (and counted) when nobody waits."""
+        requester = self.broker.replies.get(reply_to)
+        if requester is None or not requester.take_reply(body, headers, correlation_id):
+            metrics.RPC_LATE_REPLIES.inc()
+            log.info("rpc.late_reply")
+
+    def take_reply(
+        self, body: bytes, headers: Mapping[str, Any], correlation_id: str | None
+    ) -> bool:
+        future = dl.pick_waiter(self._pending.get(correlation_id or ""), headers)
+        if future is None or future.done():
+            return False
+        future.set_result(body)
+        return True
+
+    # -- consuming ------------------------------------------------------------------------------
+
+    async def consume(self, spec: QueueSpec, handler: Handler, *, prefetch: int = 32) -> None:
+        self._check_open()
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, not {prefetch}")
+        await self.declare([spec])
+        queue = self.broker.queues[spec.name]
+        consumer = _Consumer(self, queue, spec, handler, prefetch)
+        self._consumers.append(consumer)
+        queue.consumers.append(consumer)
+        self.broker.pump(queue)
+
+    async def stop_consuming(self) -> None:
+        for consumer in self._consumers:
+            consumer.active = False
+            if consumer in consumer.queue.consumers:
+                consumer.queue.consumers.remove(consumer)
+        inflight = [t for c in self._consumers for t in c.inflight]
+        if inflight:
+            await asyncio.wait(inflight)
+        self._consumers.clear()
+
+    # -- dead letters ---------------------------------------------------------------------------
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        self._check_open()
+        dlq = self._dlq(queue)
+        return [
+            dl.dead_letter(queue, msg.headers, msg.routing_key, msg.body)
+            for msg in itertools.islice(dlq.ready, max(limit, 0))
+        ]
+
+    async def replay_dead_letters(self, queue: str, *, limit: int | None = None) -> int:
+        self._check_open()
+        dlq = self._dlq(queue)
+        count = len(dlq.ready) if limit is None else min(max(limit, 0), len(dlq.ready))
+        for _ in range(count):
+            message = dlq.ready.popleft()
+            headers = dl.replay_headers(message.headers, message.routing_key)
+            try:
+                self.broker.route(RETRY, msgspec.structs.replace(message, headers=headers))
+            except PublishError:
+                dlq.ready.appendleft(message)
+                raise
+        return count
+
+    def _dlq(self, queue: str) -> _Queue:
+        dlq = self.broker.queues.get(queue + ".dlq")
+        if dlq is None:
+            raise BusError(f"no dead-letter queue {queue + '.dlq'!r}: is {queue!r} declared?")
+        return dlq
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        self._check_open()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        inflight = [t for c in self._consumers for t in c.inflight]
+        for consumer in self._consumers:
+            consumer.active = False
+            if consumer in consumer.queue.consumers:
+                consumer.queue.consumers.remove(consumer)
+        # Like a dropped connection: what was not settled goes back to its queue.
+        for task in inflight:
+            task.cancel()
+        if inflight:
+            await asyncio.wait(inflight)
+        self._consumers.clear()
+        self.broker.replies.pop(self._reply_address, None)
+        for waiting in self._pending.values():
+            for future in waiting.values():
+                if not future.done():
+                    future.set_exception(BusError("bus closed while waiting for a reply"))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusError("bus closed")
