@@ -1,0 +1,126 @@
+"""Run one or more aiohttp apps on one event loop, and stop them gracefully.
+
+On SIGTERM or SIGINT: every listening socket closes at once (no new connections), requests
+in flight get up to ``shutdown_grace_s`` to finish, then each app runs its cleanup in reverse
+order of start, and each app's cleanup contexts in reverse order of registration (so the
+consumers stop before the bus they use is closed). A second signal gets the default action
+(the process ends at once). :func:`serve` is the entry points' call; tests use
+:func:`running` or :func:`run_apps`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Sequence
+
+import structlog
+from aiohttp import web
+
+from libs.common.keys import SERVICE
+
+log = structlog.get_logger(__name__)
+
+AppAndPort = tuple[web.Application, int]
+
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a service listens on every interface of its pod
+
+
+def serve(
+    apps: Sequence[AppAndPort],
+    *,
+    host: str = ALL_INTERFACES,
+    shutdown_grace_s: float,
+) -> None:
+    """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop."""
+    asyncio.run(run_apps(apps, host=host, shutdown_grace_s=shutdown_grace_s))
+
+
+async def run_apps(
+    apps: Sequence[AppAndPort],
+    *,
+    host: str = ALL_INTERFACES,
+    shutdown_grace_s: float,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run ``apps`` until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully."""
+    stop = stop if stop is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        log.info("runner.signal", signal=signum.name, hint="a second one stops at once")
+        stop.set()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Not on Windows' loops, nor off the main thread: there the caller's stop event rules.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+    try:
+        async with running(apps, host=host, shutdown_grace_s=shutdown_grace_s):
+            await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    apps: Sequence[AppAndPort],
+    *,
+    host: str = "127.0.0.1",
+    shutdown_grace_s: float,
+) -> AsyncIterator[list[int]]:
+    """Start ``apps``; yields their bound ports (in order); stops them gracefully on exit.
+
+    If an app fails to start, the apps already started are stopped before the error rises.
+    """
+    if shutdown_grace_s < 0:
+        raise ValueError(f"shutdown_grace_s must be >= 0, got {shutdown_grace_s!r}")
+    runners: list[web.AppRunner] = []
+    ports: list[int] = []
+    try:
+        for app, port in apps:
+            # The RED metrics and our own request lines replace aiohttp's access log.
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s)
+            runners.append(runner)
+            await runner.setup()
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            bound = int(runner.addresses[0][1])
+            ports.append(bound)
+            log.info("runner.listening", app=app.get(SERVICE, "app"), host=host, port=bound)
+        yield ports
+    finally:
+        await _stop(runners, shutdown_grace_s)
+
+
+async def _stop(runners: list[web.AppRunner], grace_s: float) -> None:
+    log.info("runner.stopping", grace_s=grace_s)
+    # 1. No new connections anywhere, before waiting on anything.
+    for runner in runners:
+        for site in list(runner.sites):
+            await site.stop()
+
+    # 2. In-flight requests of every app finish, together, within one grace period.
+    async def drain(runner: web.AppRunner) -> None:
+        server = runner.server
+        if server is None:  # its start failed: nothing was served
+            return
+        server.pre_shutdown()  # closes idle keep-alive connections
+        await runner.app.shutdown()
+        await server.shutdown(grace_s)
+
+    await asyncio.gather(*(drain(r) for r in runners))
+
+    # 3. Cleanup, last started first; one app's failure does not spare the others theirs.
+    for runner in reversed(runners):
+        try:
+            await runner.app.cleanup()
+        except Exception:
+            log.exception("runner.cleanup_failed", app=runner.app.get(SERVICE, "app"))
+    log.info("runner.stopped")

@@ -1,0 +1,182 @@
+"""The aiohttp application every service starts from: health, readiness, metrics, middlewares.
+
+``/healthz`` says the process is alive; ``/readyz`` pings every resource the app holds (the
+bus and the store when set, and any check added with :func:`add_readiness_check`) and names
+the first that fails; ``/metrics`` is prometheus-client's exposition of the default registry.
+Per request the middlewares bind a fresh logging context (service, request id), record the
+RED metrics by route template, and turn an unhandled exception into a 500 JSON answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from libs.common.keys import BUS, SERVICE, STORE
+from libs.common.observability.metrics import LATENCY_BUCKETS_S
+
+log = structlog.get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+"""Raises (or times out) when the resource is not usable now."""
+
+READINESS = web.AppKey("readiness", dict[str, ReadinessCheck])
+"""Extra readiness checks by name, beside the bus and store pings."""
+
+READINESS_TIMEOUT_S = 2.0
+"""Per check: a probe must answer before the kubelet's own timeout (1 s by default is too
+short for a broker round trip under load; probes here use 3 s)."""
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+UNMATCHED_ROUTE = "unmatched"
+
+HTTP_REQUESTS = Counter(
+    "wxkf_http_requests_total",
+    "HTTP requests answered, by route template, method and status.",
+    ["service", "route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "wxkf_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["service", "route"],
+    buckets=LATENCY_BUCKETS_S,
+)
+HTTP_UNHANDLED = Counter(
+    "wxkf_http_unhandled_errors_total",
+    "Requests whose handler raised an unexpected exception (answered 500).",
+    ["service", "route"],
+)
+READINESS_FAILURES = Counter(
+    "wxkf_http_readiness_failures_total",
+    "Readiness probes answered 503, by the check that failed.",
+    ["service", "check"],
+)
+
+
+def base_app(service: str) -> web.Application:
+    """A new application for ``service`` with ``/healthz``, ``/readyz`` and ``/metrics``."""
+    app = web.Application(middlewares=[_context_middleware, _metrics_middleware, _errors])
+    app[SERVICE] = service
+    app[READINESS] = {}
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", make_aiohttp_handler())
+    return app
+
+
+def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
+    """Add a check that ``/readyz`` runs after the bus and store pings."""
+    if name in app[READINESS] or name in ("bus", "store"):
+        raise ValueError(f"a readiness check named {name!r} is already registered")
+    app[READINESS][name] = check
+
+
+def readiness_checks(app: web.Application) -> dict[str, ReadinessCheck]:
+    """The pings of whatever resources the app holds now, then the extra checks."""
+    checks: dict[str, ReadinessCheck] = {}
+    bus = app.get(BUS)
+    if bus is not None:
+        checks["bus"] = bus.ping
+    store = app.get(STORE)
+    if store is not None:
+        checks["store"] = store.ping
+    if READINESS in app:
+        extra: dict[str, ReadinessCheck] = app[READINESS]
+        checks.update(extra)
+    return checks
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.config_dict
+    for name, check in readiness_checks(request.app).items():
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT_S):
+                await check()
+        except Exception as exc:  # noqa: BLE001 - any failure of a check means "not ready"
+            reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            READINESS_FAILURES.labels(app[SERVICE], name).inc()
+            log.warning("http.not_ready", check=name, reason=reason, error=str(exc))
+            return web.json_response(
+                {"status": "unavailable", "check": name, "reason": reason}, status=503
+            )
+    return web.json_response({"status": "ok"})
+
+
+def route_of(request: web.Request) -> str:
+    """The matched resource's template (``/media/{id}``), never the raw path."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return UNMATCHED_ROUTE
+    return resource.canonical
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    structlog.contextvars.clear_contextvars()
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if _GOOD_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    structlog.contextvars.bind_contextvars(
+        service=request.config_dict[SERVICE], request_id=request_id
+    )
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    service, route = request.config_dict[SERVICE], route_of(request)
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - start
+        HTTP_REQUESTS.labels(service, route, request.method, str(status)).inc()
+        HTTP_DURATION.labels(service, route).observe(elapsed)
+        log.debug(
+            "http.request",
+            route=route,
+            method=request.method,
+            status=status,
+            duration_ms=round(elapsed * 1000, 3),
+        )
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    # The HTTP edge: log, count, answer 500, never a traceback to the client.
+    except Exception:
+        route = route_of(request)
+        HTTP_UNHANDLED.labels(request.config_dict[SERVICE], route).inc()
+        log.exception("http.unhandled_error", route=route, method=request.method)
+        return web.json_response({"error": "internal"}, status=500)
