@@ -15,7 +15,7 @@ from libs.common.wechat import codec, xml
 from libs.common.wechat.codec import Format, FormatChoice
 from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.errors import WeChatError
-from libs.common.wechat.push import Mode, OpenedPush, PushConfig
+from libs.common.wechat.push import Mode
 from libs.common.wechat.signature import sign, verify
 
 SUCCESS = b"success"
@@ -51,12 +51,20 @@ def encrypt_reply(
     token: str,
     plaintext: bytes,
     *,
-    timestamp: int,
+    timestamp: int | str,
     nonce: str,
     fmt: Format,
     random16: bytes | None = None,
 ) -> bytes:
-    """``plaintext`` in the encrypted answer's envelope, signed with ``MsgSignature``."""
+    """``plaintext`` in the encrypted answer's envelope, signed with ``MsgSignature``.
+
+    ``timestamp`` is unix seconds (now), as an int or its digits; the JSON envelope carries
+    it as a number.
+    """
+    if isinstance(timestamp, str):
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            raise ValueError(f"timestamp must be unix seconds, got {timestamp[:24]!r}")
+        timestamp = int(timestamp)
     encrypt = cipher.encrypt(plaintext, random16=random16)
     signature = sign(token, str(timestamp), nonce, encrypt)
     if fmt == "xml":
@@ -71,16 +79,6 @@ def encrypt_reply(
         Encrypt=encrypt, MsgSignature=signature, TimeStamp=timestamp, Nonce=nonce
     )
     return _json.encode(envelope)
-
-
-def answer(push: OpenedPush, plaintext: bytes, *, config: PushConfig, now: int) -> bytes:
-    """``plaintext`` as the answer to ``push``: encrypted when the push was."""
-    if not push.encrypted:
-        return plaintext
-    assert config.cipher is not None  # an encrypted push was opened with this config's cipher
-    return encrypt_reply(
-        config.cipher, config.token, plaintext, timestamp=now, nonce=push.nonce, fmt=push.fmt
-    )
 
 
 # --- WeChat's side --------------------------------------------------------------------------------
