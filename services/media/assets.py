@@ -16,7 +16,13 @@ from pathlib import Path
 
 import msgspec
 
-from services.media.errors import AssetNotFound, BadAssetName, NotAnImage, TooLarge
+from services.media.errors import (
+    AssetNotFound,
+    BadAssetName,
+    NotAnImage,
+    TooLarge,
+    TypeNotAllowed,
+)
 from services.media.intake import Intake
 from services.media.sniff import HEAD_BYTES, Kind, describe, sniff
 
@@ -43,9 +49,10 @@ def check_name(name: str) -> str:
 class AssetDir:
     """Blocking file-system operations on the asset directory (callers use a thread)."""
 
-    def __init__(self, directory: Path, *, max_bytes: int) -> None:
+    def __init__(self, directory: Path, *, max_bytes: int, allowed: frozenset[Kind]) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.allowed = allowed
         # Hash and kind per (name, inode, size, mtime): a file's bytes are read once per change.
         self._memo: dict[str, tuple[tuple[int, int, int], str, Kind]] = {}
 
@@ -78,7 +85,7 @@ class AssetDir:
         if memo is not None and memo[0] == stamp:
             return AssetFile(name=name, kind=memo[2], sha256=memo[1], size=stat.st_size)
         data = self._read(path, name)
-        kind = _kind_of(name, data)
+        kind = _kind_of(name, data, self.allowed)
         sha = hashlib.sha256(data).hexdigest()
         self._memo[name] = (stamp, sha, kind)
         return AssetFile(name=name, kind=kind, sha256=sha, size=len(data))
@@ -87,7 +94,7 @@ class AssetDir:
         """The asset's bytes, ready for upload (at most ``max_bytes`` of them in memory)."""
         path = self._path(name)
         data = self._read(path, name)
-        kind = _kind_of(name, data)
+        kind = _kind_of(name, data, self.allowed)
         return Intake(kind, hashlib.sha256(data).hexdigest(), len(data), io.BytesIO(data))
 
     def delete(self, name: str) -> None:
@@ -126,11 +133,15 @@ class AssetDir:
         return data
 
 
-def _kind_of(name: str, data: bytes) -> Kind:
+def _kind_of(name: str, data: bytes, allowed: frozenset[Kind]) -> Kind:
+    # A PUT checked this already; files dropped into the directory by hand are checked here.
     kind = sniff(data[:HEAD_BYTES])
     if kind is None:
         raise NotAnImage(
             f"asset {name!r} is not a JPG, PNG or GIF image: it looks like "
             f"{describe(data[:HEAD_BYTES])}"
         )
+    if kind not in allowed:
+        names = ", ".join(sorted(k.name for k in allowed))
+        raise TypeNotAllowed(f"asset {name!r} is a {kind.name} image; accepted: {names}")
     return kind

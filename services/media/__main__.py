@@ -1,0 +1,7 @@
+from libs.common.runner import serve
+from libs.common.settings import load_or_exit
+from services.media.app import create_app
+from services.media.settings import MediaSettings
+
+settings = load_or_exit(MediaSettings)
+serve([(create_app(settings), settings.media_port)], shutdown_grace_s=settings.shutdown_grace_s)

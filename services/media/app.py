@@ -1,0 +1,146 @@
+"""The media service's composition root: ``create_app(settings, *, bus=None, store=None)``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from libs.common.bus import Bus
+from libs.common.keys import BUS, HTTP, STORE
+from libs.common.resources import bus_ctx, http_ctx, store_ctx
+from libs.common.store import Store
+from libs.common.topology import CORE_QUEUES, MEDIA_ARCHIVE
+from libs.common.web import base_app
+from libs.common.wechat.api import ApiClient
+from libs.common.wechat.token import AccessToken
+from services.media import archive
+from services.media.assets import AssetDir
+from services.media.cache import DiskCache
+from services.media.handlers import assets, edge, media
+from services.media.keys import API, ASSETS, CACHE, CLOCK, SETTINGS, TOKEN, UPLOADER, WECHAT
+from services.media.records import LIFETIME_S
+from services.media.settings import MediaSettings
+from services.media.uploads import Uploader
+from services.media.upstream import WeChatMedia
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "media"
+HTTP_CONNECTIONS = 100
+
+
+def create_app(
+    settings: MediaSettings,
+    *,
+    bus: Bus | None = None,
+    store: Store | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The media service. ``clock`` is WeChat's time (tests pass the simulator's)."""
+    app = base_app(service=SERVICE)
+    app.middlewares.extend([edge.errors, edge.internal_token])
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    # Downloads may stream for longer than one API call takes; the client bounds each read.
+    app.cleanup_ctx.append(store_ctx(settings.store_url, store=store))
+    app.cleanup_ctx.append(http_ctx(timeout_s=settings.wechat_timeout_s, limit=HTTP_CONNECTIONS))
+    app.cleanup_ctx.append(_wechat_ctx)
+    if settings.media_cache_dir:
+        app.cleanup_ctx.append(_cache_ctx)
+    if settings.assets_dir:
+        app.cleanup_ctx.append(_assets_ctx)
+    if settings.archive_enabled:
+        # Only an archiving media service needs the broker, and it alone drains this queue.
+        app.cleanup_ctx.append(
+            bus_ctx(settings.bus_url, bus=bus, queues=(*CORE_QUEUES, MEDIA_ARCHIVE))
+        )
+        app.cleanup_ctx.append(_archive_ctx)
+    add_routes(app)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/media", media.upload)
+    app.router.add_get("/v1/media/{media_id}", media.download)
+    app.router.add_put("/v1/assets/{name}", assets.put)
+    app.router.add_get("/v1/assets/{name}", assets.get)
+    app.router.add_delete("/v1/assets/{name}", assets.delete)
+    app.router.add_get("/v1/assets/{name}/media_id", assets.media_id)
+
+
+async def _wechat_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    api = ApiClient(
+        app[HTTP],
+        base_url=settings.wechat_api_base,
+        timeout_s=settings.wechat_timeout_s,
+        service=SERVICE,
+    )
+    token = AccessToken(
+        api,
+        app[STORE],
+        appid=settings.appid,
+        secret=settings.app_secret,
+        clock=app[CLOCK],
+        service=SERVICE,
+    )
+    wechat = WeChatMedia(api, token, deadline_s=settings.media_upstream_deadline_s)
+    app[API] = api
+    app[TOKEN] = token
+    app[WECHAT] = wechat
+    app[UPLOADER] = Uploader(
+        store=app[STORE],
+        wechat=wechat,
+        clock=app[CLOCK],
+        margin_s=settings.media_reuse_margin_h * 3600.0,
+    )
+    yield
+
+
+async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.media_cache_dir is not None
+    cache = DiskCache(
+        Path(settings.media_cache_dir),
+        max_bytes=settings.media_cache_max_bytes,
+        max_age_s=LIFETIME_S,
+        clock=app[CLOCK],
+    )
+    await asyncio.to_thread(cache.load)
+    app[CACHE] = cache
+    yield
+
+
+async def _assets_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.assets_dir is not None
+    assets_dir = AssetDir(
+        Path(settings.assets_dir),
+        max_bytes=settings.media_max_bytes,
+        allowed=settings.allowed_kinds,
+    )
+    await asyncio.to_thread(assets_dir.prepare)
+    app[ASSETS] = assets_dir
+    yield
+
+
+async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.archive_dir is not None
+    archiver = archive.Archiver(
+        directory=Path(settings.archive_dir),
+        wechat=app[WECHAT],
+        bus=app[BUS],
+        max_bytes=settings.archive_max_bytes,
+    )
+    await app[BUS].consume(MEDIA_ARCHIVE, archive.handler(archiver))
+    log.info("media.archive_consuming", queue=MEDIA_ARCHIVE.name)
+    try:
+        yield
+    finally:
+        await app[BUS].stop_consuming()

@@ -1,0 +1,117 @@
+"""The media service over the WeChat simulator, on ``memory://`` and on the real Redis.
+
+Every test gets a fresh simulator (its clock stands still unless the test moves it), its own
+store (a unique Redis key prefix, removed after; or a memory URL of its own) and its own
+directories, so runs can repeat and overlap on the shared Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
+
+from libs.common.bus import Bus
+from libs.common.settings import load
+from libs.common.store import Store
+from libs.common.store.memory import MemoryStore
+from libs.common.store.redis import RedisStore
+from services.media.app import create_app
+from services.media.settings import MediaSettings
+from services.simulator.app import create_app as create_sim
+from services.simulator.app import running
+from services.simulator.clock import SimClock
+from services.simulator.config import DEMO_APPID, DEMO_SECRET, SimConfig
+from services.simulator.state import SimState
+
+REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@dataclass
+class Media:
+    """One running media service, the simulated WeChat behind it, and what they share."""
+
+    client: TestClient[Any, Any]
+    sim: SimState
+    store: Store
+    settings: MediaSettings
+    tmp: Path
+
+    def uploads(self) -> int:
+        """Uploads WeChat accepted."""
+        return self.sim.stats.total("/cgi-bin/media/upload", 0)
+
+    def downloads(self) -> int:
+        return self.sim.stats.total("/cgi-bin/media/get")
+
+
+MakeMedia = Callable[..., Awaitable[Media]]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[tuple[SimState, str]]:
+    state = SimState(SimConfig(), clock=SimClock(start=1_767_225_600, ticking=False))
+    async with running(create_sim(state=state)) as url:
+        yield state, url
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    prefix = f"wxkf-test:{uuid.uuid4().hex}:"
+    if request.param == "memory":
+        url = f"memory://media-test-{uuid.uuid4().hex}"
+        yield MemoryStore.shared(url, prefix=prefix)
+        MemoryStore.forget(url)
+        return
+    store = await RedisStore.connect(REDIS_URL, prefix=prefix)
+    try:
+        yield store
+    finally:
+        await store.close()
+        raw = aioredis.Redis.from_url(REDIS_URL)
+        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=500)]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
+
+
+@pytest.fixture
+async def make_media(
+    sim: tuple[SimState, str], store: Store, tmp_path: Path
+) -> AsyncIterator[MakeMedia]:
+    """Start the media service with settings ``overrides`` (and a bus for the archive)."""
+    state, url = sim
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(bus: Bus | None = None, **overrides: Any) -> Media:
+        settings = load(
+            MediaSettings,
+            {},
+            appid=DEMO_APPID,
+            app_secret=DEMO_SECRET,
+            wechat_api_base=url,
+            **overrides,
+        )
+        app = create_app(settings, bus=bus, store=store, clock=state.clock.now)
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return Media(client=client, sim=state, store=store, settings=settings, tmp=tmp_path)
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.fixture
+async def media(make_media: MakeMedia) -> Media:
+    return await make_media()

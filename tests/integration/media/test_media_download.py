@@ -1,0 +1,153 @@
+"""Downloads: streamed from WeChat with its headers; WeChat's errors as clear HTTP errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import MakeMedia, Media
+from media_images import GIF_MAGIC, image
+
+from services.simulator.faults import Fault, FaultRule
+
+GET = "/cgi-bin/media/get"
+
+
+async def upload(media: Media, data: bytes) -> str:
+    resp = await media.client.post("/v1/media", data=data)
+    assert resp.status == 200, await resp.text()
+    media_id: str = (await resp.json())["media_id"]
+    return media_id
+
+
+async def test_a_download_passes_wechat_s_headers_through(media: Media) -> None:
+    data = image(GIF_MAGIC, size=300_000)
+    media_id = await upload(media, data)
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "image/gif"
+    assert resp.headers["Content-Length"] == str(len(data))
+    assert resp.headers["Content-Disposition"] == f'attachment; filename="{media_id}.gif"'
+    assert "Transfer-Encoding" not in resp.headers
+    assert await resp.read() == data
+
+
+async def test_an_image_a_user_sent_can_be_downloaded(media: Media) -> None:
+    data = image(size=20_000)
+    pushed = media.sim.upload_media(data)  # what WeChat holds for an inbound image push
+    resp = await media.client.get(f"/v1/media/{pushed.media_id}")
+    assert await resp.read() == data
+
+
+async def test_an_unknown_media_id_is_not_found(media: Media) -> None:
+    resp = await media.client.get("/v1/media/no-such-id")
+    assert resp.status == 404
+    body = await resp.json()
+    assert body["error"] == "media_not_found"
+    assert body["errcode"] == 40007
+    assert body["retryable"] is False
+
+
+async def test_a_media_id_we_uploaded_says_expired_after_three_days(media: Media) -> None:
+    media_id = await upload(media, image())
+    media.sim.clock.advance(3 * 86400)
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 410
+    body = await resp.json()
+    assert body["error"] == "media_expired"
+    assert body["errcode"] == 40007
+
+
+async def test_an_impossible_media_id_is_refused_without_asking_wechat(media: Media) -> None:
+    resp = await media.client.get("/v1/media/" + "x" * 300)
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "bad_media_id"
+    assert media.downloads() == 0
+
+
+async def test_an_expired_token_is_refreshed_once_and_the_download_succeeds(media: Media) -> None:
+    data = image()
+    media_id = await upload(media, data)
+    refreshes = media.sim.stats.tokens["stable_token"]
+    media.sim.clock.advance(7200 + 1)  # the token is dead; the media lives 3 days
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 200
+    assert await resp.read() == data
+    assert media.sim.stats.tokens["stable_token"] == refreshes + 1
+
+
+async def test_a_refused_token_is_force_refreshed_once(media: Media) -> None:
+    data = image()
+    media_id = await upload(media, data)
+    media.sim.faults.add(FaultRule(path=GET, sequence=[Fault(errcode=40001)]))
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 200
+    assert await resp.read() == data
+    assert media.sim.stats.tokens["stable_forced"] == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(errcode=-1), Fault(status=502), Fault(drop=True), Fault(errcode=45011)],
+    ids=["busy", "http502", "dropped", "frequency"],
+)
+async def test_transient_failures_are_retried(media: Media, fault: Fault) -> None:
+    data = image()
+    media_id = await upload(media, data)
+    media.sim.faults.add(FaultRule(path=GET, sequence=[fault, fault]))
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 200
+    assert await resp.read() == data
+    assert media.downloads() == 3
+
+
+async def test_a_failure_that_outlasts_the_deadline_is_an_upstream_error(
+    make_media: MakeMedia,
+) -> None:
+    media = await make_media(media_upstream_deadline_s=0.3)
+    media_id = await upload(media, image())
+    media.sim.faults.add(FaultRule(path=GET, rate=1.0, outcomes=[Fault(errcode=-1)], seed=1))
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 502
+    body = await resp.json()
+    assert body == {
+        "error": "upstream_error",
+        "message": body["message"],
+        "errcode": -1,
+        "retryable": True,
+    }
+
+
+async def test_a_permanent_wechat_error_is_not_retried(media: Media) -> None:
+    media_id = await upload(media, image())
+    media.sim.faults.add(FaultRule(path=GET, sequence=[Fault(errcode=48001)]))
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 502
+    body = await resp.json()
+    assert (body["errcode"], body["retryable"]) == (48001, False)
+    assert media.downloads() == 1
+
+
+async def test_the_cache_answers_a_second_download_without_wechat(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    media = await make_media(media_cache_dir=str(tmp_path / "cache"))
+    data = image(size=100_000)
+    media_id = await upload(media, data)
+    for _ in range(3):
+        resp = await media.client.get(f"/v1/media/{media_id}")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "image/png"
+        assert resp.headers["Content-Length"] == str(len(data))
+        assert await resp.read() == data
+    assert media.downloads() == 1
+
+
+async def test_the_cache_does_not_outlive_the_media(make_media: MakeMedia, tmp_path: Path) -> None:
+    media = await make_media(media_cache_dir=str(tmp_path / "cache"))
+    media_id = await upload(media, image())
+    assert (await media.client.get(f"/v1/media/{media_id}")).status == 200
+    media.sim.clock.advance(3 * 86400)
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 410
+    assert list((tmp_path / "cache").iterdir()) == []
