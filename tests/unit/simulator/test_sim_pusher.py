@@ -2,97 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sim_helpers import OPENID, PNG
+from sim_helpers import CIPHER, OPENID, PNG, Ingress, ingress_app
 
-from libs.common.wechat import codec, replies
-from libs.common.wechat.crypto import Cipher
-from libs.common.wechat.push import OpenedPush, PushConfig, open_push, verify_url
+from libs.common.wechat import codec
 from services.simulator.app import create_app, running
-from services.simulator.config import DEMO_AES_KEY, DEMO_APPID, DEMO_GH_ID, DEMO_TOKEN
+from services.simulator.config import DEMO_AES_KEY, DEMO_GH_ID
 from services.simulator.errors import PushError
 from services.simulator.pusher import USER_NOTICE, Pusher, new_msg_id
 from services.simulator.state import SimState
-
-CIPHER = Cipher.from_key(DEMO_AES_KEY, DEMO_APPID)
-
-
-class Ingress:
-    """A tiny push endpoint that opens pushes with the project codec and answers by script."""
-
-    def __init__(self, mode: str = "safe", fmt: str = "auto") -> None:
-        self.config = PushConfig(
-            token=DEMO_TOKEN,
-            appid=DEMO_APPID,
-            cipher=CIPHER if mode != "plain" else None,
-            mode=mode,  # type: ignore[arg-type]
-            fmt=fmt,  # type: ignore[arg-type]
-        )
-        self.script: list[str] = []
-        self.received: list[tuple[dict[str, str], bytes, str]] = []
-        self.opened: list[OpenedPush] = []
-        self.release = asyncio.Event()
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        query = dict(request.query)
-        self.received.append((query, body, request.headers.get("Content-Type", "")))
-        opened = open_push(query, body, config=self.config, now=time.time())
-        self.opened.append(opened)
-        action = self.script.pop(0) if self.script else "success"
-        msg = opened.message
-        if action == "slow":
-            await self.release.wait()
-            return web.Response(text="success")
-        if action == "500":
-            return web.Response(status=500, text="oops")
-        if action == "drop":
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response()
-        if action == "garbage":
-            return web.Response(text="ok")
-        if action == "empty":
-            return web.Response(body=b"")
-        transfer = replies.transfer(msg.from_user, msg.to_user, msg.create_time, opened.fmt)
-        if action == "transfer":
-            return web.Response(body=self.encrypted(opened, transfer))
-        if action == "plain_transfer":
-            return web.Response(body=transfer)
-        if action == "transfer_other":
-            other = replies.transfer("oSomeoneElse", msg.to_user, msg.create_time, opened.fmt)
-            return web.Response(body=self.encrypted(opened, other))
-        return web.Response(text="success")
-
-    def encrypted(self, opened: OpenedPush, plaintext: bytes) -> bytes:
-        return replies.encrypt_reply(
-            CIPHER,
-            DEMO_TOKEN,
-            plaintext,
-            timestamp=int(time.time()),
-            nonce=opened.nonce,
-            fmt=opened.fmt,
-        )
-
-    async def verify(self, request: web.Request) -> web.Response:
-        return web.Response(text=verify_url(dict(request.query), DEMO_TOKEN))
 
 
 @pytest.fixture
 async def ingress() -> AsyncIterator[tuple[Ingress, str]]:
     endpoint = Ingress()
-    app = web.Application()
-    app.router.add_post("/wechat", endpoint.handle)
-    app.router.add_get("/wechat", endpoint.verify)
-    async with TestServer(app) as server:
+    async with TestServer(ingress_app(endpoint)) as server:
         yield endpoint, str(server.make_url("/wechat"))
         endpoint.release.set()
 
@@ -152,9 +81,7 @@ async def test_every_type_in_every_mode_opens_with_the_codec(
     state: SimState, mode: str, fmt: str
 ) -> None:
     endpoint = Ingress(mode=mode, fmt=fmt)
-    app = web.Application()
-    app.router.add_post("/wechat", endpoint.handle)
-    async with TestServer(app) as server:
+    async with TestServer(ingress_app(endpoint)) as server:
         url = str(server.make_url("/wechat"))
         key = DEMO_AES_KEY if mode != "plain" else None
         async with Pusher(url, aes_key=key, mode=mode, fmt=fmt, sim=state) as p:  # type: ignore[arg-type]
