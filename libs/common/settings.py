@@ -70,7 +70,8 @@ S = TypeVar("S", bound=msgspec.Struct)
 def _dec_hook(tp: type, value: Any) -> Any:
     if tp is Secret and isinstance(value, str):
         return Secret(value)
-    raise NotImplementedError
+    # msgspec turns a TypeError into a ValidationError at the field (NotImplementedError escapes).
+    raise TypeError("expected a string")
 
 
 def _secret_fields(cls: type[msgspec.Struct]) -> set[str]:
