@@ -137,3 +137,14 @@ def test_config_from_env() -> None:
     )
     assert (config.appid, config.secret, config.text_max_bytes) == ("wx1111111111111111", "s", 10)
     assert from_env({}).appid == SimConfig().appid
+
+
+def test_package_exports_the_public_api() -> None:
+    import services.simulator as sim
+    from services.simulator.pusher import Pusher
+
+    assert sim.Pusher is Pusher
+    assert sim.SimState is SimState
+    assert sim.create_app is create_app
+    with pytest.raises(AttributeError):
+        _ = sim.nothing_here
