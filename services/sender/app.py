@@ -1,0 +1,111 @@
+"""The sender's composition root: the WeChat client, the shared token, and two consumers."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+from aiohttp import web
+
+from libs.common.bus import Bus
+from libs.common.keys import BUS, HTTP, STORE
+from libs.common.media_client import MediaClient
+from libs.common.resources import bus_ctx, http_ctx, store_ctx
+from libs.common.store import Store
+from libs.common.topology import CORE_QUEUES, SENDER_COMMANDS, SENDER_WINDOWS, QueueSpec
+from libs.common.web import base_app
+from libs.common.wechat.api import ApiClient
+from libs.common.wechat.token import AccessToken
+from services.sender import handlers
+from services.sender.keys import CLOCK, SENDER, SETTINGS
+from services.sender.settings import SenderSettings
+
+SERVICE = "sender"
+
+
+def commands_queue(settings: SenderSettings) -> QueueSpec:
+    """The commands queue with the configured backoff (each delay is a delay queue)."""
+    return msgspec.structs.replace(
+        SENDER_COMMANDS, retry_base_s=settings.retry_base_s, retry_cap_s=settings.retry_cap_s
+    )
+
+
+def create_app(
+    settings: SenderSettings,
+    *,
+    bus: Bus | None = None,
+    store: Store | None = None,
+    clock: Callable[[], float] | None = None,
+) -> web.Application:
+    app = base_app(service=SERVICE)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or time.time
+    commands = commands_queue(settings)
+    queues = CORE_QUEUES if commands == SENDER_COMMANDS else (*CORE_QUEUES, commands)
+    app.cleanup_ctx.extend(
+        [
+            bus_ctx(settings.bus_url, bus=bus, queues=queues),
+            store_ctx(settings.store_url, store=store),
+            http_ctx(timeout_s=settings.wechat_timeout_s, limit=settings.http_connections),
+            functools.partial(_consumers, commands=commands),
+        ]
+    )
+    return app
+
+
+async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncIterator[None]:
+    settings, clock = app[SETTINGS], app[CLOCK]
+    api = ApiClient(
+        app[HTTP],
+        base_url=settings.wechat_api_base,
+        timeout_s=settings.wechat_timeout_s,
+        typing_path=settings.typing_path,
+        service=SERVICE,
+    )
+    token = AccessToken(
+        api,
+        app[STORE],
+        appid=settings.appid,
+        secret=settings.app_secret,
+        clock=clock,
+        service=SERVICE,
+        lock_ttl_s=2 * settings.wechat_timeout_s + 5.0,
+    )
+    media = (
+        MediaClient(
+            app[HTTP],
+            settings.media_url,
+            token=str(settings.internal_token) if settings.internal_token else None,
+            timeout_s=2 * settings.wechat_timeout_s,
+        )
+        if settings.media_url
+        else None
+    )
+    sender = handlers.Sender(
+        settings=settings,
+        bus=app[BUS],
+        store=app[STORE],
+        api=api,
+        token=token,
+        media=media,
+        commands=commands,
+        clock=clock,
+    )
+    app[SENDER] = sender
+    bus = app[BUS]
+    await bus.consume(
+        commands,
+        functools.partial(handlers.handle_command, sender),
+        prefetch=settings.prefetch,
+    )
+    await bus.consume(
+        SENDER_WINDOWS,
+        functools.partial(handlers.handle_window_event, sender),
+        prefetch=settings.prefetch,
+    )
+    try:
+        yield
+    finally:
+        await bus.stop_consuming()

@@ -1,0 +1,477 @@
+"""The sender's two bus handlers: send commands, and the inbound events that open windows.
+
+A command goes through, in order: the ledger (a redelivery re-publishes its outcome and
+sends nothing), the order of its cause, its body (assets resolved), the shared rate limit,
+a slot of the reply window, and the call. Every command ends in exactly one fact on
+``kf.events``: ``outbound.sent.*``, ``outbound.rejected.*`` or ``outbound.failed.*``.
+
+Transient failures go back to the bus (``Retry``: delay queues with capped backoff); on the
+last attempt the command is reported failed and dead-lettered (``Reject``), from where
+``wxkf dlq replay`` can send it again. Nothing here sleeps to retry; the one wait is the
+rate limit's pace, bounded by ``max_pace_wait_s``.
+
+Ambiguous failures (WeChat may have delivered; its send API has no idempotency key) follow
+``ambiguous_retry``: types listed there are sent again (maybe twice), the others are reported
+failed with an ``errmsg`` starting ``ambiguous:`` (maybe lost, never twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import structlog
+
+from libs.common.bus import Bus, Delivery, Reject, Retry
+from libs.common.media_client import MediaClient, MediaServiceError
+from libs.common.observability.logging import hash_openid
+from libs.common.observability.metrics import Timer
+from libs.common.schemas import (
+    AnyMessage,
+    Failed,
+    Outcome,
+    Rejected,
+    RejectReason,
+    SendCommand,
+    SendTyping,
+    Sent,
+    decode,
+    derived_id,
+    encode,
+    now_ms,
+)
+from libs.common.store import GrantKind, Store, StoreError
+from libs.common.topology import QueueSpec
+from libs.common.wechat.api import ApiClient
+from libs.common.wechat.apierrors import (
+    TokenUnavailable,
+    WeChatApiError,
+    WeChatBadRequest,
+    WeChatUnavailable,
+)
+from libs.common.wechat.token import AccessToken
+from services.sender import compose, ledger, metrics, order, typing_rules, windows
+from services.sender.errors import NotSendable
+from services.sender.settings import SenderSettings
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+class Sender(msgspec.Struct, frozen=True, kw_only=True):
+    """What the handlers use; built once per app (see ``app.py``)."""
+
+    settings: SenderSettings
+    bus: Bus
+    store: Store
+    api: ApiClient
+    token: AccessToken
+    media: MediaClient | None
+    commands: QueueSpec
+    """The commands queue as consumed (its retry delays)."""
+    clock: Clock
+    """WeChat's time: reply windows and typing (the simulator's clock in tests)."""
+    wall: Clock = time.time
+    """Real time: rate limit, ledger ages, how old a command is."""
+
+
+# --- inbound events: reply windows -------------------------------------------------------------
+
+
+async def handle_window_event(sender: Sender, msg: AnyMessage, delivery: Delivery) -> None:
+    grant = windows.grant_for(msg, sender.settings)
+    if grant is None:
+        return
+    if msg.appid != sender.settings.appid:
+        log.warning("window.other_app", appid=msg.appid)
+        return
+    store, now = sender.store, sender.clock()
+    await store.window_grant(windows.window_key(msg.appid, msg.openid), grant, now=now)
+    if grant.kind == "message":
+        create_time = getattr(msg, "create_time", now)
+        await typing_rules.note_exchange(store, msg.appid, msg.openid, at=float(create_time))
+    metrics.WINDOW_GRANTS.labels(grant.kind).inc()
+    log.info("window.granted", kind=grant.kind, count=grant.count, openid=hash_openid(msg.openid))
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) -> None:
+    if not isinstance(msg, SendCommand):
+        raise Reject(f"not a send command: {msg.routing_key()}")
+    structlog.contextvars.bind_contextvars(
+        command_id=msg.id, msgtype=msg.msgtype, openid=hash_openid(msg.openid)
+    )
+    with Timer(metrics.COMMAND_SECONDS.labels(msg.msgtype).observe):
+        try:
+            await _process(sender, msg, delivery)
+        except StoreError as exc:
+            await _retry_or_fail(sender, msg, delivery, why="store", errmsg=str(exc))
+
+
+async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None:
+    settings, store = sender.settings, sender.store
+    entry = await ledger.read(store, cmd.id)
+    if entry is not None and entry.state == "done" and entry.fact is not None:
+        # Settled before (the ack or a publish was lost): say it again, send nothing.
+        metrics.COMMANDS.labels(cmd.msgtype, "duplicate").inc()
+        await order.mark_done(store, cmd, ttl_s=settings.ledger_ttl_s)
+        fact = decode(bytes(entry.fact))
+        await sender.bus.publish(fact)
+        log.info("send.duplicate")
+        return
+    if entry is not None:
+        age = sender.wall() - entry.at
+        if age < settings.inflight_stale_s:
+            metrics.RETRIES.labels("inflight").inc()
+            raise Retry(
+                "another delivery is calling WeChat", delay_s=settings.inflight_stale_s - age
+            )
+        await _ambiguous(sender, cmd, delivery, "abandoned mid-call by an earlier delivery")
+        return
+    if cmd.appid != settings.appid:
+        await _settle(sender, cmd, delivery, _failed(cmd, delivery, f"command for app {cmd.appid}"))
+        return
+
+    waiting, retry_at = await order.waiting_for(store, cmd)
+    if waiting:
+        if not delivery.final:
+            metrics.RETRIES.labels("order").inc()
+            delay = max(retry_at - sender.wall(), 0.0) if retry_at is not None else 0.0
+            raise Retry(f"waiting for seq {cmd.seq - 1} of its cause", delay_s=delay)
+        # Its predecessor never settled (lost, or still failing): better late than never.
+        metrics.ORDER_GAVE_UP.inc()
+        log.warning("send.order_gave_up", cause_id=cmd.cause_id, seq=cmd.seq)
+
+    if isinstance(cmd, SendTyping):
+        await _typing(sender, cmd, delivery)
+        return
+
+    try:
+        composed = await compose.compose(cmd, sender.media)
+    except NotSendable as exc:
+        await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.reason))
+        return
+    except MediaServiceError as exc:
+        await _media_failure(sender, cmd, delivery, exc)
+        return
+
+    await _pace(sender, cmd, delivery)
+    key = windows.window_key(cmd.appid, cmd.openid)
+    take = await store.window_take(key, now=sender.clock())
+    metrics.QUOTA.labels(take.reason or "granted").inc()
+    if not take.ok or take.kind is None:
+        reason = take.reason or "no_window"
+        await _refused_by_window(sender, cmd, delivery, reason, detail=reason)
+        return
+    await _send(sender, cmd, delivery, composed, take.kind)
+
+
+async def _send(
+    sender: Sender,
+    cmd: SendCommand,
+    delivery: Delivery,
+    composed: compose.Composed,
+    slot: GrantKind,
+) -> None:
+    settings, store = sender.settings, sender.store
+    await ledger.begin(store, cmd.id, at=sender.wall(), ttl_s=settings.ledger_ttl_s)
+    re_resolved = False
+    while True:
+        try:
+            latency = await _call_send(sender, composed)
+        except WeChatApiError as exc:
+            if exc.kind == "media" and composed.asset and not re_resolved:
+                # An expired media_id (3 days): ask the media service for a fresh one, once.
+                re_resolved = True
+                try:
+                    composed = await compose.compose(cmd, sender.media, refused=composed.media_id)
+                except (MediaServiceError, NotSendable) as media_exc:
+                    await _release(sender, cmd, slot)
+                    await ledger.clear(store, cmd.id)
+                    if isinstance(media_exc, NotSendable):
+                        await _settle(
+                            sender, cmd, delivery, _failed(cmd, delivery, media_exc.reason)
+                        )
+                    else:
+                        await _media_failure(sender, cmd, delivery, media_exc)
+                    return
+                log.info("send.media_re_resolved", errcode=exc.errcode)
+                continue
+            await _api_error(sender, cmd, delivery, exc, slot)
+            return
+        except WeChatUnavailable as exc:
+            if exc.ambiguous:
+                await _ambiguous(sender, cmd, delivery, exc.reason)
+                return
+            await _release(sender, cmd, slot)
+            await ledger.clear(store, cmd.id)
+            await _retry_or_fail(sender, cmd, delivery, why="unavailable", errmsg=exc.reason)
+            return
+        except WeChatBadRequest as exc:
+            await _release(sender, cmd, slot)
+            await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.reason))
+            return
+        except TokenUnavailable as exc:
+            await _release(sender, cmd, slot)
+            await ledger.clear(store, cmd.id)
+            await _retry_or_fail(
+                sender, cmd, delivery, why="token", errmsg=exc.reason, errcode=exc.errcode
+            )
+            return
+        break
+    now = sender.clock()
+    await typing_rules.note_exchange(store, cmd.appid, cmd.openid, at=now)
+    await typing_rules.note_typing(store, cmd.appid, cmd.openid, until=None)
+    await _settle(sender, cmd, delivery, _sent(cmd, delivery, latency))
+
+
+async def _call_send(sender: Sender, composed: compose.Composed) -> float:
+    return await sender.token.call(lambda token: sender.api.send(token, composed.message))
+
+
+async def _api_error(
+    sender: Sender, cmd: SendCommand, delivery: Delivery, exc: WeChatApiError, slot: GrantKind
+) -> None:
+    store = sender.store
+    if exc.kind == "window":
+        # WeChat's view wins: correct ours so the next command is refused without a call.
+        reason: Literal["window_expired", "quota_exhausted"] = (
+            "quota_exhausted" if exc.errcode == 45047 else "window_expired"
+        )
+        key = windows.window_key(cmd.appid, cmd.openid)
+        await store.window_close(key, now=sender.clock(), reason=reason)
+        metrics.QUOTA.labels(f"corrected_{reason}").inc()
+        log.warning("send.window_corrected", errcode=exc.errcode, reason=reason)
+        await _settle(sender, cmd, delivery, _rejected(cmd, delivery, reason, exc.errcode))
+        return
+    await _release(sender, cmd, slot)
+    if exc.kind in ("transient", "token"):
+        await ledger.clear(store, cmd.id)
+        delay = sender.settings.rate_limited_pause_s if exc.errcode == 45011 else None
+        await _retry_or_fail(
+            sender,
+            cmd,
+            delivery,
+            why=exc.name,
+            errmsg=exc.errmsg,
+            errcode=exc.errcode,
+            delay_s=delay,
+        )
+        return
+    await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.errmsg, exc.errcode))
+
+
+async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
+    settings, store = sender.settings, sender.store
+    if cmd.command == "Typing":
+        why = await typing_rules.refusal(
+            store, cmd.appid, cmd.openid, now=sender.clock(), exchange_s=settings.typing_exchange_s
+        )
+        if why is None:
+            why = await _window_has_room(sender, cmd)
+        if why is not None:
+            log.info("send.typing_refused", why=why)
+            await _refused_by_window(sender, cmd, delivery, "typing_not_allowed", detail=why)
+            return
+    await _pace(sender, cmd, delivery)
+    await ledger.begin(store, cmd.id, at=sender.wall(), ttl_s=settings.ledger_ttl_s)
+    try:
+        latency = await sender.token.call(
+            lambda token: sender.api.typing(token, cmd.openid, cmd.command)
+        )
+    except WeChatApiError as exc:
+        if exc.errcode in (45080, 45081) or exc.kind == "window":
+            fact = _rejected(cmd, delivery, "typing_not_allowed", exc.errcode)
+            await _settle(sender, cmd, delivery, fact)
+        elif exc.kind in ("transient", "token"):
+            await ledger.clear(store, cmd.id)
+            await _retry_or_fail(
+                sender, cmd, delivery, why=exc.name, errmsg=exc.errmsg, errcode=exc.errcode
+            )
+        else:
+            await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.errmsg, exc.errcode))
+        return
+    except WeChatUnavailable as exc:
+        if exc.ambiguous:
+            await _ambiguous(sender, cmd, delivery, exc.reason)
+            return
+        await ledger.clear(store, cmd.id)
+        await _retry_or_fail(sender, cmd, delivery, why="unavailable", errmsg=exc.reason)
+        return
+    except WeChatBadRequest as exc:
+        await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.reason))
+        return
+    except TokenUnavailable as exc:
+        await ledger.clear(store, cmd.id)
+        await _retry_or_fail(sender, cmd, delivery, why="token", errmsg=exc.reason)
+        return
+    until = sender.clock() + settings.typing_duration_s if cmd.command == "Typing" else None
+    await typing_rules.note_typing(store, cmd.appid, cmd.openid, until=until)
+    await _settle(sender, cmd, delivery, _sent(cmd, delivery, latency))
+
+
+async def _window_has_room(sender: Sender, cmd: SendCommand) -> str | None:
+    """Typing needs a window with room but spends none of it: take a slot and give it back."""
+    key = windows.window_key(cmd.appid, cmd.openid)
+    now = sender.clock()
+    take = await sender.store.window_take(key, now=now)
+    if not take.ok or take.kind is None:
+        return f"reply window: {take.reason}"
+    await sender.store.window_release(key, take.kind, now=now)
+    return None
+
+
+# --- outcomes ----------------------------------------------------------------------------------
+
+
+async def _refused_by_window(
+    sender: Sender, cmd: SendCommand, delivery: Delivery, reason: RejectReason, *, detail: str
+) -> None:
+    # The user message that opens this window travels on another queue and may not have
+    # reached the sender yet: a young command looks again shortly before it is refused.
+    age_s = (now_ms() - cmd.time_ms) / 1000
+    if age_s < sender.settings.window_grace_s and not delivery.final:
+        metrics.RETRIES.labels("window_grace").inc()
+        raise Retry(f"refused by the window ({detail}); the window may be opening")
+    await _settle(sender, cmd, delivery, _rejected(cmd, delivery, reason, None))
+
+
+async def _ambiguous(sender: Sender, cmd: SendCommand, delivery: Delivery, reason: str) -> None:
+    """WeChat may have delivered: the slot stays spent, and the policy decides the rest."""
+    if cmd.msgtype in sender.settings.ambiguous_retried:
+        metrics.AMBIGUOUS.labels(cmd.msgtype, "retry").inc()
+        await ledger.clear(sender.store, cmd.id)
+        await _retry_or_fail(sender, cmd, delivery, why="ambiguous", errmsg=f"ambiguous: {reason}")
+        return
+    metrics.AMBIGUOUS.labels(cmd.msgtype, "give_up").inc()
+    errmsg = f"ambiguous: {reason}; WeChat may have delivered it, so it is not sent again"
+    await _settle(sender, cmd, delivery, _failed(cmd, delivery, errmsg))
+
+
+async def _media_failure(
+    sender: Sender, cmd: SendCommand, delivery: Delivery, exc: MediaServiceError
+) -> None:
+    if exc.retryable:
+        await _retry_or_fail(sender, cmd, delivery, why="media_service", errmsg=str(exc))
+        return
+    await _settle(sender, cmd, delivery, _failed(cmd, delivery, str(exc), exc.errcode))
+
+
+async def _retry_or_fail(
+    sender: Sender,
+    cmd: SendCommand,
+    delivery: Delivery,
+    *,
+    why: str,
+    errmsg: str,
+    errcode: int | None = None,
+    delay_s: float | None = None,
+) -> None:
+    """Hand the command back to the bus; on its last attempt report it failed and dead-letter
+    it (replayable). Always raises."""
+    settings, store = sender.settings, sender.store
+    if delivery.final:
+        fact = _failed(cmd, delivery, f"attempts exhausted: {errmsg}", errcode)
+        # A failed predecessor counts as done: the rest of its cause goes on.
+        await order.mark_done(store, cmd, ttl_s=settings.ledger_ttl_s)
+        await sender.bus.publish(fact)
+        metrics.COMMANDS.labels(cmd.msgtype, "failed").inc()
+        metrics.DEAD_LETTERS.labels(cmd.msgtype).inc()
+        log.error("send.dead_lettered", why=why, errcode=errcode, attempts=delivery.attempt)
+        raise Reject(f"attempts exhausted: {errmsg}")
+    delay = delay_s if delay_s is not None else sender.commands.retry_delay(delivery.attempt)
+    await order.mark_retrying(store, cmd, at=sender.wall() + delay, ttl_s=settings.ledger_ttl_s)
+    metrics.RETRIES.labels(why).inc()
+    log.info("send.retry", why=why, errcode=errcode, attempt=delivery.attempt)
+    raise Retry(errmsg, delay_s=delay_s)
+
+
+async def _settle(sender: Sender, cmd: SendCommand, delivery: Delivery, fact: Outcome) -> None:
+    """Record the outcome (so a redelivery repeats it), free the successor, publish it."""
+    settings, store = sender.settings, sender.store
+    await ledger.finish(store, cmd.id, encode(fact), at=sender.wall(), ttl_s=settings.ledger_ttl_s)
+    await order.mark_done(store, cmd, ttl_s=settings.ledger_ttl_s)
+    await sender.bus.publish(fact)
+    outcome = fact.routing_key().split(".")[1]
+    metrics.COMMANDS.labels(cmd.msgtype, outcome).inc()
+    if isinstance(fact, Sent):
+        log.info("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
+    elif isinstance(fact, Rejected):
+        log.info("send.rejected", reason=fact.reason, errcode=fact.errcode)
+    elif isinstance(fact, Failed):
+        log.warning("send.failed", errcode=fact.errcode, errmsg=fact.errmsg)
+
+
+async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind) -> None:
+    """WeChat definitely did not deliver: give the window slot back."""
+    key = windows.window_key(cmd.appid, cmd.openid)
+    await sender.store.window_release(key, slot, now=sender.clock())
+    metrics.QUOTA.labels("released").inc()
+
+
+async def _pace(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None:
+    """Wait for the shared rate limit; a long wait goes back to the bus instead."""
+    settings = sender.settings
+    if settings.send_rate_per_s <= 0:
+        return
+    waited = 0.0
+    while True:
+        wait = await sender.store.rate_acquire(
+            f"sender:rate:{settings.appid}",
+            rate=settings.send_rate_per_s,
+            burst=settings.send_rate_burst,
+            now=sender.wall(),
+        )
+        if wait <= 0:
+            metrics.RATE_WAIT_SECONDS.observe(waited)
+            return
+        if waited + wait > settings.max_pace_wait_s:
+            await _retry_or_fail(
+                sender, cmd, delivery, why="rate_limit", errmsg="rate limit", delay_s=wait
+            )
+        # Pacing, not retrying: the call is due in ``wait`` seconds and keeps its place.
+        await asyncio.sleep(wait)
+        waited += wait
+
+
+# --- facts -------------------------------------------------------------------------------------
+
+
+F = TypeVar("F", Sent, Rejected, Failed)
+
+
+def _fact(kind: type[F], cmd: SendCommand, delivery: Delivery, **fields: Any) -> F:
+    return kind(
+        # One id per command and kind of outcome: a repeated fact is recognisably the same.
+        id=derived_id(cmd.id, kind.__name__),
+        appid=cmd.appid,
+        openid=cmd.openid,
+        correlation_id=cmd.correlation_id,
+        command_id=cmd.id,
+        cause_id=cmd.cause_id,
+        msgtype=cmd.msgtype,
+        attempts=delivery.attempt,
+        **fields,
+    )
+
+
+def _sent(cmd: SendCommand, delivery: Delivery, latency_s: float) -> Sent:
+    return _fact(Sent, cmd, delivery, latency_ms=round(latency_s * 1000, 3))
+
+
+def _rejected(
+    cmd: SendCommand, delivery: Delivery, reason: RejectReason, errcode: int | None
+) -> Rejected:
+    return _fact(Rejected, cmd, delivery, reason=reason, errcode=errcode)
+
+
+def _failed(
+    cmd: SendCommand, delivery: Delivery, errmsg: str, errcode: int | None = None
+) -> Failed:
+    return _fact(Failed, cmd, delivery, errcode=errcode, errmsg=errmsg)

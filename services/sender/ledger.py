@@ -1,0 +1,56 @@
+"""What became of each command, by command id, so a redelivered command is never sent twice.
+
+Before the call a command is marked in flight (with the time); once settled, its outcome fact
+is kept, and a redelivery publishes that fact again instead of calling WeChat. A command
+still marked in flight long after the call's deadline was abandoned mid-call by a replica
+that died: whether WeChat delivered it is unknown (an ambiguous failure).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from libs.common.store import Store
+
+
+class Entry(msgspec.Struct, frozen=True, kw_only=True):
+    state: Literal["inflight", "done"]
+    at: float
+    """Unix seconds when the state was written."""
+    fact: msgspec.Raw | None = None
+    """The outcome fact (a schemas message), once done."""
+
+
+_decoder = msgspec.json.Decoder(Entry)
+
+
+def ledger_key(command_id: str) -> str:
+    return f"sender:command:{command_id}"
+
+
+async def read(store: Store, command_id: str) -> Entry | None:
+    raw = await store.get(ledger_key(command_id))
+    if raw is None:
+        return None
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        # Unreadable: treat as unknown rather than as sent, and let the caller decide.
+        return Entry(state="inflight", at=0.0)
+
+
+async def begin(store: Store, command_id: str, *, at: float, ttl_s: float) -> None:
+    entry = Entry(state="inflight", at=at)
+    await store.set(ledger_key(command_id), msgspec.json.encode(entry), ttl_s=ttl_s)
+
+
+async def finish(store: Store, command_id: str, fact: bytes, *, at: float, ttl_s: float) -> None:
+    entry = Entry(state="done", at=at, fact=msgspec.Raw(fact))
+    await store.set(ledger_key(command_id), msgspec.json.encode(entry), ttl_s=ttl_s)
+
+
+async def clear(store: Store, command_id: str) -> None:
+    """Forget a command that was definitely not delivered, so its next try sends it."""
+    await store.delete(ledger_key(command_id))

@@ -1,0 +1,49 @@
+"""The order of the commands of one cause (``cause_id``, ``seq`` 0-based, ``total``).
+
+Command ``seq`` n is sent only once n-1 is done; sent, rejected or failed all count as done,
+so one refused message never holds back the rest. A command whose predecessor is not done
+is retried shortly later through the bus. A predecessor that is itself waiting to be retried
+says when, so its successor comes back no sooner than that instead of spending attempts.
+"""
+
+from __future__ import annotations
+
+from libs.common.schemas import SendCommand
+from libs.common.store import Store
+
+_DONE = b"done"
+_RETRY = b"retry:"
+
+
+def step_key(cause_id: str, seq: int) -> str:
+    return f"sender:order:{cause_id}:{seq}"
+
+
+def ordered(cmd: SendCommand) -> bool:
+    return bool(cmd.cause_id) and cmd.seq > 0
+
+
+async def waiting_for(store: Store, cmd: SendCommand) -> tuple[bool, float | None]:
+    """``(True, retry_at)`` while the predecessor is not done; ``retry_at`` (unix seconds) is
+    when the predecessor will be tried again, if it said so."""
+    if not ordered(cmd):
+        return False, None
+    raw = await store.get(step_key(cmd.cause_id, cmd.seq - 1))
+    if raw == _DONE:
+        return False, None
+    if raw is not None and raw.startswith(_RETRY):
+        try:
+            return True, float(raw[len(_RETRY) :])
+        except ValueError:
+            return True, None
+    return True, None
+
+
+async def mark_done(store: Store, cmd: SendCommand, *, ttl_s: float) -> None:
+    if cmd.cause_id and cmd.seq < cmd.total - 1:
+        await store.set(step_key(cmd.cause_id, cmd.seq), _DONE, ttl_s=ttl_s)
+
+
+async def mark_retrying(store: Store, cmd: SendCommand, *, at: float, ttl_s: float) -> None:
+    if cmd.cause_id and cmd.seq < cmd.total - 1:
+        await store.set(step_key(cmd.cause_id, cmd.seq), _RETRY + repr(at).encode(), ttl_s=ttl_s)

@@ -1,0 +1,280 @@
+"""The sender against the WeChat simulator, on ``memory://`` and on RabbitMQ + Redis.
+
+Each test gets a fresh simulator (its clock stands still unless the test moves it), a bus of
+its own (a fresh memory broker, or a RabbitMQ vhost of its own, deleted after) and a store of
+its own (a memory URL, or a unique Redis key prefix, removed after), so runs repeat and
+overlap on the shared broker and Redis. The rig publishes what ingress and the router would
+(user-message events, send commands) and collects the sender's outcome facts from a queue
+of its own bound to ``outbound.#``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from prometheus_client import REGISTRY
+
+from libs.common import bus as bus_lib
+from libs.common.bus import Bus, Delivery
+from libs.common.bus.memory import MemoryBus
+from libs.common.schemas import (
+    AnyMessage,
+    Outcome,
+    SendCommand,
+    SendText,
+    SessionEntered,
+    TextReceived,
+)
+from libs.common.settings import load
+from libs.common.store import Store
+from libs.common.store.memory import MemoryStore
+from libs.common.store.redis import RedisStore
+from libs.common.topology import EVENTS, QueueSpec
+from services.sender.app import create_app
+from services.sender.settings import SenderSettings
+from services.simulator.app import create_app as create_sim
+from services.simulator.app import running
+from services.simulator.clock import SimClock
+from services.simulator.config import DEMO_APPID, DEMO_GH_ID, DEMO_SECRET, SimConfig
+from services.simulator.faults import Fault, FaultRule
+from services.simulator.state import SimState
+from services.simulator.users import Delivered
+from tests.support import rabbit
+from tests.support.waiting import eventually
+
+REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SIM_START = 1_767_225_600.0
+
+FAST = {
+    # Retries in tenths of a second instead of seconds: each delay is a delay queue.
+    "retry_base_s": 0.05,
+    "retry_cap_s": 0.4,
+    "window_grace_s": 0.0,
+    "send_rate_per_s": 0.0,
+    "wechat_timeout_s": 1.0,
+    "rate_limited_pause_s": 0.1,
+}
+
+
+def grants() -> float:
+    total = 0.0
+    for kind in ("message", "enter"):
+        total += REGISTRY.get_sample_value("wxkf_sender_window_grants_total", {"kind": kind}) or 0
+    return total
+
+
+@dataclass
+class Rig:
+    """The simulated WeChat, the bus and store the senders share, and what they reported."""
+
+    sim: SimState
+    sim_url: str
+    bus: Bus
+    store: Store
+    backend: str
+    facts: list[Outcome] = field(default_factory=list)
+    make_bus: Callable[[], Awaitable[Bus]] | None = None
+    servers: list[TestServer] = field(default_factory=list)
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    # -- senders ---------------------------------------------------------------------------------
+
+    def settings(self, **overrides: Any) -> SenderSettings:
+        values = {**FAST, **overrides}
+        return load(
+            SenderSettings,
+            {},
+            appid=DEMO_APPID,
+            app_secret=DEMO_SECRET,
+            wechat_api_base=self.sim_url,
+            **values,
+        )
+
+    async def start_sender(self, *, own_bus: bool = False, **overrides: Any) -> web.Application:
+        """A sender replica; ``own_bus``: with a connection of its own (another process)."""
+        bus = self.bus
+        if own_bus:
+            assert self.make_bus is not None
+            bus = await self.make_bus()
+        app = create_app(
+            self.settings(**overrides), bus=bus, store=self.store, clock=self.sim.clock.now
+        )
+        server = TestServer(app)
+        await server.start_server()
+        self.servers.append(server)
+        return app
+
+    # -- what ingress and the router would publish ----------------------------------------------
+
+    def openid(self) -> str:
+        return f"oTest{uuid.uuid4().hex[:20]}"
+
+    async def user_message(self, openid: str, at: float | None = None) -> None:
+        """The user wrote to us: WeChat opens its window, ingress publishes the event, and the
+        sender has recorded the window when this returns."""
+        at = self.sim.clock.now() if at is None else at
+        self.sim.user_message(openid, at)
+        await self._publish_event(
+            TextReceived(
+                appid=DEMO_APPID,
+                openid=openid,
+                correlation_id=uuid.uuid4().hex,
+                to_user=DEMO_GH_ID,
+                create_time=int(at),
+                msg_id=2**60 + next(self._seq),
+                content="hello",
+            )
+        )
+
+    async def entered(self, openid: str, at: float | None = None) -> None:
+        at = self.sim.clock.now() if at is None else at
+        self.sim.user_entered(openid, at)
+        await self._publish_event(
+            SessionEntered(
+                appid=DEMO_APPID,
+                openid=openid,
+                correlation_id=uuid.uuid4().hex,
+                to_user=DEMO_GH_ID,
+                create_time=int(at),
+            )
+        )
+
+    async def _publish_event(self, event: AnyMessage) -> None:
+        before = grants()
+        await self.bus.publish(event)
+        await eventually(grants, lambda n: n > before, what="the sender recorded the window")
+
+    async def send(self, *commands: SendCommand) -> None:
+        for cmd in commands:
+            await self.bus.publish(cmd)
+
+    def texts(
+        self, openid: str, contents: list[str], *, cause: str | None = None
+    ) -> list[SendText]:
+        """The commands of one decision: ordered by ``seq`` within one cause."""
+        cause_id = cause or uuid.uuid4().hex
+        return [
+            SendText(
+                appid=DEMO_APPID,
+                openid=openid,
+                correlation_id=cause_id,
+                cause_id=cause_id,
+                seq=i,
+                total=len(contents),
+                content=content,
+            )
+            for i, content in enumerate(contents)
+        ]
+
+    # -- what happened -------------------------------------------------------------------------
+
+    def fault(self, path: str, *faults: Fault) -> None:
+        self.sim.faults.add(FaultRule(path=path, sequence=list(faults)))
+
+    def inbox(self, openid: str) -> list[Delivered]:
+        return self.sim.inbox(openid)
+
+    def received(self, openid: str) -> list[str]:
+        return [str(d.body.get("content", d.msgtype)) for d in self.sim.inbox(openid)]
+
+    def outcomes(self, openid: str) -> list[Outcome]:
+        return [f for f in self.facts if f.openid == openid]
+
+    async def settled(self, commands: list[SendCommand], **kw: Any) -> dict[str, Outcome]:
+        """Wait until every command has an outcome fact; the last one of each by id."""
+        ids = {c.id for c in commands}
+
+        def seen() -> dict[str, Outcome]:
+            return {f.command_id: f for f in self.facts if f.command_id in ids}
+
+        return await eventually(
+            seen, lambda got: set(got) == ids, what=f"outcomes of {len(ids)} commands", **kw
+        )
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[tuple[SimState, str]]:
+    state = SimState(SimConfig(), clock=SimClock(start=SIM_START, ticking=False))
+    async with running(create_sim(state=state)) as url:
+        yield state, url
+
+
+@pytest.fixture(params=["memory", "real"])
+async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> AsyncIterator[Rig]:
+    state, sim_url = sim
+    prefix = f"wxkf-test:{uuid.uuid4().hex}:"
+    buses: list[Bus] = []
+    store: Store
+    if request.param == "memory":
+        memory = MemoryBus.fresh()
+        store_url = f"memory://sender-test-{uuid.uuid4().hex}"
+        store = MemoryStore.shared(store_url, prefix=prefix)
+        vhost = None
+
+        async def make_bus() -> Bus:
+            client = memory.client()
+            buses.append(client)
+            return client
+
+    else:
+        vhost = rabbit.add_vhost("wxkf-test-sender")
+        amqp_url = rabbit.url(vhost)
+        store = await RedisStore.connect(REDIS_URL, prefix=prefix)
+
+        async def make_bus() -> Bus:
+            client = await bus_lib.connect(amqp_url)
+            buses.append(client)
+            return client
+
+    bus = await make_bus()
+    rig = Rig(
+        sim=state, sim_url=sim_url, bus=bus, store=store, backend=request.param, make_bus=make_bus
+    )
+    outcomes = QueueSpec(
+        name=f"test.outcomes.{uuid.uuid4().hex[:8]}",
+        exchange=EVENTS,
+        bindings=("outbound.#",),
+        max_attempts=2,
+    )
+    await bus.declare()
+    await bus.declare([outcomes])
+
+    async def collect(msg: AnyMessage, delivery: Delivery) -> None:
+        assert isinstance(msg, Outcome)
+        rig.facts.append(msg)
+
+    await bus.consume(outcomes, collect)
+    try:
+        yield rig
+    finally:
+        for server in reversed(rig.servers):
+            await server.close()
+        for client in reversed(buses):
+            await client.stop_consuming()
+            await client.close()
+        await store.close()
+        if vhost is not None:
+            rabbit.delete_vhost(vhost)
+            raw = aioredis.Redis.from_url(REDIS_URL)
+            keys = [k async for k in raw.scan_iter(match=prefix + "*", count=500)]
+            if keys:
+                await raw.delete(*keys)
+            await raw.aclose()
+        else:
+            MemoryStore.forget(store_url)
+
+
+def decode_fact(raw: bytes) -> Outcome:
+    fact = msgspec.json.decode(raw, type=AnyMessage)
+    assert isinstance(fact, Outcome)
+    return fact
