@@ -89,7 +89,7 @@ async def delete_faults(request: web.Request) -> web.Response:
 
 async def get_user(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    return json_answer(state.user(request.match_info["openid"]).view(state.now()))
+    return json_answer(state.peek(request.match_info["openid"]).view(state.now()))
 
 
 async def get_inbox(request: web.Request) -> web.Response:

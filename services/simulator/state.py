@@ -68,6 +68,10 @@ class SimState:
             found = self.users[openid] = User(openid=openid)
         return found
 
+    def peek(self, openid: str) -> User:
+        """The user as WeChat knows them, without making a stranger known."""
+        return self.users.get(openid) or User(openid=openid)
+
     def user_action(self, openid: str, action: UserAction, at: float | None = None) -> User:
         """The user wrote to us (``message``) or opened the chat (``enter``) at ``at``
         (default now): what opens the reply window."""

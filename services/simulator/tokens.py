@@ -3,6 +3,9 @@
 The two endpoints keep separate books: a refresh through one never touches the tokens of
 the other. A token that reached its natural end answers 42001; one cut short because a
 newer one replaced it answers 40001 ("not latest"), as WeChat does.
+
+``force_refresh`` beyond the daily limit answers 45009 (WeChat's quota errcode); a forced call
+sooner than the spacing after the last one returns the current token unchanged.
 """
 
 from __future__ import annotations

@@ -148,3 +148,9 @@ def test_package_exports_the_public_api() -> None:
     assert sim.create_app is create_app
     with pytest.raises(AttributeError):
         _ = sim.nothing_here
+
+
+async def test_looking_at_a_user_does_not_make_them_known(client: Client, state: SimState) -> None:
+    view = await (await client.get("/sim/users/stranger")).json()
+    assert view["grants"] == {}
+    assert "stranger" not in state.users

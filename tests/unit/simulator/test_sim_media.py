@@ -138,3 +138,13 @@ async def test_registered_inbound_image_is_downloadable(client: Client, token: s
     bad = await client.post("/sim/media", data=b"text")
     assert bad.status == 400
     assert (await bad.json())["error"] == "invalid_media"
+
+
+async def test_malformed_multipart_is_media_missing(client: Client, token: str) -> None:
+    resp = await client.post(
+        UPLOAD,
+        params={"type": "image", "access_token": token},
+        data=b"garbage without boundaries",
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert (await resp.json(content_type=None))["errcode"] == 41005

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from sim_helpers import JPEG, OPENID, SEND, START, Client, call, text
 
@@ -252,3 +253,15 @@ async def test_expired_media_in_a_send_is_40007(
     token = state.token_for_tests()
     body = {"touser": OPENID, "msgtype": "image", "image": {"media_id": media_id}}
     assert (await call(client, SEND, token, body))["errcode"] == 40007
+
+
+@pytest.mark.parametrize("config", [SimConfig(max_body_bytes=200)])
+async def test_oversized_body_is_refused_with_413(
+    client: Client, state: SimState, token: str
+) -> None:
+    state.user_message(OPENID)
+    resp = await client.post(
+        SEND, params={"access_token": token}, data=msgspec.json.encode(text(content="x" * 300))
+    )
+    assert resp.status == 413
+    assert state.inbox(OPENID) == []
