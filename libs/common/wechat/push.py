@@ -190,7 +190,7 @@ def build_push(
     if cipher is None:
         raise InvalidConfig(f"the {mode} mode needs a cipher")
     if to_user is None or openid is None:
-        parsed = codec.parse(msg, fmt) if isinstance(msg, bytes) else msg
+        parsed = codec.parse(msg) if isinstance(msg, bytes) else msg
         to_user = parsed.to_user if to_user is None else to_user
         openid = parsed.from_user if openid is None else openid
     encrypt = cipher.encrypt(plaintext, random16=random16)
