@@ -1,0 +1,43 @@
+"""The ingress service's composition root."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from libs.common.bus import Bus
+from libs.common.resources import bus_ctx, store_ctx
+from libs.common.store import Store
+from libs.common.web import base_app
+from libs.common.wechat.crypto import Cipher
+from libs.common.wechat.push import PushConfig
+from services.ingress import push, verify
+from services.ingress.keys import PUSH, SETTINGS
+from services.ingress.settings import IngressSettings
+
+
+def push_config(settings: IngressSettings) -> PushConfig:
+    """What the protocol core needs to open this URL's pushes."""
+    cipher = Cipher.from_key(settings.aes_key, settings.appid) if settings.aes_key else None
+    return PushConfig(
+        token=settings.token,
+        appid=settings.appid,
+        cipher=cipher,
+        mode=settings.mode,
+        fmt=settings.push_format,
+        max_body_bytes=settings.max_body_bytes,
+        max_age_s=settings.max_push_age_s,
+    )
+
+
+def create_app(
+    settings: IngressSettings, *, bus: Bus | None = None, store: Store | None = None
+) -> web.Application:
+    app = base_app(service="ingress")
+    app[SETTINGS] = settings
+    app[PUSH] = push_config(settings)
+    app.cleanup_ctx.extend(
+        [bus_ctx(settings.bus_url, bus=bus), store_ctx(settings.store_url, store=store)]
+    )
+    app.router.add_get(settings.push_path, verify.handle)
+    app.router.add_post(settings.push_path, push.handle)
+    return app

@@ -1,0 +1,12 @@
+"""Typed application keys of the ingress service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from libs.common.wechat.push import PushConfig
+from services.ingress.settings import IngressSettings
+
+SETTINGS = web.AppKey("ingress_settings", IngressSettings)
+PUSH = web.AppKey("push_config", PushConfig)
+"""How WeChat's console is configured for this URL, as the protocol core reads it."""

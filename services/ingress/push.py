@@ -1,0 +1,135 @@
+"""``POST`` on the push path: verify, open, publish exactly once, answer within WeChat's 5 s.
+
+The order matters: nothing is published before the push proved it comes from WeChat (the
+protocol core checks size, signature, age, ciphertext and message in that order), and
+nothing is answered ``success`` before the broker confirmed its event. Every refusal is
+counted by reason and logged without content; every failure to publish is a 503, which
+makes WeChat send the push again.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import web
+
+from libs.common.bus import BusError
+from libs.common.keys import BUS, STORE
+from libs.common.observability.logging import hash_openid
+from libs.common.schemas import InboundEvent, UserMessage
+from libs.common.wechat.errors import WeChatError
+from libs.common.wechat.push import OpenedPush, PushConfig, open_push
+from services.ingress import answer, decision, dedupe, metrics
+from services.ingress.errors import (
+    BodyTooLarge,
+    IngressError,
+    Unavailable,
+    Unconfirmed,
+    UnsupportedContentType,
+)
+from services.ingress.keys import PUSH, SETTINGS
+from services.ingress.normalise import to_event
+
+log = structlog.get_logger(__name__)
+
+# WeChat does not document the Content-Type of its pushes; these are what XML or JSON can
+# come as (aiohttp reports a missing header as application/octet-stream). The format itself
+# is read from the body.
+PUSH_CONTENT_TYPES = frozenset(
+    {
+        "text/xml",
+        "application/xml",
+        "application/json",
+        "text/json",
+        "text/plain",
+        "application/octet-stream",
+    }
+)
+
+
+async def handle(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    app = request.app
+    config = app[PUSH]
+    try:
+        opened = await _open(request, config)
+    except (WeChatError, IngressError) as exc:
+        metrics.BAD_INPUT.labels(reason=exc.code).inc()
+        log.warning("push.refused", reason=exc.code, status=exc.http_status)
+        return _answered(web.Response(status=exc.http_status, text=exc.code), "refused", started)
+
+    event = to_event(opened.message, appid=config.appid)
+    structlog.contextvars.bind_contextvars(
+        correlation_id=event.correlation_id, openid=hash_openid(event.openid)
+    )
+    kind = _kind(event)
+    settings = app[SETTINGS]
+    bus = app[BUS]
+    budget_s = settings.decision_budget_ms / 1000
+
+    async def work() -> dedupe.Done:
+        return await decision.publish(bus, event, budget_s=budget_s)
+
+    try:
+        try:
+            settled = await dedupe.settle(
+                app[STORE],
+                dedupe.key_for(event.id),
+                work,
+                pending_ttl_s=settings.dedupe_pending_ttl_s,
+                done_ttl_s=settings.dedupe_ttl_s,
+                wait_s=budget_s + settings.dedupe_wait_margin_ms / 1000,
+            )
+        except BusError as exc:
+            metrics.PUBLISH_FAILURES.inc()
+            raise Unconfirmed(str(exc)) from exc
+    except Unavailable as exc:
+        metrics.PUSHES.labels(type=kind, outcome=exc.code).inc()
+        log.warning("push.unavailable", type=kind, reason=exc.code, error=str(exc))
+        response = web.Response(status=exc.http_status, text=exc.code)
+        return _answered(response, "unavailable", started)
+
+    outcome = "published" if settled.first else "duplicate"
+    metrics.PUSHES.labels(type=kind, outcome=outcome).inc()
+    transfer = settled.answer.transfer and isinstance(event, UserMessage)
+    log.info(
+        "push.accepted",
+        type=event.routing_key(),
+        outcome=outcome,
+        answer="transfer" if transfer else "success",
+    )
+    if transfer:
+        return _answered(answer.transfer(opened, config), "transfer", started)
+    return _answered(answer.success(), "success", started)
+
+
+async def _open(request: web.Request, config: PushConfig) -> OpenedPush:
+    if request.content_type not in PUSH_CONTENT_TYPES:
+        raise UnsupportedContentType(request.content_type[:64])
+    body = await _read_capped(request, config.max_body_bytes)
+    return open_push(request.query, body, config=config, now=time.time())
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The body, or :class:`BodyTooLarge` as soon as it is known to exceed ``limit``."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"Content-Length {length} is more than {limit}")
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"more than {limit} bytes")
+    return bytes(body)
+
+
+def _kind(event: InboundEvent) -> str:
+    """The schema tag (``msg.other`` for every unknown type): a bounded metrics label."""
+    tag = event.__struct_config__.tag
+    return tag if isinstance(tag, str) else "unknown"
+
+
+def _answered(response: web.Response, label: str, started: float) -> web.Response:
+    metrics.ANSWER_LATENCY.labels(answer=label).observe(time.perf_counter() - started)
+    return response

@@ -1,0 +1,431 @@
+"""The HTTP edge in process, on the memory twins: bad input, failures, answers, logs."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
+
+from libs.common.bus.memory import MemoryBus
+from libs.common.schemas import DecisionReply
+from libs.common.settings import Secret
+from libs.common.store import StoreError
+from libs.common.store.memory import MemoryStore
+from libs.common.topology import EVENTS, ROUTER_EVENTS, QueueSpec
+from libs.common.wechat import codec, replies
+from libs.common.wechat.crypto import Cipher
+from libs.common.wechat.push import build_push
+from libs.common.wechat.signature import sign
+from services.ingress.app import create_app
+from services.ingress.settings import IngressSettings
+
+TOKEN = "unit-token"
+AES_KEY = "A" * 43
+APPID = "wxba5fad812f8e6fb9"
+GH = "gh_97417a04a28d"
+OPENID = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY"
+CONTENT = "我的订单号是 12345"
+TAP = QueueSpec(name="unit.ingress.tap", exchange=EVENTS, bindings=("msg.#", "event.#"))
+
+_msg_ids = iter(range(2**60, 2**61))
+
+
+def text(content: str = CONTENT, msg_id: int | None = None) -> codec.TextMessage:
+    return codec.TextMessage(
+        to_user=GH,
+        from_user=OPENID,
+        create_time=int(time.time()),
+        content=content,
+        msg_id=msg_id or next(_msg_ids),
+    )
+
+
+def conf(**overrides: Any) -> IngressSettings:
+    values: dict[str, Any] = {
+        "appid": APPID,
+        "token": Secret(TOKEN),
+        "aes_key": Secret(AES_KEY),
+        "decision_budget_ms": 200,
+    }
+    values.update(overrides)
+    return IngressSettings(**values)
+
+
+class Env:
+    def __init__(self, client: TestClient[Any, Any], bus: MemoryBus, settings: IngressSettings):
+        self.client = client
+        self.bus = bus
+        self.settings = settings
+        self.cipher = Cipher.from_key(AES_KEY, APPID)
+
+    def build(
+        self, msg: codec.Message | bytes, *, mode: str | None = None, fmt: str = "xml"
+    ) -> tuple[dict[str, str], bytes]:
+        return build_push(
+            msg,
+            token=TOKEN,
+            cipher=self.cipher,
+            mode=mode or self.settings.mode,  # type: ignore[arg-type]
+            fmt=fmt,  # type: ignore[arg-type]
+            timestamp=int(time.time()),
+            nonce="415670741",
+            to_user=GH,
+            openid=OPENID,
+        )
+
+    async def post(
+        self,
+        query: dict[str, str],
+        body: bytes,
+        content_type: str = "text/xml",
+        **kwargs: Any,
+    ) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type, **kwargs.pop("headers", {})}
+        resp = await self.client.post(
+            self.settings.push_path, params=query, data=body, headers=headers, **kwargs
+        )
+        return resp.status, await resp.read()
+
+    def published(self) -> int:
+        # Nobody consumes the tap, so what is ready in it is everything that was published.
+        return len(self.bus.broker.queues[TAP.name].ready)
+
+
+@contextlib.asynccontextmanager
+async def start(
+    settings: IngressSettings, *, store: MemoryStore | None = None, bus: MemoryBus | None = None
+) -> AsyncIterator[Env]:
+    bus = bus or MemoryBus.fresh()
+    await bus.declare([TAP])
+    app = create_app(settings, bus=bus, store=store or MemoryStore(prefix="unit:"))
+    async with TestClient(TestServer(app)) as client:
+        yield Env(client, bus, settings)
+
+
+@pytest.fixture
+async def safe() -> AsyncIterator[Env]:
+    async with start(conf()) as env:
+        yield env
+
+
+@pytest.fixture
+async def plain() -> AsyncIterator[Env]:
+    async with start(conf(push_mode="plain", aes_key=None)) as env:
+        yield env
+
+
+def refusals(reason: str) -> float:
+    value = REGISTRY.get_sample_value("wxkf_ingress_bad_input_total", {"reason": reason})
+    return value or 0.0
+
+
+async def expect_refusal(
+    env: Env,
+    query: dict[str, str],
+    body: bytes,
+    status: int,
+    reason: str,
+    content_type: str = "text/xml",
+) -> None:
+    before = refusals(reason)
+    with structlog.testing.capture_logs() as logs:
+        got, answer = await env.post(query, body, content_type=content_type)
+    assert (got, answer) == (status, reason.encode())
+    assert refusals(reason) == before + 1
+    assert env.published() == 0
+    assert any(line.get("reason") == reason for line in logs)
+    shown = repr(logs)
+    for secret in (TOKEN, AES_KEY, CONTENT, OPENID):
+        assert secret not in shown
+
+
+# --- bad input: refused, counted, logged without content, nothing published -----------------
+
+
+async def test_missing_signature(plain: Env) -> None:
+    query, body = plain.build(text(), mode="plain")
+    del query["signature"]
+    await expect_refusal(plain, query, body, 401, "bad_signature")
+
+
+async def test_wrong_signature(plain: Env) -> None:
+    query, body = plain.build(text(), mode="plain")
+    query["signature"] = sign("another token", query["timestamp"], query["nonce"])
+    await expect_refusal(plain, query, body, 401, "bad_signature")
+
+
+async def test_wrong_msg_signature(safe: Env) -> None:
+    query, body = safe.build(text())
+    query["msg_signature"] = "0" * 40
+    await expect_refusal(safe, query, body, 401, "bad_signature")
+
+
+async def test_safe_mode_refuses_a_plaintext_push_whatever_its_signature(safe: Env) -> None:
+    query, body = safe.build(text(), mode="plain")
+    assert query["signature"] == sign(TOKEN, query["timestamp"], query["nonce"])
+    await expect_refusal(safe, query, body, 403, "plaintext_refused")
+
+
+async def test_expired_timestamp(plain: Env) -> None:
+    old = int(time.time()) - plain.settings.max_push_age_s - 60
+    query, body = build_push(
+        text(), token=TOKEN, cipher=None, mode="plain", fmt="xml", timestamp=old, nonce="1"
+    )
+    await expect_refusal(plain, query, body, 401, "expired_timestamp")
+
+
+async def test_missing_timestamp(plain: Env) -> None:
+    query, body = plain.build(text(), mode="plain")
+    del query["timestamp"]
+    await expect_refusal(plain, query, body, 400, "bad_query")
+
+
+async def test_malformed_xml(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+    await expect_refusal(plain, query, b"<xml><ToUserName>gh</xml", 400, "malformed_xml")
+
+
+async def test_malformed_json(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+    await expect_refusal(
+        plain, query, b'{"ToUserName": ', 400, "malformed_json", "application/json"
+    )
+
+
+async def test_xml_with_a_doctype_is_refused(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+    bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xml><A>&a;</A></xml>'
+    await expect_refusal(plain, query, bomb, 400, "xml_forbidden_construct")
+
+
+async def test_missing_field_of_a_known_type(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+    body = (
+        b"<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName>"
+        b"<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>x</Content></xml>"
+    )
+    await expect_refusal(plain, query, body, 400, "missing_field")
+
+
+async def test_msg_id_as_a_float_is_refused(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+    body = (
+        b'{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"text",'
+        b'"Content":"x","MsgId":6.054768590064714e18}'
+    )
+    await expect_refusal(plain, query, body, 400, "bad_field", "application/json")
+
+
+async def test_body_neither_xml_nor_json(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+    await expect_refusal(plain, query, b"hello", 415, "unsupported_format", "text/plain")
+
+
+async def test_empty_body(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+    await expect_refusal(plain, query, b"", 400, "empty_body")
+
+
+async def test_format_other_than_configured() -> None:
+    async with start(conf(push_format="xml")) as env:
+        query, body = env.build(text(), fmt="json")
+        await expect_refusal(env, query, body, 415, "unsupported_format", "application/json")
+
+
+async def test_unsupported_content_type(plain: Env) -> None:
+    query, body = plain.build(text(), mode="plain")
+    await expect_refusal(
+        plain, query, body, 415, "unsupported_content_type", "multipart/form-data; boundary=x"
+    )
+
+
+async def test_too_large_by_content_length(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+    body = b"<xml>" + b" " * plain.settings.max_body_bytes + b"</xml>"
+    await expect_refusal(plain, query, body, 413, "too_large")
+
+
+async def test_too_large_without_content_length(plain: Env) -> None:
+    query, _ = plain.build(text(), mode="plain")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"<xml>"
+        for _ in range(plain.settings.max_body_bytes // 1024 + 2):
+            yield b" " * 1024
+
+    before = refusals("too_large")
+    status, answer = await plain.post(query, chunks())  # type: ignore[arg-type]
+    assert (status, answer) == (413, b"too_large")
+    assert refusals("too_large") == before + 1
+    assert plain.published() == 0
+
+
+async def test_envelope_without_encrypt(safe: Env) -> None:
+    query, _ = safe.build(text())
+    body = b"<xml><ToUserName><![CDATA[gh]]></ToUserName></xml>"
+    await expect_refusal(safe, query, body, 400, "missing_encrypt")
+
+
+async def test_wrong_appid_in_the_ciphertext(safe: Env) -> None:
+    stranger = Cipher.from_key(AES_KEY, "wx0000000000000000")
+    query, body = build_push(
+        text(),
+        token=TOKEN,
+        cipher=stranger,
+        mode="safe",
+        fmt="xml",
+        timestamp=int(time.time()),
+        nonce="1",
+    )
+    await expect_refusal(safe, query, body, 403, "bad_appid")
+
+
+async def test_ciphertext_that_does_not_decrypt(safe: Env) -> None:
+    other_key = Cipher.from_key("B" * 43, APPID)
+    query, body = build_push(
+        text(),
+        token=TOKEN,
+        cipher=other_key,
+        mode="safe",
+        fmt="xml",
+        timestamp=int(time.time()),
+        nonce="1",
+    )
+    # Another key decrypts to noise: its padding (or length, or appid) cannot hold.
+    before = sum(refusals(r) for r in ("bad_padding", "bad_length", "bad_appid"))
+    status, _ = await safe.post(query, body)
+    assert status in (400, 403)
+    assert sum(refusals(r) for r in ("bad_padding", "bad_length", "bad_appid")) == before + 1
+    assert safe.published() == 0
+
+
+async def test_ciphertext_that_is_not_base64(safe: Env) -> None:
+    encrypt = "not base64 at all!"
+    timestamp = str(int(time.time()))
+    query = {
+        "timestamp": timestamp,
+        "nonce": "1",
+        "encrypt_type": "aes",
+        "msg_signature": sign(TOKEN, timestamp, "1", encrypt),
+    }
+    body = b"<xml><ToUserName>gh</ToUserName><Encrypt>" + encrypt.encode() + b"</Encrypt></xml>"
+    await expect_refusal(safe, query, body, 400, "bad_base64")
+
+
+async def test_verification_with_a_wrong_signature(plain: Env) -> None:
+    query = {"signature": "0" * 40, "timestamp": "1", "nonce": "2", "echostr": "echo-me"}
+    resp = await plain.client.get(plain.settings.push_path, params=query)
+    assert resp.status == 401
+    assert b"echo-me" not in await resp.read()
+
+
+async def test_verification_echoes_exactly(plain: Env) -> None:
+    # WECHAT.md §2's worked example, with our token.
+    query = {
+        "signature": sign(TOKEN, "1714036504", "1514711492"),
+        "timestamp": "1714036504",
+        "nonce": "1514711492",
+        "echostr": "4375120948345356249",
+    }
+    resp = await plain.client.get(plain.settings.push_path, params=query)
+    assert resp.status == 200
+    assert await resp.read() == b"4375120948345356249"
+
+
+# --- failures of the bus and the store: 503, never success, nothing lost ------------------------
+
+
+async def test_publish_failure_answers_503_and_the_retry_publishes() -> None:
+    store = MemoryStore(prefix="unit:")
+    broken = MemoryBus.fresh()
+    async with start(conf(), store=store, bus=broken) as env:
+        query, body = env.build(text())
+        await broken.close()  # every publish now fails, as with a broker that is gone
+        failures = REGISTRY.get_sample_value("wxkf_ingress_publish_failures_total") or 0.0
+        status, answer = await env.post(query, body)
+        assert (status, answer) == (503, b"unconfirmed")
+        assert REGISTRY.get_sample_value("wxkf_ingress_publish_failures_total") == failures + 1
+    # WeChat retries, here to a replica whose broker works: the key was released.
+    async with start(conf(), store=store) as env:
+        status, answer = await env.post(query, body)
+        assert (status, answer) == (200, replies.SUCCESS)
+        assert env.published() == 1
+
+
+class DownStore(MemoryStore):
+    """The memory store answering as a Redis that cannot be reached."""
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl_s: float) -> bool:
+        raise StoreError("connection refused")
+
+    async def get(self, key: str) -> bytes | None:
+        raise StoreError("connection refused")
+
+
+async def test_store_down_answers_503_and_publishes_nothing() -> None:
+    async with start(conf(), store=DownStore(prefix="down:")) as env:
+        query, body = env.build(text())
+        status, answer = await env.post(query, body)
+        assert (status, answer) == (503, b"store_unavailable")
+        assert env.published() == 0
+
+
+# --- answers --------------------------------------------------------------------------------
+
+
+async def test_retry_gets_the_same_transfer_answer_re_encrypted() -> None:
+    bus = MemoryBus.fresh()
+
+    async def router(msg: Any, delivery: Any) -> None:
+        await delivery.reply(DecisionReply(event_id=msg.id, transfer=True, rule="t"))
+
+    await bus.consume(ROUTER_EVENTS, router)
+    async with start(conf(), bus=bus) as env:
+        query, body = env.build(text())
+        first = await env.post(query, body)
+        again = await env.post(query, body)
+        assert first[0] == again[0] == 200
+        for _, answer in (first, again):
+            reply = replies.read_reply(answer, token=TOKEN, cipher=env.cipher, fmt="xml")
+            assert reply.kind == "transfer_customer_service"
+            assert reply.to_user == OPENID
+        assert env.published() == 1
+    await bus.stop_consuming()
+
+
+async def test_an_accepted_push_is_logged_without_content_or_openid(safe: Env) -> None:
+    query, body = safe.build(text())
+    with structlog.testing.capture_logs() as logs:
+        status, _ = await safe.post(query, body)
+    assert status == 200
+    accepted = [line for line in logs if line["event"] == "push.accepted"]
+    assert len(accepted) == 1
+    assert accepted[0]["type"] == "msg.text"
+    shown = repr(logs)
+    for secret in (TOKEN, AES_KEY, CONTENT, OPENID):
+        assert secret not in shown
+
+
+async def test_health_and_readiness(safe: Env) -> None:
+    assert (await safe.client.get("/healthz")).status == 200
+    assert (await safe.client.get("/readyz")).status == 200
+    metrics = await (await safe.client.get("/metrics")).text()
+    assert "wxkf_ingress_pushes_total" in metrics
+
+
+async def test_readiness_fails_when_the_store_is_down() -> None:
+    class Unreachable(MemoryStore):
+        async def ping(self) -> None:
+            raise StoreError("connection refused")
+
+    async with start(conf(), store=Unreachable(prefix=uuid.uuid4().hex)) as env:
+        resp = await env.client.get("/readyz")
+        assert resp.status == 503
+        assert (await resp.json())["check"] == "store"
