@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict, MultiDictProxy
-from wechat_strategies import IDS, messages
+from wechat_strategies import IDS, KINDS, kinds
 from wechat_vectors import (
     AES_KEY,
     APPID,
@@ -295,6 +295,16 @@ def test_query_parameters_are_required() -> None:
     assert refused(PLAIN_QUERY | {"timestamp": "1" * 21}, PLAIN_BODY, PLAIN) == "bad_query"
 
 
+def test_a_plain_push_carrying_a_bomb_is_refused_at_its_doctype() -> None:
+    bomb = b'<!DOCTYPE xml [<!ENTITY a "aa"><!ENTITY b "&a;&a;">]><xml><C>&b;</C></xml>'
+    query, body = build_push(
+        bomb, token=TOKEN, cipher=None, mode="plain", fmt="xml", timestamp=1, nonce="2"
+    )
+    with pytest.raises(errors.XmlForbiddenConstruct) as caught:
+        open_push(query, body, config=config("plain"), now=NOW)
+    assert "DOCTYPE" in caught.value.detail
+
+
 def test_a_plain_push_with_a_bad_message_is_refused_after_its_signature() -> None:
     query, body = build_push(
         b"[1]", token=TOKEN, cipher=None, mode="plain", fmt="json", timestamp=1, nonce="2"
@@ -396,25 +406,28 @@ def test_plaintext_bytes_name_their_ids_or_are_parsed_for_them() -> None:
         )
 
 
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+@pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
+@pytest.mark.parametrize("kind", KINDS)
+@settings(deadline=None, max_examples=25)
 @given(
-    msg=messages(),
-    mode=st.sampled_from(["plain", "compatible", "safe"]),
-    fmt=st.sampled_from(["xml", "json"]),
+    data=st.data(),
     auto=st.booleans(),
     token=IDS,
     timestamp=st.integers(0, 2**32),
     nonce=st.text("0123456789", min_size=1, max_size=10),
 )
-@settings(deadline=None, max_examples=300)
 def test_build_push_then_open_push_gives_back_the_message(
-    msg: codec.Message,
+    kind: str,
     mode: Mode,
     fmt: codec.Format,
+    data: st.DataObject,
     auto: bool,
     token: str,
     timestamp: int,
     nonce: str,
 ) -> None:
+    msg = data.draw(kinds()[kind])
     cfg = PushConfig(
         token=token,
         appid=APPID,

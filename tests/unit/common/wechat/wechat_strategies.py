@@ -28,13 +28,15 @@ def _common() -> dict[str, st.SearchStrategy[object]]:
     return {"to_user": IDS, "from_user": IDS, "create_time": TIMES}
 
 
-def messages(text: st.SearchStrategy[str] = XML_TEXT) -> st.SearchStrategy[codec.Message]:
-    """Every kind of message, with field values drawn from ``text``."""
+def kinds(text: st.SearchStrategy[str] = XML_TEXT) -> dict[str, st.SearchStrategy[codec.Message]]:
+    """One strategy per kind of message, with field values drawn from ``text``."""
     fields = st.dictionaries(FIELD_NAMES, text, max_size=4)
-    return st.one_of(
-        st.builds(codec.TextMessage, **_common(), content=text, msg_id=MSG_IDS),
-        st.builds(codec.ImageMessage, **_common(), pic_url=text, media_id=text, msg_id=MSG_IDS),
-        st.builds(
+    return {
+        "text": st.builds(codec.TextMessage, **_common(), content=text, msg_id=MSG_IDS),
+        "image": st.builds(
+            codec.ImageMessage, **_common(), pic_url=text, media_id=text, msg_id=MSG_IDS
+        ),
+        "miniprogrampage": st.builds(
             codec.MiniProgramPageMessage,
             **_common(),
             msg_id=MSG_IDS,
@@ -44,17 +46,25 @@ def messages(text: st.SearchStrategy[str] = XML_TEXT) -> st.SearchStrategy[codec
             thumb_url=text,
             thumb_media_id=text,
         ),
-        st.builds(codec.EnterSessionEvent, **_common(), session_from=text),
-        st.builds(
+        "enter_session": st.builds(codec.EnterSessionEvent, **_common(), session_from=text),
+        "unknown_message": st.builds(
             codec.UnknownMessage,
             **_common(),
             msg_type=IDS.filter(lambda t: t not in ("text", "image", "miniprogrampage", "event")),
             fields=fields,
         ),
-        st.builds(
+        "unknown_event": st.builds(
             codec.UnknownEvent,
             **_common(),
             event=IDS.filter(lambda e: e != "user_enter_tempsession"),
             fields=fields,
         ),
-    )
+    }
+
+
+KINDS = tuple(kinds())
+
+
+def messages(text: st.SearchStrategy[str] = XML_TEXT) -> st.SearchStrategy[codec.Message]:
+    """Any kind of message, with field values drawn from ``text``."""
+    return st.one_of(*kinds(text).values())
