@@ -1,0 +1,1 @@
+"""Examples that ship beside wxkf (not part of the installed distribution)."""
