@@ -226,18 +226,18 @@ def _rest(doc: dict[str, Any], taken: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _text(doc: dict[str, Any], name: str) -> str:
-    value = doc.get(name)
-    if value is None:
+    if name not in doc:
         raise MissingField(f"Object missing required field `{name}`")
+    value = doc[name]
     if not isinstance(value, str):
         raise BadField(f"Expected `str`, got {_json_kind(value)} - at `$.{name}`")
     return value
 
 
 def _integer(doc: dict[str, Any], name: str) -> int:
-    value = doc.get(name)
-    if value is None:
+    if name not in doc:
         raise MissingField(f"Object missing required field `{name}`")
+    value = doc[name]
     if isinstance(value, str):
         return _digits(name, value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_INT:
@@ -267,10 +267,20 @@ def _optional_integer(value: Any) -> int | None:
     return None
 
 
+_KINDS = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    type(None): "null",
+}
+
+
 def _json_kind(value: Any) -> str:
-    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    kinds |= {int: "an integer", float: "a float", type(None): "null"}
-    return kinds.get(type(value), type(value).__name__)
+    """How a decoded JSON value is named in an error."""
+    return _KINDS.get(type(value), type(value).__name__)
 
 
 # --- writing ------------------------------------------------------------------------------------

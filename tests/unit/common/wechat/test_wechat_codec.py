@@ -213,6 +213,8 @@ REFUSED = [
     pytest.param(_json(MsgType="text", Content={"a": 1}, MsgId=1), "bad_field", id="content-obj"),
     pytest.param(_json(MsgType="text", Content=5, MsgId=1), "bad_field", id="content-number"),
     pytest.param(_json(MsgType=7), "bad_field", id="msgtype-number"),
+    pytest.param(_json(MsgType=None), "bad_field", id="msgtype-null"),
+    pytest.param(_json(MsgType="voice", CreateTime=None), "bad_field", id="unknown-time-null"),
     pytest.param(_json(MsgType="event", Event=["x"]), "bad_field", id="event-array"),
     pytest.param(_json(MsgType="voice", ToUserName=1), "bad_field", id="unknown-touser-number"),
     pytest.param(_json(MsgType="text", MsgId=1), "missing_field", id="text-without-content"),
