@@ -34,6 +34,8 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s'\"]+", re.IGNORECASE)
+# The password in a URL's user info: amqp://wxkf:PASSWORD@rabbit, redis://:PASSWORD@cache.
+_PASSWORD_IN_URL = re.compile(r"([a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s/]+@", re.IGNORECASE)
 
 _DEFAULT_OPENID_KEY = b"wxkf openid hash: set a key per deployment"
 _openid_key = _DEFAULT_OPENID_KEY
@@ -128,7 +130,8 @@ def bind_service(service: str) -> Processor:
 
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Hide values under secret-like names, Secret values anywhere, and tokens in URLs."""
+    """Hide values under secret-like names, Secret values anywhere, tokens and passwords in
+    URLs."""
     return _clean_mapping(event_dict)
 
 
@@ -143,7 +146,11 @@ def _clean(value: Any) -> Any:
     if isinstance(value, Secret):
         return REDACTED if value else value
     if isinstance(value, str):
-        return _TOKEN_IN_URL.sub(r"\1" + REDACTED, value) if "=" in value else value
+        if "=" in value:
+            value = _TOKEN_IN_URL.sub(r"\1" + REDACTED, value)
+        if "://" in value:
+            value = _PASSWORD_IN_URL.sub(r"\1" + REDACTED + "@", value)
+        return value
     if isinstance(value, Mapping):
         return _clean_mapping(value)
     if isinstance(value, list | tuple):

@@ -168,6 +168,23 @@ def test_secret_values_access_tokens_in_urls_and_nested_data_are_redacted() -> N
     assert event["settings"] == {"app_secret": REDACTED, "appid": "wx1"}
 
 
+@pytest.mark.parametrize(
+    ("text", "clean"),
+    [
+        ("amqp://wxkf:brokerpass@rabbit:5672/wxkf", "amqp://wxkf:***@rabbit:5672/wxkf"),
+        (
+            "connect to redis://:redispass@cache:6379/0 failed",
+            "connect to redis://:***@cache:6379/0 failed",
+        ),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+        ("https://api.weixin.qq.com/cgi-bin/token", "https://api.weixin.qq.com/cgi-bin/token"),
+        ("a ratio of 1:2@noon", "a ratio of 1:2@noon"),
+    ],
+)
+def test_passwords_in_urls_are_redacted(text: str, clean: str) -> None:
+    assert redact(None, "info", {"event": text})["event"] == clean
+
+
 def test_a_traceback_quoting_a_token_url_is_redacted_in_the_output() -> None:
     out = io.StringIO()
     configure("sender", fmt="json", level="info", stream=out)
