@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
-from prometheus_client import Counter, Histogram
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
 from libs.common.keys import BUS, SERVICE, STORE
 from libs.common.observability.metrics import LATENCY_BUCKETS_S
 
 log = structlog.get_logger(__name__)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadinessCheck = Callable[[], Awaitable[object]]
 """Raises (or times out) when the resource is not usable now."""
 
@@ -69,8 +69,22 @@ def base_app(service: str) -> web.Application:
     app[READINESS] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", make_aiohttp_handler())
+    app.router.add_get("/metrics", metrics_handler())
     return app
+
+
+def metrics_handler() -> Handler:
+    """prometheus-client's own aiohttp handler (0.21+), else the same page by hand."""
+    try:
+        from prometheus_client.aiohttp import make_aiohttp_handler
+    except ImportError:  # an older prometheus-client, as pyproject allows
+        return metrics_fallback
+    return make_aiohttp_handler()
+
+
+async def metrics_fallback(request: web.Request) -> web.Response:
+    body = generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
@@ -121,9 +135,6 @@ def route_of(request: web.Request) -> str:
     if resource is None:
         return UNMATCHED_ROUTE
     return resource.canonical
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware

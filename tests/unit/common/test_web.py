@@ -10,7 +10,7 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import REGISTRY
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from structlog.testing import capture_logs
 
 from libs.common import web as web_module
@@ -235,3 +235,18 @@ async def test_errors_carry_the_request_id_too(client: TestClient) -> None:
     assert resp.headers["X-Request-Id"] == "r-1"
     resp = await client.get("/boom", headers={"X-Request-Id": "r-2"})
     assert resp.headers["X-Request-Id"] == "r-2"
+
+
+async def test_the_fallback_metrics_page_matches_the_exposition_format(service: str) -> None:
+    app = web.Application()
+    app.router.add_get("/metrics", web_module.metrics_fallback)
+    client = await serve(app)
+    try:
+        web_module.HTTP_REQUESTS.labels(service, "/x", "GET", "200").inc()
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == CONTENT_TYPE_LATEST
+        text = await resp.text()
+        assert f'wxkf_http_requests_total{{method="GET",route="/x",service="{service}"' in text
+    finally:
+        await client.close()
