@@ -135,3 +135,63 @@ def test_describe_never_shows_credentials() -> None:
     assert describe("redis://user:secret@cache.internal:6380/2") == "cache.internal:6380/2"
     assert describe("rediss://:secret@cache") == "cache:6379/0"
     assert describe("unix:///run/redis.sock?db=1") == "unix:/run/redis.sock"
+
+
+class CuttingProxy:
+    """A TCP proxy to Redis that can drop every connection it carries, as a failover would."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_the_store_reconnects_after_its_connections_are_cut(
+    prefix: str, raw_redis: aioredis.Redis
+) -> None:
+    proxy = CuttingProxy(6379)
+    port = await proxy.start()
+    store = await RedisStore.connect(f"redis://127.0.0.1:{port}/0", prefix=prefix, timeout_s=2)
+    now = time.time()
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            await store.window_grant("w", Grant(kind="message", count=5, until=now + 60), now=now)
+            assert (await store.window_take("w", now=now)).remaining == 4
+            proxy.cut()
+            # The pooled connection is dead; the store reconnects once on its own.
+            assert (await store.window_take("w", now=now)).remaining == 3
+            assert await store.get("missing") is None
+    finally:
+        await store.close()
+        await proxy.close()
