@@ -24,27 +24,34 @@ log = structlog.get_logger(__name__)
 
 def handler(db: HistoryDb) -> Handler:
     async def handle(msg: AnyMessage, delivery: Delivery) -> None:
-        await keep(db, msg, redelivered=delivery.redelivered or delivery.attempt > 1)
+        await keep(db, msg, attempt=delivery.attempt, redelivered=delivery.redelivered)
 
     return handle
 
 
-async def keep(db: HistoryDb, msg: AnyMessage, *, redelivered: bool = False) -> bool:
-    """Store ``msg``; False when it was stored before (a redelivery, a repeated fact)."""
+async def keep(
+    db: HistoryDb, msg: AnyMessage, *, attempt: int = 1, redelivered: bool = False
+) -> bool:
+    """Store ``msg``; False when it was stored before (a redelivery, a repeated fact).
+
+    ``attempt`` and ``redelivered`` (the broker's flag) only go to the log line.
+    """
     record = record_of(msg)
     try:
-        with Timer(metrics.WRITE_SECONDS.observe):
+        with metrics.WRITES_IN_FLIGHT.track_inprogress(), Timer(metrics.WRITE_SECONDS.observe):
             stored = await db.add(record)
     except DatabaseError as exc:
         metrics.RECORDS.labels(record.kind, "failed").inc()
-        log.warning("history.write_failed", kind=record.kind, error=exc.message)
+        log.warning("history.write_failed", event_id=record.id, kind=record.kind, error=exc.message)
         raise Retry(f"history database: {exc.message}") from None
     metrics.RECORDS.labels(record.kind, "stored" if stored else "duplicate").inc()
     log.debug(
         "history.stored" if stored else "history.duplicate",
+        event_id=record.id,
         kind=record.kind,
         type=record.type,
         openid=hash_openid(record.openid),
+        attempt=attempt,
         redelivered=redelivered,
     )
     return stored

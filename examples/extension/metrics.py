@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from libs.common.observability.metrics import LATENCY_BUCKETS_S
 
@@ -15,4 +15,8 @@ WRITE_SECONDS = Histogram(
     "wxkf_history_write_duration_seconds",
     "Time to store one message, committed (the thread hop included).",
     buckets=LATENCY_BUCKETS_S,
+)
+WRITES_IN_FLIGHT = Gauge(
+    "wxkf_history_writes_in_flight",
+    "Deliveries waiting for their write: queued for the database thread or inside it.",
 )
