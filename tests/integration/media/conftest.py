@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
+from libs.common import bus as bus_lib
 from libs.common.bus import Bus
+from libs.common.bus.memory import MemoryBus
 from libs.common.settings import load
 from libs.common.store import Store
 from libs.common.store.memory import MemoryStore
@@ -30,29 +31,9 @@ from services.simulator.app import running
 from services.simulator.clock import SimClock
 from services.simulator.config import DEMO_APPID, DEMO_SECRET, SimConfig
 from services.simulator.state import SimState
+from tests.integration.media.harness import MakeMedia, Media
 
 REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@dataclass
-class Media:
-    """One running media service, the simulated WeChat behind it, and what they share."""
-
-    client: TestClient[Any, Any]
-    sim: SimState
-    store: Store
-    settings: MediaSettings
-    tmp: Path
-
-    def uploads(self) -> int:
-        """Uploads WeChat accepted."""
-        return self.sim.stats.total("/cgi-bin/media/upload", 0)
-
-    def downloads(self) -> int:
-        return self.sim.stats.total("/cgi-bin/media/get")
-
-
-MakeMedia = Callable[..., Awaitable[Media]]
 
 
 @pytest.fixture
@@ -115,3 +96,20 @@ async def make_media(
 @pytest.fixture
 async def media(make_media: MakeMedia) -> Media:
     return await make_media()
+
+
+@pytest.fixture(params=["memory", "amqp"])
+async def buses(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Bus]]:
+    """Two clients of one broker: the service's, and the test's (to publish and observe)."""
+    opened: list[Bus] = []
+    if request.param == "memory":
+        service_bus = MemoryBus.fresh()
+        opened = [service_bus, service_bus.client()]
+    else:
+        url = request.getfixturevalue("amqp_url")
+        opened = [await bus_lib.connect(url), await bus_lib.connect(url)]
+    try:
+        yield opened[0], opened[1]
+    finally:
+        for bus in reversed(opened):
+            await bus.close()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import MakeMedia, Media
-from media_images import GIF_MAGIC, JPEG_MAGIC, image
+
+from tests.integration.media.harness import GIF_MAGIC, JPEG_MAGIC, MakeMedia, Media, image
 
 
 @pytest.fixture

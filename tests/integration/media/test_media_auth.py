@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MakeMedia, Media
-from media_images import image
+
+from tests.integration.media.harness import MakeMedia, Media, image
 
 TOKEN = "internal-test-token-1"
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import MakeMedia, Media
-from media_images import image
 
 from libs.common.media_client import AssetNotFound, MediaClient, MediaServiceError
 from services.simulator.faults import Fault, FaultRule
+from tests.integration.media.harness import MakeMedia, Media, image
 
 TOKEN = "client-test-token"
 

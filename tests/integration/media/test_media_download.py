@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MakeMedia, Media
-from media_images import GIF_MAGIC, image
 
 from services.simulator.faults import Fault, FaultRule
+from tests.integration.media.harness import GIF_MAGIC, MakeMedia, Media, image
 
 GET = "/cgi-bin/media/get"
 

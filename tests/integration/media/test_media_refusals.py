@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from conftest import MakeMedia, Media
-from media_images import GIF_MAGIC, image
+
+from tests.integration.media.harness import GIF_MAGIC, MakeMedia, Media, image
 
 
 async def refused(resp: aiohttp.ClientResponse, status: int, error: str) -> dict[str, object]:

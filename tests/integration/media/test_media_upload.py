@@ -5,10 +5,9 @@ import hashlib
 
 import aiohttp
 import pytest
-from conftest import MakeMedia, Media
-from media_images import JPEG_MAGIC, image
 
 from services.simulator.faults import Fault, FaultRule
+from tests.integration.media.harness import JPEG_MAGIC, MakeMedia, Media, image
 
 UPLOAD = "/cgi-bin/media/upload"
 

@@ -1,0 +1,171 @@
+"""The archive: user images from ``msg.image`` events saved, and a ``media.archived`` fact."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+import pytest
+
+from libs.common.bus import Bus, Delivery
+from libs.common.schemas import AnyMessage, ImageReceived, MediaArchived, TextReceived
+from libs.common.topology import EVENTS, MEDIA_ARCHIVE, QueueSpec
+from services.simulator.faults import Fault, FaultRule
+from tests.integration.media.harness import JPEG_MAGIC, MakeMedia, Media, image
+from tests.support.waiting import eventually
+
+CREATE_TIME = 1_767_225_600 + 3600  # 2026-01-01 01:00 UTC
+
+
+def image_event(media_id: str, **fields: object) -> ImageReceived:
+    return ImageReceived(
+        appid="wx5f2a0c4e9b7d1386",
+        openid="oUser" + uuid.uuid4().hex[:10],
+        correlation_id=uuid.uuid4().hex,
+        to_user="gh_5f2a0c4e9b7d",
+        create_time=CREATE_TIME,
+        msg_id=2**60 + 7,
+        media_id=media_id,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+class Observer:
+    """A queue of the test's own, bound to media.archived facts."""
+
+    def __init__(self) -> None:
+        self.facts: list[MediaArchived] = []
+
+    async def start(self, bus: Bus) -> None:
+        spec = QueueSpec(
+            name=f"wxkf.test.archived.{uuid.uuid4().hex[:8]}",
+            exchange=EVENTS,
+            bindings=("media.archived",),
+        )
+        await bus.declare([spec])
+        await bus.consume(spec, self.handle)
+
+    async def handle(self, msg: AnyMessage, delivery: Delivery) -> None:
+        assert isinstance(msg, MediaArchived)
+        self.facts.append(msg)
+
+
+@pytest.fixture
+async def archiving(
+    make_media: MakeMedia, buses: tuple[Bus, Bus], tmp_path: Path
+) -> tuple[Media, Bus, Observer]:
+    service_bus, test_bus = buses
+    media = await make_media(bus=service_bus, archive_dir=str(tmp_path / "archive"))
+    observer = Observer()
+    await observer.start(test_bus)
+    return media, test_bus, observer
+
+
+async def test_a_user_image_is_archived_with_a_fact(
+    archiving: tuple[Media, Bus, Observer], tmp_path: Path
+) -> None:
+    media, bus, observer = archiving
+    data = image(JPEG_MAGIC, size=150_000)
+    pushed = media.sim.upload_media(data)
+    event = image_event(pushed.media_id)
+    await bus.publish(event)
+
+    facts = await eventually(lambda: observer.facts, what="a media.archived fact")
+    fact = facts[0]
+    sha = hashlib.sha256(data).hexdigest()
+    assert fact.path == f"2026/01/01/{sha}.jpg"
+    assert (fact.sha256, fact.size, fact.content_type) == (sha, len(data), "image/jpeg")
+    assert (fact.event_id, fact.media_id) == (event.id, pushed.media_id)
+    assert (fact.openid, fact.correlation_id) == (event.openid, event.correlation_id)
+    assert (tmp_path / "archive" / fact.path).read_bytes() == data
+    assert [p.name for p in (tmp_path / "archive").iterdir()] == ["2026"]  # no temp files left
+
+
+async def test_a_redelivered_event_rewrites_the_same_file_and_fact(
+    archiving: tuple[Media, Bus, Observer], tmp_path: Path
+) -> None:
+    media, bus, observer = archiving
+    data = image()
+    event = image_event(media.sim.upload_media(data).media_id)
+    await bus.publish(event)
+    await bus.publish(event)
+    facts = await eventually(lambda: observer.facts, lambda f: len(f) == 2, what="two facts")
+    assert facts[0].id == facts[1].id  # consumers deduplicate on it
+    files = [p for p in (tmp_path / "archive").rglob("*") if p.is_file()]
+    assert len(files) == 1
+
+
+async def test_only_images_are_archived(
+    archiving: tuple[Media, Bus, Observer], tmp_path: Path
+) -> None:
+    media, bus, observer = archiving
+    text = TextReceived(
+        appid="wx5f2a0c4e9b7d1386",
+        openid="oUserText",
+        correlation_id="c1",
+        to_user="gh_5f2a0c4e9b7d",
+        create_time=CREATE_TIME,
+        msg_id=1,
+        content="hello",
+    )
+    await bus.publish(text)
+    # Then an image, which is archived: the text before it was left alone.
+    await bus.publish(image_event(media.sim.upload_media(image()).media_id))
+    await eventually(lambda: observer.facts, what="the image's fact")
+    assert len(observer.facts) == 1
+    assert media.downloads() == 1
+
+
+async def test_an_image_wechat_no_longer_has_is_dead_lettered(
+    archiving: tuple[Media, Bus, Observer],
+) -> None:
+    media, bus, observer = archiving
+    pushed = media.sim.upload_media(image())
+    media.sim.clock.advance(3 * 86400)
+    await bus.publish(image_event(pushed.media_id))
+    dead = await eventually(
+        lambda: bus.dead_letters(MEDIA_ARCHIVE.name), what="a dead letter on the archive queue"
+    )
+    assert "40007" in dead[0].reason
+    assert dead[0].attempts == 1
+    assert observer.facts == []
+
+
+async def test_a_busy_wechat_is_retried_through_the_bus(
+    archiving: tuple[Media, Bus, Observer],
+) -> None:
+    media, bus, observer = archiving
+    data = image()
+    pushed = media.sim.upload_media(data)
+    media.sim.faults.add(FaultRule(path="/cgi-bin/media/get", sequence=[Fault(errcode=-1)]))
+    await bus.publish(image_event(pushed.media_id))
+    facts = await eventually(lambda: observer.facts, what="the fact after a retry")
+    assert facts[0].size == len(data)
+    assert media.downloads() == 2
+
+
+async def test_an_image_over_the_archive_cap_is_dead_lettered(
+    make_media: MakeMedia, buses: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    service_bus, bus = buses
+    media = await make_media(
+        bus=service_bus, archive_dir=str(tmp_path / "archive"), archive_max_bytes=1000
+    )
+    await bus.publish(image_event(media.sim.upload_media(image(size=5000)).media_id))
+    dead = await eventually(lambda: bus.dead_letters(MEDIA_ARCHIVE.name), what="a dead letter")
+    assert "WXKF_ARCHIVE_MAX_BYTES" in dead[0].reason
+    assert [p for p in (tmp_path / "archive").rglob("*") if p.is_file()] == []
+
+
+async def test_without_an_archive_dir_nothing_consumes_images(
+    make_media: MakeMedia, buses: tuple[Bus, Bus]
+) -> None:
+    service_bus, _ = buses
+    media = await make_media(bus=service_bus)
+    assert not media.settings.archive_enabled
+    # The service did not even take the bus: no archive queue was declared by it.
+    assert media.client.app is not None
+    from libs.common.keys import BUS
+
+    assert BUS not in media.client.app
