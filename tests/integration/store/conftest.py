@@ -31,15 +31,24 @@ def prefix() -> str:
 
 
 @pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+async def drop_prefix(client: aioredis.Redis, prefix: str) -> None:
+    keys = [k async for k in client.scan_iter(match=prefix + "*", count=500)]
+    if keys:
+        await client.delete(*keys)
+
+
+@pytest.fixture
 async def raw_redis(prefix: str) -> AsyncIterator[aioredis.Redis]:
     """A plain client for looking under the store, and for removing the test's keys after."""
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         yield client
     finally:
-        keys = [k async for k in client.scan_iter(match=prefix + "*", count=500)]
-        if keys:
-            await client.delete(*keys)
+        await drop_prefix(client, prefix)
         await client.aclose()
 
 
@@ -68,9 +77,7 @@ async def make_store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterat
             await store.close()
         MemoryStore.forget(memory_url)
         if cleanup is not None:
-            keys = [k async for k in cleanup.scan_iter(match=prefix + "*", count=500)]
-            if keys:
-                await cleanup.delete(*keys)
+            await drop_prefix(cleanup, prefix)
             await cleanup.aclose()
 
 

@@ -20,13 +20,14 @@ from libs.common.store.redis import RedisStore
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 T0 = 1_750_000_000.0
 
 
 @pytest.fixture
-async def both(prefix: str, raw_redis: aioredis.Redis) -> AsyncIterator[tuple[Store, Store]]:
-    redis_store = await RedisStore.connect(REDIS_URL, prefix=prefix)
+async def both(
+    prefix: str, redis_url: str, raw_redis: aioredis.Redis
+) -> AsyncIterator[tuple[Store, Store]]:
+    redis_store = await RedisStore.connect(redis_url, prefix=prefix)
     yield MemoryStore(prefix=prefix), redis_store
     await redis_store.close()
 

@@ -7,6 +7,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
+from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,20 +17,21 @@ from libs.common.store.redis import RedisStore, describe
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 HANG_GUARD_S = 30.0
 """Only so that a hang fails the test instead of stalling the run; not a speed check."""
 
 
 @pytest.fixture
-async def redis_store(prefix: str, raw_redis: aioredis.Redis) -> AsyncIterator[RedisStore]:
-    store = await RedisStore.connect(REDIS_URL, prefix=prefix)
+async def redis_store(
+    prefix: str, redis_url: str, raw_redis: aioredis.Redis
+) -> AsyncIterator[RedisStore]:
+    store = await RedisStore.connect(redis_url, prefix=prefix)
     yield store
     await store.close()
 
 
-async def test_connect_picks_redis_for_redis_urls(prefix: str, raw_redis) -> None:
-    store = await connect(REDIS_URL, prefix=prefix)
+async def test_connect_picks_redis_for_redis_urls(prefix: str, redis_url: str, raw_redis) -> None:
+    store = await connect(redis_url, prefix=prefix)
     try:
         assert isinstance(store, RedisStore)
         await store.ping()
@@ -178,9 +180,9 @@ class CuttingProxy:
 
 
 async def test_the_store_reconnects_after_its_connections_are_cut(
-    prefix: str, raw_redis: aioredis.Redis
+    prefix: str, redis_url: str, raw_redis: aioredis.Redis
 ) -> None:
-    proxy = CuttingProxy(6379)
+    proxy = CuttingProxy(urlsplit(redis_url).port or 6379)
     port = await proxy.start()
     store = await RedisStore.connect(f"redis://127.0.0.1:{port}/0", prefix=prefix, timeout_s=2)
     now = time.time()
