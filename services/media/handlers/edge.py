@@ -46,7 +46,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except MediaError as exc:
         log.info("media.refused", route=_route(request), error=exc.code, errcode=exc.errcode)
-        return error_response(exc)
+        resp = error_response(exc)
+        if request.body_exists and not request.content.is_eof():
+            # A refused upload still streaming in: close rather than read the rest to drain it.
+            resp.force_close()
+        return resp
 
 
 @web.middleware

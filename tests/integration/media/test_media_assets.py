@@ -149,3 +149,21 @@ async def test_the_asset_api_is_off_without_a_directory(media: Media) -> None:
     body = await resp.json()
     assert body["error"] == "assets_disabled"
     assert "WXKF_ASSETS_DIR" in body["message"]
+
+
+async def test_a_malformed_refused_id_is_refused(assets: Media) -> None:
+    await assets.client.put("/v1/assets/x.png", data=image())
+    resp = await assets.client.get("/v1/assets/x.png/media_id", params={"refused": "a b/c"})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "bad_media_id"
+    assert assets.uploads() == 0
+
+
+async def test_an_oversize_asset_is_refused_and_not_stored(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    media = await make_media(assets_dir=str(tmp_path / "assets"), media_max_bytes=1000)
+    resp = await media.client.put("/v1/assets/big.png", data=image(size=1001))
+    assert resp.status == 413
+    assert (await resp.json())["error"] == "too_large"
+    assert not (tmp_path / "assets" / "big.png").exists()
