@@ -61,6 +61,9 @@ log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
 
+_AFTER_PREDECESSOR_S = 0.01
+"""A waiting command comes back this long after its predecessor's next try is due."""
+
 
 class Sender(msgspec.Struct, frozen=True, kw_only=True):
     """What the handlers use; built once per app (see ``app.py``)."""
@@ -117,7 +120,7 @@ async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) ->
 async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None:
     settings, store = sender.settings, sender.store
     entry = await ledger.read(store, cmd.id)
-    if entry is not None and entry.state == "done" and entry.fact is not None:
+    if entry is not None and entry.state == "done":
         # Settled before (the ack or a publish was lost): say it again, send nothing.
         metrics.COMMANDS.labels(cmd.msgtype, "duplicate").inc()
         await order.mark_done(store, cmd, ttl_s=settings.ledger_ttl_s)
@@ -141,8 +144,14 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
     waiting, retry_at = await order.waiting_for(store, cmd)
     if waiting:
         if not delivery.final:
+            # Back off like any retry (a waiting command spends attempts too, so its wait must
+            # span its predecessor's retries), and never come back before the predecessor.
+            now = sender.wall()
+            delay = sender.commands.retry_delay(delivery.attempt)
+            if retry_at is not None:
+                delay = max(delay, retry_at - now + _AFTER_PREDECESSOR_S)
+            await order.mark_retrying(store, cmd, at=now + delay, ttl_s=settings.ledger_ttl_s)
             metrics.RETRIES.labels("order").inc()
-            delay = max(retry_at - sender.wall(), 0.0) if retry_at is not None else 0.0
             raise Retry(f"waiting for seq {cmd.seq - 1} of its cause", delay_s=delay)
         # Its predecessor never settled (lost, or still failing): better late than never.
         metrics.ORDER_GAVE_UP.inc()

@@ -11,16 +11,19 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
+import structlog
 
 from libs.common.store import Store
+
+log = structlog.get_logger(__name__)
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True):
     state: Literal["inflight", "done"]
     at: float
     """Unix seconds when the state was written."""
-    fact: msgspec.Raw | None = None
-    """The outcome fact (a schemas message), once done."""
+    fact: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    """The outcome fact (a schemas message) once done; JSON null before."""
 
 
 _decoder = msgspec.json.Decoder(Entry)
@@ -37,7 +40,8 @@ async def read(store: Store, command_id: str) -> Entry | None:
     try:
         return _decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        # Unreadable: treat as unknown rather than as sent, and let the caller decide.
+        # Unreadable: its fate is unknown, which is what an abandoned call is.
+        log.error("ledger.unreadable", key=ledger_key(command_id))
         return Entry(state="inflight", at=0.0)
 
 

@@ -1,11 +1,13 @@
 """The sender against the WeChat simulator, on ``memory://`` and on RabbitMQ + Redis.
 
-Each test gets a fresh simulator (its clock stands still unless the test moves it), a bus of
-its own (a fresh memory broker, or a RabbitMQ vhost of its own, deleted after) and a store of
-its own (a memory URL, or a unique Redis key prefix, removed after), so runs repeat and
-overlap on the shared broker and Redis. The rig publishes what ingress and the router would
-(user-message events, send commands) and collects the sender's outcome facts from a queue
-of its own bound to ``outbound.#``.
+Each test gets a fresh simulator (its clock stands still unless the test moves it), a bus
+(a fresh memory broker, or the RabbitMQ vhost of its test module, deleted after) and a store
+of its own (a memory URL, or a unique Redis key prefix, removed after), so runs repeat and
+overlap on the shared broker and Redis. On RabbitMQ the tests of one module share the
+sender's queues, so each test looks only at its own users and commands.
+
+The rig publishes what ingress and the router would (user-message events, send commands)
+and collects the sender's outcome facts from a queue of its own bound to ``outbound.#``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ from services.simulator.config import DEMO_APPID, DEMO_GH_ID, DEMO_SECRET, SimCo
 from services.simulator.faults import Fault, FaultRule
 from services.simulator.state import SimState
 from services.simulator.users import Delivered
-from tests.support import rabbit
 from tests.support.waiting import eventually
 
 REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -219,7 +220,6 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
         memory = MemoryBus.fresh()
         store_url = f"memory://sender-test-{uuid.uuid4().hex}"
         store = MemoryStore.shared(store_url, prefix=prefix)
-        vhost = None
 
         async def make_bus() -> Bus:
             client = memory.client()
@@ -227,8 +227,7 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
             return client
 
     else:
-        vhost = rabbit.add_vhost("wxkf-test-sender")
-        amqp_url = rabbit.url(vhost)
+        amqp_url = request.getfixturevalue("amqp_url")
         store = await RedisStore.connect(REDIS_URL, prefix=prefix)
 
         async def make_bus() -> Bus:
@@ -263,8 +262,7 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
             await client.stop_consuming()
             await client.close()
         await store.close()
-        if vhost is not None:
-            rabbit.delete_vhost(vhost)
+        if request.param == "real":
             raw = aioredis.Redis.from_url(REDIS_URL)
             keys = [k async for k in raw.scan_iter(match=prefix + "*", count=500)]
             if keys:
@@ -274,7 +272,6 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
             MemoryStore.forget(store_url)
 
 
-def decode_fact(raw: bytes) -> Outcome:
-    fact = msgspec.json.decode(raw, type=AnyMessage)
-    assert isinstance(fact, Outcome)
-    return fact
+async def dead_ids(bus: Bus, queue: str) -> list[str]:
+    """The message ids in a work queue's dead-letter queue (other tests' included)."""
+    return [msgspec.json.decode(d.body, type=AnyMessage).id for d in await bus.dead_letters(queue)]
