@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -88,9 +89,9 @@ async def upload(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    media_id = check_media_id(request.match_info["media_id"])
     cache = request.app.get(CACHE)
     try:
+        media_id = check_media_id(request.match_info["media_id"])
         if cache is not None:
             cached = await _from_cache(request, cache, media_id)
             if cached is not None:
@@ -168,34 +169,43 @@ async def _stream(
         # Room for a few upstream chunks while the client reads: fewer stalls on each side.
         request.transport.set_write_buffer_limits(high=_WRITE_BUFFER)
     await resp.prepare(request)
+    chunks = _passthrough(upstream)
     try:
-        async for chunk in _passthrough(upstream):
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # The status line is gone already: all that is left is to cut the connection,
+                # so the client sees a short body (its Content-Length says so) rather than a
+                # false success.
+                metrics.DOWNLOADS.labels("upstream_broken").inc()
+                log.warning(
+                    "media.download_broken", sent=sent, length=length, error=type(exc).__name__
+                )
+                if request.transport is not None:
+                    request.transport.close()
+                return resp
             if writer is not None:
                 writer.write(chunk)
             await resp.write(chunk)
             sent += len(chunk)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        # The status line is gone already: all that is left is to cut the connection, so the
-        # client sees a short body (its Content-Length says so) instead of a false success.
-        if writer is not None:
-            writer.abort()
-        metrics.DOWNLOADS.labels("upstream_broken").inc()
-        metrics.BYTES.labels("client_out").inc(sent)
-        log.warning("media.download_broken", sent=sent, length=length, error=type(exc).__name__)
-        if request.transport is not None:
-            request.transport.close()
+    except (ConnectionResetError, asyncio.CancelledError) as exc:
+        # The client went away (aiohttp may cancel the handler for it) or the service is
+        # stopping: nothing more to answer, nothing half-written to keep.
+        metrics.DOWNLOADS.labels("abandoned").inc()
+        log.info("media.download_abandoned", sent=sent, length=length)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
         return resp
-    except BaseException:
-        # The client went away (or we are stopping): keep nothing half-written.
+    finally:
+        metrics.BYTES.labels("client_out").inc(sent)
+        metrics.BYTES.labels("wechat_in").inc(sent)
         if writer is not None:
-            writer.abort()
-        metrics.DOWNLOADS.labels("client_gone").inc()
-        raise
-    if writer is not None:
-        writer.commit()
+            # Kept only when every byte arrived (commit checks); else the partial file goes.
+            writer.commit()
     metrics.DOWNLOADS.labels("ok").inc()
-    metrics.BYTES.labels("wechat_in").inc(sent)
-    metrics.BYTES.labels("client_out").inc(sent)
     await resp.write_eof()
     return resp
 

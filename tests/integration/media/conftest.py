@@ -38,7 +38,9 @@ REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 @pytest.fixture
 async def sim() -> AsyncIterator[tuple[SimState, str]]:
-    state = SimState(SimConfig(), clock=SimClock(start=1_767_225_600, ticking=False))
+    # Room for media larger than WeChat's 2 MB: downloads big enough to outlast socket buffers.
+    config = SimConfig(media_max_bytes=64 * 1024 * 1024)
+    state = SimState(config, clock=SimClock(start=1_767_225_600, ticking=False))
     async with running(create_sim(state=state)) as url:
         yield state, url
 
@@ -72,14 +74,8 @@ async def make_media(
     clients: list[TestClient[Any, Any]] = []
 
     async def make(bus: Bus | None = None, **overrides: Any) -> Media:
-        settings = load(
-            MediaSettings,
-            {},
-            appid=DEMO_APPID,
-            app_secret=DEMO_SECRET,
-            wechat_api_base=url,
-            **overrides,
-        )
+        values = {"appid": DEMO_APPID, "app_secret": DEMO_SECRET, "wechat_api_base": url}
+        settings = load(MediaSettings, {}, **{**values, **overrides})
         app = create_app(settings, bus=bus, store=store, clock=state.clock.now)
         client = TestClient(TestServer(app))
         await client.start_server()

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
+from prometheus_client import REGISTRY
 
+from services.simulator.app import running
 from services.simulator.faults import Fault, FaultRule
 from tests.integration.media.harness import GIF_MAGIC, MakeMedia, Media, image
+from tests.support.waiting import eventually
 
 GET = "/cgi-bin/media/get"
 
@@ -150,3 +155,57 @@ async def test_the_cache_does_not_outlive_the_media(make_media: MakeMedia, tmp_p
     resp = await media.client.get(f"/v1/media/{media_id}")
     assert resp.status == 410
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+async def test_a_download_wechat_breaks_off_ends_short_and_is_not_cached(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    announced, sent = 1024 * 1024, 100 * 1024
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "t" * 32, "expires_in": 7200})
+
+    async def get_media(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "image/png"})
+        resp.content_length = announced
+        await resp.prepare(request)
+        await resp.write(image(size=sent))
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    breaking = web.Application()
+    breaking.router.add_post("/cgi-bin/stable_token", token)
+    breaking.router.add_get("/cgi-bin/media/get", get_media)
+    async with running(breaking) as url:
+        media = await make_media(wechat_api_base=url, media_cache_dir=str(tmp_path / "cache"))
+        broken = counter("wxkf_media_downloads_total", outcome="upstream_broken")
+        resp = await media.client.get("/v1/media/some-id")
+        assert resp.status == 200
+        assert resp.headers["Content-Length"] == str(announced)
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    assert counter("wxkf_media_downloads_total", outcome="upstream_broken") == broken + 1
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+async def test_a_client_leaving_mid_download_leaves_no_cache_entry(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    media = await make_media(media_cache_dir=str(tmp_path / "cache"))
+    pushed = media.sim.upload_media(image(size=32 * 1024 * 1024))
+    gone = counter("wxkf_media_downloads_total", outcome="abandoned")
+    url = media.client.make_url(f"/v1/media/{pushed.media_id}")
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        await resp.content.readexactly(64 * 1024)
+        resp.close()  # hang up with most of the body unread
+    await eventually(
+        lambda: counter("wxkf_media_downloads_total", outcome="abandoned"),
+        lambda value: value == gone + 1,
+        what="the service noticing the client left",
+    )
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
