@@ -46,8 +46,9 @@ def create_app(
     app.middlewares.extend([edge.errors, edge.internal_token])
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    # Downloads may stream for longer than one API call takes; the client bounds each read.
     app.cleanup_ctx.append(store_ctx(settings.store_url, store=store))
+    # The session's timeout bounds API calls; a download streams longer, and the WeChat client
+    # bounds each of its reads instead.
     app.cleanup_ctx.append(http_ctx(timeout_s=settings.wechat_timeout_s, limit=HTTP_CONNECTIONS))
     app.cleanup_ctx.append(_wechat_ctx)
     if settings.media_cache_dir:
@@ -66,7 +67,8 @@ def create_app(
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/media", media.upload)
-    app.router.add_get("/v1/media/{media_id}", media.download)
+    # No HEAD: it would fetch the whole media from WeChat to answer with headers only.
+    app.router.add_get("/v1/media/{media_id}", media.download, allow_head=False)
     app.router.add_put("/v1/assets/{name}", assets.put)
     app.router.add_get("/v1/assets/{name}", assets.get)
     app.router.add_delete("/v1/assets/{name}", assets.delete)

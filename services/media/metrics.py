@@ -1,8 +1,12 @@
-"""The media service's Prometheus metrics (default registry, served at ``/metrics``)."""
+"""The media service's Prometheus metrics (default registry, served at ``/metrics``).
+
+WeChat's latency is the shared client's ``wxkf_wechat_api_call_duration_seconds`` with
+``service="media"``; it is not measured twice.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 UPLOADS = Counter(
     "wxkf_media_uploads_total",
@@ -27,12 +31,6 @@ CACHE_EVICTIONS = Counter(
 )
 CACHE_BYTES = Gauge("wxkf_media_cache_bytes", "Bytes held by the disk cache.")
 CACHE_ENTRIES = Gauge("wxkf_media_cache_entries", "Entries held by the disk cache.")
-UPSTREAM_LATENCY = Histogram(
-    "wxkf_media_upstream_latency_seconds",
-    "Time until WeChat's answer (headers for a download), per API and attempt.",
-    ["api"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
 UPSTREAM_RETRIES = Counter(
     "wxkf_media_upstream_retries_total",
     "Calls to WeChat repeated after a transient error, per API.",
