@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import textwrap
+import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from libs.common.schemas import (
@@ -22,6 +25,7 @@ from services.router.engine import Decision, Ruleset
 from services.router.errors import Problem, RulesError
 from services.router.sessions import EMPTY, Session
 
+T = TypeVar("T")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # A Wednesday, 10:30 in Shanghai.
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 10, 30, tzinfo=SHANGHAI).timestamp()
@@ -95,3 +99,13 @@ def only_problem(document: str) -> Problem:
     found = problems(document)
     assert len(found) == 1, [p.render("test.yaml") for p in found]
     return found[0]
+
+
+async def until(probe: Callable[[], T], check: Callable[[T], bool] = bool, *, what: str) -> T:
+    """Poll ``probe`` on the event loop until ``check`` holds (a deadline, not a sleep)."""
+    end = time.monotonic() + 10.0
+    while not check(value := probe()):
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached; last seen: {value!r}")
+        await asyncio.sleep(0.005)
+    return value

@@ -1,0 +1,225 @@
+"""One inbound event: the decision (answered first), then everything the decision does.
+
+For each event the router reads two keys at once, the user's session and the plan already
+made for this event id (a redelivery), decides from the rules in memory and answers the
+decision RPC, all before any other work. Then it stores the plan under the event id, and
+carries it out: the ``decision.<action>`` fact, the session change, the send commands in
+order, the extension topics; last it marks the plan done.
+
+A redelivered event whose plan is done is answered again (from the plan) and nothing else
+happens; one whose plan is unfinished has the same plan carried out again: the same fact
+and command ids, which the sender deduplicates. A failure of the store or the bus becomes a
+:class:`Retry`, so the bus delivers the event again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+import structlog
+
+from libs.common.bus import Bus, BusError, Delivery, PublishError, Reject, Retry
+from libs.common.observability.logging import hash_openid
+from libs.common.schemas import (
+    AnyMessage,
+    BusMessage,
+    DecisionReply,
+    ImageReceived,
+    InboundEvent,
+    MiniProgramPageReceived,
+    OtherEventReceived,
+    OtherMessageReceived,
+    SessionEntered,
+    TextReceived,
+    UserMessage,
+    now_ms,
+)
+from libs.common.store import Store, StoreError
+from libs.common.topology import EVENTS, extension_key
+from services.router import metrics, plans, sessions
+from services.router.plans import Plan
+from services.router.rules import Rules
+from services.router.sessions import Session
+
+log = structlog.get_logger(__name__)
+
+INBOUND = (
+    TextReceived,
+    ImageReceived,
+    MiniProgramPageReceived,
+    OtherMessageReceived,
+    SessionEntered,
+    OtherEventReceived,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Router:
+    """What the handler needs, built once by the app."""
+
+    bus: Bus
+    store: Store
+    rules: Rules
+    budget_ms: int
+    """How long ingress waits for an answer: a decision after that is late."""
+    session_ttl_s: float
+    plan_ttl_s: float
+    clock_ms: Callable[[], int] = now_ms
+
+
+def event_time(event: InboundEvent) -> float:
+    """The time the rules read: when the user acted (CreateTime), not when we got to it."""
+    return float(event.create_time) if event.create_time > 0 else event.time_ms / 1000
+
+
+async def handle_event(router: Router, msg: AnyMessage, delivery: Delivery) -> None:
+    started = time.perf_counter()
+    if not isinstance(msg, INBOUND):
+        raise Reject(f"{msg.routing_key()} is not an inbound event")
+    event: InboundEvent = msg
+    structlog.contextvars.bind_contextvars(openid=hash_openid(event.openid))
+    ruleset = router.rules.current
+    try:
+        raw_session, raw_plan = await asyncio.gather(
+            router.store.get(sessions.key(event.openid)), router.store.get(plans.key(event.id))
+        )
+    except StoreError as exc:
+        # Answer from the rules alone so the requester does not wait in vain; do the rest
+        # when the store is back.
+        decision = ruleset.decide(event, sessions.EMPTY, ts=event_time(event))
+        await _answer(event, delivery, transfer=decision.transfer, rule=decision.rule)
+        raise Retry(f"store unavailable: {exc}") from exc
+
+    previous = _stored_plan(raw_plan)
+    if previous is not None:
+        await _answer(event, delivery, transfer=previous.transfer, rule=previous.rule)
+        if previous.done:
+            metrics.REDELIVERED.labels("done").inc()
+            log.info("decision.duplicate", rule=previous.rule)
+            return
+        metrics.REDELIVERED.labels("resumed").inc()
+        log.info("decision.resumed", rule=previous.rule)
+        await _carry_out(router, event, previous, session=None)
+        return
+
+    session = sessions.decode(raw_session)
+    decision = ruleset.decide(event, session, ts=event_time(event))
+    await _answer(event, delivery, transfer=decision.transfer, rule=decision.rule)
+    elapsed = time.perf_counter() - started
+    late = _late(router, event, delivery)
+    metrics.DECISION_SECONDS.observe(elapsed)
+    metrics.DECISIONS.labels(decision.rule, decision.action).inc()
+    if late:
+        metrics.LATE.inc()
+    log.info(
+        "decision.made",
+        rule=decision.rule,
+        action=decision.action,
+        transfer=decision.transfer,
+        late=late,
+        latency_us=round(elapsed * 1e6),
+    )
+    plan = plans.plan(decision, event, late=late, latency_us=round(elapsed * 1e6))
+    fresh: Session | None = session
+    try:
+        created = await router.store.set_if_absent(
+            plans.key(event.id), plans.encode(plan), ttl_s=router.plan_ttl_s
+        )
+        if not created:
+            # Another delivery of this event stored its plan first: carry out that one.
+            plan = _stored_plan(await router.store.get(plans.key(event.id))) or plan
+            if plan.done:
+                return
+            fresh = None
+    except StoreError as exc:
+        raise Retry(f"store unavailable: {exc}") from exc
+    await _carry_out(router, event, plan, session=fresh)
+
+
+def _stored_plan(raw: bytes | None) -> Plan | None:
+    if raw is None:
+        return None
+    try:
+        return plans.decode(raw)
+    except msgspec.DecodeError:
+        # Not ours to read (another version, or damage): deciding again is the safe side.
+        log.warning("decision.unreadable_plan", size=len(raw))
+        return None
+
+
+async def _answer(event: InboundEvent, delivery: Delivery, *, transfer: bool, rule: str) -> None:
+    """The RPC answer, when the delivery asked for one (ingress asks only for user messages)."""
+    if not delivery.reply_to:
+        return
+    reply = DecisionReply(
+        event_id=event.id, transfer=transfer and isinstance(event, UserMessage), rule=rule
+    )
+    try:
+        await delivery.reply(reply)
+    except BusError as exc:
+        # The requester falls back to "success" when its budget ends; the work goes on.
+        metrics.ANSWER_FAILURES.inc()
+        log.warning("decision.answer_failed", error=str(exc))
+
+
+def _late(router: Router, event: InboundEvent, delivery: Delivery) -> bool:
+    """Whether the requester had stopped waiting (only a delivery that asked is waited on).
+
+    The requester's wait starts after its confirmed publish, a little after the event's own
+    time, so this errs towards "late" by that publish's duration.
+    """
+    if not delivery.reply_to:
+        return False
+    return router.clock_ms() - event.time_ms > router.budget_ms
+
+
+async def _carry_out(
+    router: Router, event: InboundEvent, plan: Plan, *, session: Session | None
+) -> None:
+    """Publish what the plan says, in order, then mark it done. ``session``: as read, if fresh."""
+    bus, store = router.bus, router.store
+    try:
+        if plan.fact is not None:
+            heard = await _publish_fact(bus, plan.fact)
+            metrics.DECISION_FACTS.labels("published" if heard else "unroutable").inc()
+        if plan.change is not None:
+            before = session if session is not None else await sessions.load(store, event.openid)
+            after = plan.change.apply(before)
+            if after != before:
+                await sessions.save(store, event.openid, after, ttl_s=router.session_ttl_s)
+        for command in plan.commands:
+            await bus.publish(command)
+            metrics.COMMANDS.labels(command.msgtype).inc()
+        for topic in plan.extensions:
+            await _publish_extension(bus, event, topic)
+        await store.set(plans.key(event.id), plans.encode(plan.finished()), ttl_s=router.plan_ttl_s)
+    except (StoreError, PublishError) as exc:
+        raise Retry(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _publish_extension(bus: Bus, event: InboundEvent, topic: str) -> None:
+    heard = await _publish_fact(bus, event, routing_key=extension_key(topic))
+    metrics.EXTENSION_PUBLISHES.labels(topic, "ok" if heard else "unroutable").inc()
+    if not heard:
+        log.warning("extension.unroutable", topic=topic)
+
+
+async def _publish_fact(bus: Bus, msg: BusMessage, *, routing_key: str | None = None) -> bool:
+    """Publish a fact for whoever listens; False when nobody does (no queue bound to it).
+
+    Listeners declare durable queues, so "unroutable" means no listener was ever deployed:
+    there is nobody to keep the fact for, and retrying would only fill the dead letters.
+    Any other failure (nack, timeout, connection) raises as usual.
+    """
+    try:
+        await bus.publish(msg, routing_key=routing_key, exchange=EVENTS)
+    except PublishError as exc:
+        # Both backends say so in the message of their PublishError.
+        if not str(exc).startswith("unroutable"):
+            raise
+        return False
+    return True
