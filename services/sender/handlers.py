@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -45,7 +45,7 @@ from libs.common.schemas import (
 )
 from libs.common.store import GrantKind, Store, StoreError
 from libs.common.topology import QueueSpec
-from libs.common.wechat.api import ApiClient
+from libs.common.wechat.api import ApiClient, CustomMessage
 from libs.common.wechat.apierrors import (
     TokenUnavailable,
     WeChatApiError,
@@ -96,7 +96,7 @@ async def handle_window_event(sender: Sender, msg: AnyMessage, delivery: Deliver
     await store.window_grant(windows.window_key(msg.appid, msg.openid), grant, now=now)
     if grant.kind == "message":
         create_time = getattr(msg, "create_time", now)
-        await typing_rules.note_exchange(store, msg.appid, msg.openid, at=float(create_time))
+        await typing_rules.user_wrote(store, msg.appid, msg.openid, at=float(create_time))
     metrics.WINDOW_GRANTS.labels(grant.kind).inc()
     log.info("window.granted", kind=grant.kind, count=grant.count, openid=hash_openid(msg.openid))
 
@@ -118,29 +118,13 @@ async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) ->
 
 
 async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None:
+    # No ledger read up front: the mark taken right before the call is the duplicate check
+    # (one write instead of a read and a write), and every outcome reached without a call is
+    # recorded only if none is yet. A duplicate so costs at most a window slot, given back.
     settings, store = sender.settings, sender.store
-    entry = await ledger.read(store, cmd.id)
-    if entry is not None and entry.state == "done":
-        # Settled before (the ack or a publish was lost): say it again, send nothing.
-        metrics.COMMANDS.labels(cmd.msgtype, "duplicate").inc()
-        await order.mark_done(store, cmd, ttl_s=settings.ledger_ttl_s)
-        fact = decode(bytes(entry.fact))
-        await sender.bus.publish(fact)
-        log.info("send.duplicate")
-        return
-    if entry is not None:
-        age = sender.wall() - entry.at
-        if age < settings.inflight_stale_s:
-            metrics.RETRIES.labels("inflight").inc()
-            raise Retry(
-                "another delivery is calling WeChat", delay_s=settings.inflight_stale_s - age
-            )
-        await _ambiguous(sender, cmd, delivery, "abandoned mid-call by an earlier delivery")
-        return
     if cmd.appid != settings.appid:
         await _settle(sender, cmd, delivery, _failed(cmd, delivery, f"command for app {cmd.appid}"))
         return
-
     waiting, retry_at = await order.waiting_for(store, cmd)
     if waiting:
         if not delivery.final:
@@ -160,7 +144,6 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
     if isinstance(cmd, SendTyping):
         await _typing(sender, cmd, delivery)
         return
-
     try:
         composed = await compose.compose(cmd, sender.media)
     except NotSendable as exc:
@@ -169,111 +152,26 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
     except MediaServiceError as exc:
         await _media_failure(sender, cmd, delivery, exc)
         return
-
     await _pace(sender, cmd, delivery)
-    key = windows.window_key(cmd.appid, cmd.openid)
-    take = await store.window_take(key, now=sender.clock())
+    take = await store.window_take(windows.window_key(cmd.appid, cmd.openid), now=sender.clock())
     metrics.QUOTA.labels(take.reason or "granted").inc()
     if not take.ok or take.kind is None:
         reason = take.reason or "no_window"
         await _refused_by_window(sender, cmd, delivery, reason, detail=reason)
         return
-    await _send(sender, cmd, delivery, composed, take.kind)
 
-
-async def _send(
-    sender: Sender,
-    cmd: SendCommand,
-    delivery: Delivery,
-    composed: compose.Composed,
-    slot: GrantKind,
-) -> None:
-    settings, store = sender.settings, sender.store
-    await ledger.begin(store, cmd.id, at=sender.wall(), ttl_s=settings.ledger_ttl_s)
-    re_resolved = False
-    while True:
+    async def call() -> float:
         try:
-            latency = await _call_send(sender, composed)
+            return await _call_send(sender, composed.message)
         except WeChatApiError as exc:
-            if exc.kind == "media" and composed.asset and not re_resolved:
-                # An expired media_id (3 days): ask the media service for a fresh one, once.
-                re_resolved = True
-                try:
-                    composed = await compose.compose(cmd, sender.media, refused=composed.media_id)
-                except (MediaServiceError, NotSendable) as media_exc:
-                    await _release(sender, cmd, slot)
-                    await ledger.clear(store, cmd.id)
-                    if isinstance(media_exc, NotSendable):
-                        await _settle(
-                            sender, cmd, delivery, _failed(cmd, delivery, media_exc.reason)
-                        )
-                    else:
-                        await _media_failure(sender, cmd, delivery, media_exc)
-                    return
-                log.info("send.media_re_resolved", errcode=exc.errcode)
-                continue
-            await _api_error(sender, cmd, delivery, exc, slot)
-            return
-        except WeChatUnavailable as exc:
-            if exc.ambiguous:
-                await _ambiguous(sender, cmd, delivery, exc.reason)
-                return
-            await _release(sender, cmd, slot)
-            await ledger.clear(store, cmd.id)
-            await _retry_or_fail(sender, cmd, delivery, why="unavailable", errmsg=exc.reason)
-            return
-        except WeChatBadRequest as exc:
-            await _release(sender, cmd, slot)
-            await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.reason))
-            return
-        except TokenUnavailable as exc:
-            await _release(sender, cmd, slot)
-            await ledger.clear(store, cmd.id)
-            await _retry_or_fail(
-                sender, cmd, delivery, why="token", errmsg=exc.reason, errcode=exc.errcode
-            )
-            return
-        break
-    now = sender.clock()
-    await typing_rules.note_exchange(store, cmd.appid, cmd.openid, at=now)
-    await typing_rules.note_typing(store, cmd.appid, cmd.openid, until=None)
-    await _settle(sender, cmd, delivery, _sent(cmd, delivery, latency))
+            if exc.kind != "media" or not composed.asset:
+                raise
+        # An expired media_id (3 days): ask the media service for a fresh one, once.
+        fresh = await compose.compose(cmd, sender.media, refused=composed.media_id)
+        log.info("send.media_re_resolved")
+        return await _call_send(sender, fresh.message)
 
-
-async def _call_send(sender: Sender, composed: compose.Composed) -> float:
-    return await sender.token.call(lambda token: sender.api.send(token, composed.message))
-
-
-async def _api_error(
-    sender: Sender, cmd: SendCommand, delivery: Delivery, exc: WeChatApiError, slot: GrantKind
-) -> None:
-    store = sender.store
-    if exc.kind == "window":
-        # WeChat's view wins: correct ours so the next command is refused without a call.
-        reason: Literal["window_expired", "quota_exhausted"] = (
-            "quota_exhausted" if exc.errcode == 45047 else "window_expired"
-        )
-        key = windows.window_key(cmd.appid, cmd.openid)
-        await store.window_close(key, now=sender.clock(), reason=reason)
-        metrics.QUOTA.labels(f"corrected_{reason}").inc()
-        log.warning("send.window_corrected", errcode=exc.errcode, reason=reason)
-        await _settle(sender, cmd, delivery, _rejected(cmd, delivery, reason, exc.errcode))
-        return
-    await _release(sender, cmd, slot)
-    if exc.kind in ("transient", "token"):
-        await ledger.clear(store, cmd.id)
-        delay = sender.settings.rate_limited_pause_s if exc.errcode == 45011 else None
-        await _retry_or_fail(
-            sender,
-            cmd,
-            delivery,
-            why=exc.name,
-            errmsg=exc.errmsg,
-            errcode=exc.errcode,
-            delay_s=delay,
-        )
-        return
-    await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.errmsg, exc.errcode))
+    await _deliver(sender, cmd, delivery, take.kind, call)
 
 
 async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
@@ -289,40 +187,17 @@ async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
             await _refused_by_window(sender, cmd, delivery, "typing_not_allowed", detail=why)
             return
     await _pace(sender, cmd, delivery)
-    await ledger.begin(store, cmd.id, at=sender.wall(), ttl_s=settings.ledger_ttl_s)
-    try:
-        latency = await sender.token.call(
+
+    async def call() -> float:
+        return await sender.token.call(
             lambda token: sender.api.typing(token, cmd.openid, cmd.command)
         )
-    except WeChatApiError as exc:
-        if exc.errcode in (45080, 45081) or exc.kind == "window":
-            fact = _rejected(cmd, delivery, "typing_not_allowed", exc.errcode)
-            await _settle(sender, cmd, delivery, fact)
-        elif exc.kind in ("transient", "token"):
-            await ledger.clear(store, cmd.id)
-            await _retry_or_fail(
-                sender, cmd, delivery, why=exc.name, errmsg=exc.errmsg, errcode=exc.errcode
-            )
-        else:
-            await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.errmsg, exc.errcode))
-        return
-    except WeChatUnavailable as exc:
-        if exc.ambiguous:
-            await _ambiguous(sender, cmd, delivery, exc.reason)
-            return
-        await ledger.clear(store, cmd.id)
-        await _retry_or_fail(sender, cmd, delivery, why="unavailable", errmsg=exc.reason)
-        return
-    except WeChatBadRequest as exc:
-        await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.reason))
-        return
-    except TokenUnavailable as exc:
-        await ledger.clear(store, cmd.id)
-        await _retry_or_fail(sender, cmd, delivery, why="token", errmsg=exc.reason)
-        return
-    until = sender.clock() + settings.typing_duration_s if cmd.command == "Typing" else None
-    await typing_rules.note_typing(store, cmd.appid, cmd.openid, until=until)
-    await _settle(sender, cmd, delivery, _sent(cmd, delivery, latency))
+
+    await _deliver(sender, cmd, delivery, None, call)
+
+
+async def _call_send(sender: Sender, message: CustomMessage) -> float:
+    return await sender.token.call(lambda token: sender.api.send(token, message))
 
 
 async def _window_has_room(sender: Sender, cmd: SendCommand) -> str | None:
@@ -334,6 +209,122 @@ async def _window_has_room(sender: Sender, cmd: SendCommand) -> str | None:
         return f"reply window: {take.reason}"
     await sender.store.window_release(key, take.kind, now=now)
     return None
+
+
+# --- the call ----------------------------------------------------------------------------------
+
+
+async def _deliver(
+    sender: Sender,
+    cmd: SendCommand,
+    delivery: Delivery,
+    slot: GrantKind | None,
+    call: Callable[[], Awaitable[float]],
+) -> None:
+    """Call WeChat under this delivery's ledger mark and settle what came of it. ``slot``: the
+    window slot the call spends (None for typing, which spends none)."""
+    settings, store = sender.settings, sender.store
+    known = await ledger.begin(store, cmd.id, at=sender.wall(), ttl_s=settings.ledger_ttl_s)
+    if known is not None:
+        await _release(sender, cmd, slot)
+        await _known(sender, cmd, delivery, known)
+        return
+    try:
+        latency = await call()
+    except WeChatApiError as exc:
+        await _refused(sender, cmd, delivery, exc, slot)
+        return
+    except WeChatUnavailable as exc:
+        if exc.ambiguous:
+            await _ambiguous(sender, cmd, delivery, exc.reason)
+            return
+        await _not_delivered(sender, cmd, slot)
+        await _retry_or_fail(sender, cmd, delivery, why="unavailable", errmsg=exc.reason)
+        return
+    except (WeChatBadRequest, NotSendable) as exc:
+        await _release(sender, cmd, slot)
+        await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.reason), owned=True)
+        return
+    except MediaServiceError as exc:
+        await _not_delivered(sender, cmd, slot)
+        await _media_failure(sender, cmd, delivery, exc)
+        return
+    except (TokenUnavailable, StoreError) as exc:
+        # Both come before any call WeChat accepted: nothing was delivered.
+        await _not_delivered(sender, cmd, slot)
+        errcode = exc.errcode if isinstance(exc, TokenUnavailable) else None
+        why = "token" if isinstance(exc, TokenUnavailable) else "store"
+        await _retry_or_fail(sender, cmd, delivery, why=why, errmsg=str(exc), errcode=errcode)
+        return
+    now = sender.clock()
+    if isinstance(cmd, SendTyping):
+        until = now + settings.typing_duration_s if cmd.command == "Typing" else None
+        await typing_rules.typing(store, cmd.appid, cmd.openid, until=until)
+    else:
+        await typing_rules.delivered(store, cmd.appid, cmd.openid, at=now)
+    await _settle(sender, cmd, delivery, _sent(cmd, delivery, latency), owned=True)
+
+
+async def _refused(
+    sender: Sender,
+    cmd: SendCommand,
+    delivery: Delivery,
+    exc: WeChatApiError,
+    slot: GrantKind | None,
+) -> None:
+    """WeChat answered with an errcode: nothing was delivered."""
+    typing = isinstance(cmd, SendTyping)
+    if exc.kind == "window":
+        # WeChat's view wins: correct ours so the next command is refused without a call.
+        closed: Literal["window_expired", "quota_exhausted"] = (
+            "quota_exhausted" if exc.errcode == 45047 else "window_expired"
+        )
+        key = windows.window_key(cmd.appid, cmd.openid)
+        await sender.store.window_close(key, now=sender.clock(), reason=closed)
+        metrics.QUOTA.labels(f"corrected_{closed}").inc()
+        log.warning("send.window_corrected", errcode=exc.errcode, reason=closed)
+        reason: RejectReason = "typing_not_allowed" if typing else closed
+        await _settle(
+            sender, cmd, delivery, _rejected(cmd, delivery, reason, exc.errcode), owned=True
+        )
+        return
+    if typing and exc.errcode in (45080, 45081):
+        refused = _rejected(cmd, delivery, "typing_not_allowed", exc.errcode)
+        await _settle(sender, cmd, delivery, refused, owned=True)
+        return
+    if exc.kind in ("transient", "token"):
+        await _not_delivered(sender, cmd, slot)
+        delay = sender.settings.rate_limited_pause_s if exc.errcode == 45011 else None
+        await _retry_or_fail(
+            sender,
+            cmd,
+            delivery,
+            why=exc.name,
+            errmsg=exc.errmsg,
+            errcode=exc.errcode,
+            delay_s=delay,
+        )
+        return
+    await _release(sender, cmd, slot)
+    fact = _failed(cmd, delivery, exc.errmsg, exc.errcode)
+    await _settle(sender, cmd, delivery, fact, owned=True)
+
+
+async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: ledger.Entry) -> None:
+    """What to do with a command the ledger already knows (a redelivery or a duplicate)."""
+    if entry.state == "done":
+        # Settled before (the ack or a publish was lost): say it again, send nothing.
+        metrics.COMMANDS.labels(cmd.msgtype, "duplicate").inc()
+        await order.mark_done(sender.store, cmd, ttl_s=sender.settings.ledger_ttl_s)
+        await sender.bus.publish(decode(bytes(entry.fact)))
+        log.info("send.duplicate")
+        return
+    age = sender.wall() - entry.at
+    stale_after = sender.settings.inflight_stale_s
+    if age < stale_after:
+        metrics.RETRIES.labels("inflight").inc()
+        raise Retry("another delivery is calling WeChat", delay_s=stale_after - age)
+    await _ambiguous(sender, cmd, delivery, "abandoned mid-call by an earlier delivery")
 
 
 # --- outcomes ----------------------------------------------------------------------------------
@@ -352,7 +343,8 @@ async def _refused_by_window(
 
 
 async def _ambiguous(sender: Sender, cmd: SendCommand, delivery: Delivery, reason: str) -> None:
-    """WeChat may have delivered: the slot stays spent, and the policy decides the rest."""
+    """WeChat may have delivered: the slot stays spent, and the policy decides the rest.
+    Called while this delivery holds the command's ledger mark."""
     if cmd.msgtype in sender.settings.ambiguous_retried:
         metrics.AMBIGUOUS.labels(cmd.msgtype, "retry").inc()
         await ledger.clear(sender.store, cmd.id)
@@ -360,7 +352,7 @@ async def _ambiguous(sender: Sender, cmd: SendCommand, delivery: Delivery, reaso
         return
     metrics.AMBIGUOUS.labels(cmd.msgtype, "give_up").inc()
     errmsg = f"ambiguous: {reason}; WeChat may have delivered it, so it is not sent again"
-    await _settle(sender, cmd, delivery, _failed(cmd, delivery, errmsg))
+    await _settle(sender, cmd, delivery, _failed(cmd, delivery, errmsg), owned=True)
 
 
 async def _media_failure(
@@ -383,7 +375,7 @@ async def _retry_or_fail(
     delay_s: float | None = None,
 ) -> None:
     """Hand the command back to the bus; on its last attempt report it failed and dead-letter
-    it (replayable). Always raises."""
+    it (replayable). Always raises. The caller has given up any ledger mark."""
     settings, store = sender.settings, sender.store
     if delivery.final:
         fact = _failed(cmd, delivery, f"attempts exhausted: {errmsg}", errcode)
@@ -401,24 +393,50 @@ async def _retry_or_fail(
     raise Retry(errmsg, delay_s=delay_s)
 
 
-async def _settle(sender: Sender, cmd: SendCommand, delivery: Delivery, fact: Outcome) -> None:
-    """Record the outcome (so a redelivery repeats it), free the successor, publish it."""
+async def _settle(
+    sender: Sender, cmd: SendCommand, delivery: Delivery, fact: Outcome, *, owned: bool = False
+) -> None:
+    """Record the outcome (so a redelivery repeats it), free the successor, publish it.
+
+    ``owned``: this delivery holds the command's ledger mark and replaces it; otherwise the
+    outcome is recorded only if the command is not known yet (else that is what counts)."""
     settings, store = sender.settings, sender.store
-    await ledger.finish(store, cmd.id, encode(fact), at=sender.wall(), ttl_s=settings.ledger_ttl_s)
-    await order.mark_done(store, cmd, ttl_s=settings.ledger_ttl_s)
+    raw, now, ttl = encode(fact), sender.wall(), settings.ledger_ttl_s
+    if owned:
+        await ledger.finish(store, cmd.id, raw, at=now, ttl_s=ttl)
+    else:
+        known = await ledger.settle_once(store, cmd.id, raw, at=now, ttl_s=ttl)
+        if known is not None:
+            await _known(sender, cmd, delivery, known)
+            return
+    await order.mark_done(store, cmd, ttl_s=ttl)
     await sender.bus.publish(fact)
     outcome = fact.routing_key().split(".")[1]
     metrics.COMMANDS.labels(cmd.msgtype, outcome).inc()
     if isinstance(fact, Sent):
-        log.info("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
+        # The common case is counted in metrics; a line per message costs what a store
+        # round trip does, so it is logged at debug only.
+        log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
     elif isinstance(fact, Rejected):
         log.info("send.rejected", reason=fact.reason, errcode=fact.errcode)
     elif isinstance(fact, Failed):
         log.warning("send.failed", errcode=fact.errcode, errmsg=fact.errmsg)
 
 
-async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind) -> None:
-    """WeChat definitely did not deliver: give the window slot back."""
+async def _not_delivered(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> None:
+    """WeChat definitely did not deliver: give the slot back and drop this delivery's mark,
+    so the next try sends. Best effort: with the store down, the mark ages into an ambiguous
+    failure, which is reported, never silent."""
+    try:
+        await _release(sender, cmd, slot)
+        await ledger.clear(sender.store, cmd.id)
+    except StoreError as exc:
+        log.error("send.mark_not_cleared", error=str(exc))
+
+
+async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> None:
+    if slot is None:
+        return
     key = windows.window_key(cmd.appid, cmd.openid)
     await sender.store.window_release(key, slot, now=sender.clock())
     metrics.QUOTA.labels("released").inc()

@@ -1,6 +1,7 @@
 """What became of each command, by command id, so a redelivered command is never sent twice.
 
-Before the call a command is marked in flight (with the time); once settled, its outcome fact
+Right before the call a command is marked in flight (with the time, and only if nothing is
+marked yet: two deliveries of one command never both call); once settled, its outcome fact
 is kept, and a redelivery publishes that fact again instead of calling WeChat. A command
 still marked in flight long after the call's deadline was abandoned mid-call by a replica
 that died: whether WeChat delivered it is unknown (an ambiguous failure).
@@ -45,12 +46,35 @@ async def read(store: Store, command_id: str) -> Entry | None:
         return Entry(state="inflight", at=0.0)
 
 
-async def begin(store: Store, command_id: str, *, at: float, ttl_s: float) -> None:
-    entry = Entry(state="inflight", at=at)
-    await store.set(ledger_key(command_id), msgspec.json.encode(entry), ttl_s=ttl_s)
+async def begin(store: Store, command_id: str, *, at: float, ttl_s: float) -> Entry | None:
+    """Mark the command as being sent now, unless something is known of it already: then
+    that (a settled outcome, or another delivery's mark). Two deliveries never both call."""
+    return await _record_once(store, command_id, Entry(state="inflight", at=at), ttl_s)
+
+
+async def settle_once(
+    store: Store, command_id: str, fact: bytes, *, at: float, ttl_s: float
+) -> Entry | None:
+    """Record an outcome reached without a call, unless something is known of the command
+    already: then that, which stands."""
+    entry = Entry(state="done", at=at, fact=msgspec.Raw(fact))
+    return await _record_once(store, command_id, entry, ttl_s)
+
+
+async def _record_once(store: Store, command_id: str, entry: Entry, ttl_s: float) -> Entry | None:
+    raw = msgspec.json.encode(entry)
+    for _ in range(2):
+        if await store.set_if_absent(ledger_key(command_id), raw, ttl_s=ttl_s):
+            return None
+        found = await read(store, command_id)
+        if found is not None:
+            return found
+        # Cleared by its owner between the two calls: nothing is known of it, try again.
+    return Entry(state="inflight", at=entry.at)
 
 
 async def finish(store: Store, command_id: str, fact: bytes, *, at: float, ttl_s: float) -> None:
+    """Replace this delivery's own mark with the outcome of its call."""
     entry = Entry(state="done", at=at, fact=msgspec.Raw(fact))
     await store.set(ledger_key(command_id), msgspec.json.encode(entry), ttl_s=ttl_s)
 

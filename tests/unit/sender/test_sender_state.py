@@ -91,7 +91,7 @@ async def test_a_garbled_hint_still_waits(store: MemoryStore) -> None:
 
 async def test_the_ledger_keeps_the_outcome_fact_verbatim(store: MemoryStore) -> None:
     assert await ledger.read(store, "cmd-1") is None
-    await ledger.begin(store, "cmd-1", at=10.0, ttl_s=60)
+    assert await ledger.begin(store, "cmd-1", at=10.0, ttl_s=60) is None
     entry = await ledger.read(store, "cmd-1")
     assert entry is not None
     assert (entry.state, entry.at) == ("inflight", 10.0)
@@ -103,6 +103,25 @@ async def test_the_ledger_keeps_the_outcome_fact_verbatim(store: MemoryStore) ->
     assert msgspec.json.decode(bytes(done.fact)) == msgspec.json.decode(fact)
     await ledger.clear(store, "cmd-1")
     assert await ledger.read(store, "cmd-1") is None
+
+
+async def test_only_one_delivery_may_begin_a_call(store: MemoryStore) -> None:
+    assert await ledger.begin(store, "cmd-3", at=1.0, ttl_s=60) is None
+    other = await ledger.begin(store, "cmd-3", at=2.0, ttl_s=60)
+    assert other is not None
+    assert (other.state, other.at) == ("inflight", 1.0)
+
+
+async def test_an_outcome_without_a_call_never_overwrites_what_is_known(
+    store: MemoryStore,
+) -> None:
+    sent = encode(text(0))
+    await ledger.finish(store, "cmd-4", sent, at=1.0, ttl_s=60)
+    known = await ledger.settle_once(store, "cmd-4", b'{"other":1}', at=2.0, ttl_s=60)
+    assert known is not None
+    assert known.state == "done"
+    assert bytes(known.fact) == sent
+    assert await ledger.settle_once(store, "cmd-5", sent, at=2.0, ttl_s=60) is None
 
 
 async def test_an_unreadable_ledger_entry_counts_as_an_abandoned_call(store: MemoryStore) -> None:
@@ -120,24 +139,34 @@ async def test_typing_needs_a_recent_exchange(store: MemoryStore) -> None:
     assert "no message exchanged" in str(
         await typing_rules.refusal(store, APPID, "oUser", now=100.0, **args)
     )
-    await typing_rules.note_exchange(store, APPID, "oUser", at=80.0)
+    await typing_rules.user_wrote(store, APPID, "oUser", at=80.0)
     assert await typing_rules.refusal(store, APPID, "oUser", now=100.0, **args) is None
     assert await typing_rules.refusal(store, APPID, "oUser", now=111.0, **args) is not None
+    await typing_rules.delivered(store, APPID, "oUser", at=105.0)  # our reply is an exchange
+    assert await typing_rules.refusal(store, APPID, "oUser", now=130.0, **args) is None
 
 
-async def test_an_older_exchange_never_replaces_a_newer_one(store: MemoryStore) -> None:
-    await typing_rules.note_exchange(store, APPID, "oUser", at=90.0)
-    await typing_rules.note_exchange(store, APPID, "oUser", at=50.0)  # a late redelivery
+async def test_an_older_user_message_never_moves_the_exchange_back(store: MemoryStore) -> None:
+    await typing_rules.user_wrote(store, APPID, "oUser", at=90.0)
+    await typing_rules.user_wrote(store, APPID, "oUser", at=50.0)  # a late redelivery
     assert await typing_rules.refusal(store, APPID, "oUser", now=115.0, exchange_s=30) is None
 
 
-async def test_no_typing_while_typing(store: MemoryStore) -> None:
-    await typing_rules.note_exchange(store, APPID, "oUser", at=100.0)
-    await typing_rules.note_typing(store, APPID, "oUser", until=115.0)
+async def test_no_typing_while_typing_and_a_delivery_ends_it(store: MemoryStore) -> None:
+    await typing_rules.user_wrote(store, APPID, "oUser", at=100.0)
+    await typing_rules.typing(store, APPID, "oUser", until=115.0)
     assert await typing_rules.refusal(store, APPID, "oUser", now=110.0, exchange_s=30) == (
         "already typing"
     )
     assert await typing_rules.refusal(store, APPID, "oUser", now=116.0, exchange_s=30) is None
-    await typing_rules.note_typing(store, APPID, "oUser", until=200.0)
-    await typing_rules.note_typing(store, APPID, "oUser", until=None)
-    assert await typing_rules.refusal(store, APPID, "oUser", now=117.0, exchange_s=30) is None
+    await typing_rules.typing(store, APPID, "oUser", until=200.0)
+    await typing_rules.delivered(store, APPID, "oUser", at=117.0)
+    assert await typing_rules.refusal(store, APPID, "oUser", now=118.0, exchange_s=30) is None
+    await typing_rules.typing(store, APPID, "oUser", until=200.0)
+    await typing_rules.typing(store, APPID, "oUser", until=None)
+    assert await typing_rules.refusal(store, APPID, "oUser", now=119.0, exchange_s=30) is None
+
+
+async def test_an_unreadable_chat_value_is_a_fresh_start(store: MemoryStore) -> None:
+    await store.set(typing_rules.chat_key(APPID, "oUser"), b"[1,2]", ttl_s=60)
+    assert await typing_rules.read(store, APPID, "oUser") == typing_rules.Chat()
