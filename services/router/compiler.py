@@ -30,6 +30,7 @@ from services.router.engine import (
 from services.router.errors import Path, Problem, RulesError, SpecError, within
 from services.router.folding import fold
 from services.router.hours import BusinessHours, compile_hours, zone
+from services.router.prefilter import KeywordMode, Keywords
 from services.router.rulefile import (
     Actions,
     CardSpec,
@@ -94,12 +95,19 @@ def _label(value: str, what: str) -> str:
 # --- conditions -------------------------------------------------------------------------------
 
 
-def _words(items: list[str], what: str) -> list[str]:
+def _words(items: list[str], what: str, norm: Callable[[str], str] = str) -> list[str]:
     out = []
     for i, item in enumerate(items):
         if not item:
             raise SpecError(f"an empty {what} matches everything; remove it", (i,))
-        out.append(item)
+        word = norm(item)
+        if not word:
+            raise SpecError(
+                f"the {what} {item!r} is empty once folded (only spaces or invisible "
+                "characters) and would match everything; remove it or set `fold: false`",
+                (i,),
+            )
+        out.append(word)
     return out
 
 
@@ -138,7 +146,7 @@ def _text_check(
                 raise SpecError(f"invalid regular expression: {exc}", (i,)) from None
         patterns = tuple(searches)
         return lambda t: any(search(t) is not None for search in patterns)
-    words = [norm(w) for w in _words(items, "keyword")]
+    words = _words(items, "keyword", norm)
     if key == "equals":
         exact = frozenset(words)
         return lambda t: t in exact
@@ -147,6 +155,19 @@ def _text_check(
         return lambda t: any(p in t for p in parts)
     prefixes = tuple(words)
     return lambda t: t.startswith(prefixes)
+
+
+def keywords_of(spec: TextCondition) -> Keywords | None:
+    """What the text must contain for ``spec`` to hold, for the prefilter (None: a regex only)."""
+    if not isinstance(spec, TextMatch):
+        spec = TextMatch(equals=spec)
+    norm: Callable[[str], str] = fold if spec.fold else str
+    modes: tuple[KeywordMode, ...] = ("equals", "contains", "starts_with")
+    for mode in modes:
+        words = as_list(getattr(spec, mode))
+        if words:
+            return Keywords(mode, spec.fold, tuple(dict.fromkeys(norm(w) for w in words)))
+    return None
 
 
 def _text_condition(source: str, spec: TextCondition) -> Condition:
@@ -211,9 +232,16 @@ class _Scope:
         self.kinds = narrowed
 
 
+class _Matched(msgspec.Struct, frozen=True, kw_only=True):
+    kinds: frozenset[str] | None = None
+    events: frozenset[str] | None = None
+    conditions: tuple[Condition, ...] = ()
+    keywords: Keywords | None = None
+
+
 def _match(
     spec: Match, hours: dict[str, BusinessHours], problems: list[tuple[str, Path]]
-) -> tuple[frozenset[str] | None, frozenset[str] | None, list[Condition]]:
+) -> _Matched:
     scope = _Scope()
     conditions: list[Condition] = []
     if spec.type is not None:
@@ -251,6 +279,7 @@ def _match(
                     raise SpecError(f"{why}, which this rule's `event` excludes")
                 scope.events = frozenset({ENTER_SESSION})
             conditions.append(_text_condition(source, value))
+    keywords = keywords_of(spec.text) if spec.text is not None else None
     for key, want_open in (("hours", True), ("outside_hours", False)):
         name = getattr(spec, key)
         if name is None:
@@ -274,7 +303,9 @@ def _match(
         with within("except_users"):
             denied = frozenset(_words(spec.except_users, "openid"))
         conditions.append(lambda facts: facts.openid not in denied)
-    return scope.kinds, scope.events, conditions
+    return _Matched(
+        kinds=scope.kinds, events=scope.events, conditions=tuple(conditions), keywords=keywords
+    )
 
 
 # --- actions ----------------------------------------------------------------------------------
@@ -413,16 +444,14 @@ def _rule(
 ) -> CompiledRule:
     with within("name"):
         _label(rule.name, "a rule name")
-    kinds: frozenset[str] | None = None
-    events: frozenset[str] | None = None
-    conditions: list[Condition] = []
+    matched = _Matched()
     if rule.match is not None:
         with within("match"):
             scoped: list[tuple[str, Path]] = []
-            kinds, events, conditions = _match(rule.match, hours, scoped)
+            matched = _match(rule.match, hours, scoped)
             problems.extend((msg, ("match", *path)) for msg, path in scoped)
     actions = _actions(rule)
-    can_see_events = kinds is None or "event" in kinds
+    can_see_events = matched.kinds is None or "event" in matched.kinds
     if rule.transfer and can_see_events:
         raise SpecError(
             "only user messages can be transferred, and this rule can match events: "
@@ -433,9 +462,10 @@ def _rule(
         raise SpecError("`ignore` with `continue` has no effect: remove one", ("continue",))
     return CompiledRule(
         name=rule.name,
-        kinds=kinds,
-        events=events,
-        conditions=tuple(conditions),
+        kinds=matched.kinds,
+        events=matched.events,
+        conditions=matched.conditions,
+        keywords=matched.keywords,
         actions=actions,
         cont=rule.continue_,
     )

@@ -7,7 +7,7 @@ The compiler (compiler.py) builds a :class:`Ruleset` from a checked rules file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from libs.common.schemas import (
     UserMessage,
 )
 from services.router.folding import fold
+from services.router.prefilter import KeywordIndex, Keywords
 from services.router.sessions import Session, SessionChange
 from services.router.templates import Template
 
@@ -130,8 +131,19 @@ class CompiledRule(msgspec.Struct, frozen=True, kw_only=True):
     events: frozenset[str] | None = None
     """Event names it can match (None: any)."""
     conditions: tuple[Condition, ...] = ()
+    keywords: Keywords | None = None
+    """What the text must contain for the text condition to hold (the prefilter files it)."""
     actions: RuleActions
     cont: bool = False
+
+    def test(self) -> Condition:
+        """All the conditions as one call."""
+        conditions = self.conditions
+        if not conditions:
+            return _always
+        if len(conditions) == 1:
+            return conditions[0]
+        return lambda facts: all(check(facts) for check in conditions)
 
     def admits(self, kind: str, event_name: str) -> bool:
         return (self.kinds is None or kind in self.kinds) and (
@@ -170,6 +182,18 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 _CACHE_LIMIT: Final = 256
 
 
+def _always(facts: Facts) -> bool:
+    return True
+
+
+class _Plan(msgspec.Struct, frozen=True):
+    """The candidate rules for one kind of event, each with its conditions as one call."""
+
+    rules: tuple[CompiledRule, ...]
+    tests: tuple[Condition, ...]
+    index: KeywordIndex | None = None
+
+
 class Ruleset:
     """The rules of one file, compiled; immutable once built, swapped whole on reload."""
 
@@ -187,28 +211,43 @@ class Ruleset:
         self.zone = zone
         self.source = source
         self.digest = digest
-        self._by_kind: dict[tuple[str, str], tuple[CompiledRule, ...]] = {}
+        self._by_kind: dict[tuple[str, str], _Plan] = {}
+        self._plan("text", "")  # built now, not on the first message
 
     def __len__(self) -> int:
         return len(self.rules)
 
     def candidates(self, kind: str, event_name: str) -> tuple[CompiledRule, ...]:
         """The rules whose type and event admit this kind of event, in file order."""
-        found = self._by_kind.get((kind, event_name))
-        if found is None:
-            found = tuple(r for r in self.rules if r.admits(kind, event_name))
+        return self._plan(kind, event_name).rules
+
+    def _plan(self, kind: str, event_name: str) -> _Plan:
+        plan = self._by_kind.get((kind, event_name))
+        if plan is None:
+            rules = tuple(r for r in self.rules if r.admits(kind, event_name))
+            index = KeywordIndex([r.keywords for r in rules]) if kind == "text" else None
+            plan = _Plan(
+                rules, tuple(r.test() for r in rules), index if index and index.useful else None
+            )
             # The kinds come from WeChat's MsgType and Event: few, but not ours to bound.
             if len(self._by_kind) < _CACHE_LIMIT:
-                self._by_kind[(kind, event_name)] = found
-        return found
+                self._by_kind[(kind, event_name)] = plan
+        return plan
 
     def decide(self, event: InboundEvent, session: Session, *, ts: float) -> Decision:
         facts = Facts(event, session, ts=ts, zone=self.zone)
+        plan = self._plan(facts.kind, facts.event_name)
+        rules, tests = plan.rules, plan.tests
+        if plan.index is not None and isinstance(event, TextReceived):
+            folded = facts.text_of("text", True) or ""
+            positions: Iterable[int] = plan.index.positions(folded, event.content)
+        else:
+            positions = range(len(rules))
         matched: list[CompiledRule] = []
-        for rule in self.candidates(facts.kind, facts.event_name):
-            if all(check(facts) for check in rule.conditions):
-                matched.append(rule)
-                if not rule.cont:
+        for i in positions:
+            if tests[i](facts):
+                matched.append(rules[i])
+                if not rules[i].cont:
                     break
         else:
             matched.append(self.fallback)

@@ -59,6 +59,12 @@ def test_every_problem_is_reported_at_once_in_file_order() -> None:
         ),
         ("    match: {text: {contains: ''}}\n    reply: x\n", 3, 30, "an empty keyword matches"),
         ("    match: {text: {fold: false}}\n    reply: x\n", 3, 19, "give at least one of"),
+        (
+            "    match: {text: {contains: [hi, '\u3000\ufe0f']}}\n    reply: x\n",
+            3,
+            35,
+            "is empty once folded",
+        ),
         ("    match: {text: {regex: '(a'}}\n    reply: x\n", 3, 27, "invalid regular expression"),
         ("    match: {hours: office}\n    reply: x\n", 3, 20, "no business hours named"),
         (
