@@ -376,21 +376,32 @@ async def _retry_or_fail(
 ) -> None:
     """Hand the command back to the bus; on its last attempt report it failed and dead-letter
     it (replayable). Always raises. The caller has given up any ledger mark."""
-    settings, store = sender.settings, sender.store
+    settings = sender.settings
     if delivery.final:
         fact = _failed(cmd, delivery, f"attempts exhausted: {errmsg}", errcode)
         # A failed predecessor counts as done: the rest of its cause goes on.
-        await order.mark_done(store, cmd, ttl_s=settings.ledger_ttl_s)
+        await _best_effort(order.mark_done(sender.store, cmd, ttl_s=settings.ledger_ttl_s))
         await sender.bus.publish(fact)
         metrics.COMMANDS.labels(cmd.msgtype, "failed").inc()
         metrics.DEAD_LETTERS.labels(cmd.msgtype).inc()
         log.error("send.dead_lettered", why=why, errcode=errcode, attempts=delivery.attempt)
         raise Reject(f"attempts exhausted: {errmsg}")
     delay = delay_s if delay_s is not None else sender.commands.retry_delay(delivery.attempt)
-    await order.mark_retrying(store, cmd, at=sender.wall() + delay, ttl_s=settings.ledger_ttl_s)
+    retry_at = sender.wall() + delay
+    await _best_effort(
+        order.mark_retrying(sender.store, cmd, at=retry_at, ttl_s=settings.ledger_ttl_s)
+    )
     metrics.RETRIES.labels(why).inc()
     log.info("send.retry", why=why, errcode=errcode, attempt=delivery.attempt)
     raise Retry(errmsg, delay_s=delay_s)
+
+
+async def _best_effort(step: Awaitable[None]) -> None:
+    """A store write that helps but must not stand in the way of reporting (store down)."""
+    try:
+        await step
+    except StoreError as exc:
+        log.warning("send.store_write_skipped", error=str(exc))
 
 
 async def _settle(

@@ -100,6 +100,8 @@ def _problems(s: SenderSettings) -> list[tuple[str, str]]:
         problems.append(("retry_cap_s", "must not be below WXKF_RETRY_BASE_S"))
     if s.media_url and not s.media_url.startswith(("http://", "https://")):
         problems.append(("media_url", "must be an http:// or https:// URL"))
+    if not s.wechat_api_base.startswith(("http://", "https://")):
+        problems.append(("wechat_api_base", "must be an http:// or https:// URL"))
     if s.wechat_timeout_s <= 0:
         problems.append(("wechat_timeout_s", "must be positive"))
     return problems

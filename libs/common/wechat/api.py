@@ -484,7 +484,7 @@ def _unavailable(path: str, exc: BaseException) -> WeChatUnavailable:
     """Classify a transport failure; ``ambiguous`` unless the request surely never left."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return WeChatUnavailable(path, "connect timeout")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
         return WeChatUnavailable(path, f"cannot connect ({type(exc).__name__})")
     if isinstance(exc, TimeoutError):
         return WeChatUnavailable(path, "timeout waiting for the answer", ambiguous=True)

@@ -68,6 +68,7 @@ def test_the_internal_token_may_come_from_a_file(tmp_path: Path) -> None:
         ({"WXKF_RETRY_BASE_S": "10", "WXKF_RETRY_CAP_S": "5"}, "WXKF_RETRY_CAP_S"),
         ({"WXKF_PREFETCH": "many"}, "WXKF_PREFETCH"),
         ({"WXKF_WECHAT_TIMEOUT_S": "0"}, "WXKF_WECHAT_TIMEOUT_S"),
+        ({"WXKF_WECHAT_API_BASE": "api.weixin.qq.com"}, "WXKF_WECHAT_API_BASE"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], names: str) -> None:
