@@ -1,12 +1,13 @@
 """The ``wxkf`` command: the one module that imports every service.
 
-    wxkf run SERVICE...      ingress | router | sender | media | all (in one process)
-    wxkf up                  every service as its own process, on RabbitMQ and Redis
-    wxkf demo [--exit]       the whole system on memory:// with the simulator and a script
-    wxkf sim api|push|load   the WeChat simulator
-    wxkf rules check|test    validate and try a rules file
-    wxkf schema              the JSON Schema of every bus message
-    wxkf dlq list|replay     inspect and replay dead letters
+wxkf run SERVICE...      ingress | router | sender | media | all (in one process)
+wxkf up                  every service as its own process, on RabbitMQ and Redis
+wxkf demo [--exit]       the whole system on memory:// with the simulator and a script
+wxkf sim api|push|load   the WeChat simulator
+wxkf rules check|test    validate and try a rules file
+wxkf schema              the JSON Schema of every bus message
+wxkf config              the reference of every WXKF_ variable
+wxkf dlq list|replay     inspect and replay dead letters
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from services.router.cli import add_arguments as add_rules_arguments
 
     add_rules_arguments(rules)
+
+    config = sub.add_parser("config", help="print the reference of every WXKF_ variable")
+    config.set_defaults(func=_delegate("services.launcher", "config_main"))
 
     schema = sub.add_parser("schema", help="print the JSON Schema of every bus message")
     schema.set_defaults(func=_schema)

@@ -265,3 +265,42 @@ def up(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"wxkf up: {exc}", file=sys.stderr)
         return 1
+
+
+# --- wxkf config --------------------------------------------------------------------------------
+
+CONFIG_PREAMBLE = """\
+# Configuration
+
+Every setting is an environment variable with the prefix `WXKF_`, read once at start into
+a typed settings object per service. A missing or malformed value stops the service before
+it binds a port, with one line that names the variable. A variable marked *secret* may
+instead be read from a file: `WXKF_<NAME>_FILE=/path` (how Kubernetes mounts Secrets);
+secrets never appear in logs or error messages.
+
+This page is generated from the settings classes by `wxkf config`; a test keeps it current.
+"""
+
+
+def _table(rows: Sequence[Any]) -> list[str]:
+    lines = ["| variable | type | default | |", "|---|---|---|---|"]
+    for row in rows:
+        kind, doc = (text.replace("|", "\\|") for text in (row.type, row.doc))
+        lines.append(f"| `{row.variable}` | {kind} | {row.default} | {doc} |")
+    return lines
+
+
+def configuration_reference() -> str:
+    from libs.common.settings import describe
+
+    common = {f.variable for f in describe(CommonSettings)}
+    out = [CONFIG_PREAMBLE, "## Every service", "", *_table(describe(CommonSettings))]
+    for name in SERVICES:
+        rows = [f for f in describe(REGISTRY[name].settings_class()) if f.variable not in common]
+        out += ["", f"## {name}", "", *_table(rows)]
+    return "\n".join(out) + "\n"
+
+
+def config_main(args: argparse.Namespace) -> int:
+    sys.stdout.write(configuration_reference())
+    return 0

@@ -131,3 +131,92 @@ def load_or_exit(cls: type[S], **overrides: Any) -> S:
     except SettingsError as exc:
         print(f"wxkf: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class FieldDoc(msgspec.Struct, frozen=True, kw_only=True):
+    """One variable of a settings Struct, for the configuration reference."""
+
+    variable: str
+    type: str
+    default: str
+    """``required`` for a field without a default."""
+    secret: bool
+    doc: str
+
+
+def describe(cls: type[msgspec.Struct]) -> list[FieldDoc]:
+    """The variables of ``cls`` (and its bases) with their attribute docstrings, in order."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if issubclass(klass, msgspec.Struct) and klass is not msgspec.Struct:
+            docs.update(_attribute_docs(klass))
+    secrets = _secret_fields(cls)
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    hints = {f.name: f for f in info.fields}
+    result = []
+    for name in cls.__struct_fields__:
+        field = hints[name]
+        if field.required:
+            default = "required"
+        else:
+            value = field.default if field.default is not msgspec.NODEFAULT else None
+            default = "unset" if value is None else repr(str(value) if name in secrets else value)
+        result.append(
+            FieldDoc(
+                variable=env_name(name),
+                type=_type_name(field.type),
+                default=default,
+                secret=name in secrets,
+                doc=" ".join(docs.get(name, "").split()).replace("``", "`"),
+            )
+        )
+    return result
+
+
+def _attribute_docs(klass: type) -> dict[str, str]:
+    # Attribute docstrings are not kept at run time; the class's source has them.
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        source = textwrap.dedent(inspect.getsource(klass))
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(source).body[0]
+    assert isinstance(body, ast.ClassDef)
+    found: dict[str, str] = {}
+    for stmt, following in zip(body.body, [*body.body[1:], None], strict=True):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            found[stmt.target.id] = following.value.value
+    return found
+
+
+def _type_name(tp: msgspec.inspect.Type) -> str:
+    if isinstance(tp, msgspec.inspect.UnionType):
+        # "X | None" is X that may stay unset; the default column says so.
+        kinds = [t for t in tp.types if not isinstance(t, msgspec.inspect.NoneType)]
+        return " | ".join(_type_name(t) for t in kinds)
+    if isinstance(tp, msgspec.inspect.LiteralType):
+        return " | ".join(str(v) for v in tp.values)
+    if isinstance(tp, msgspec.inspect.CustomType):
+        return "secret" if tp.cls is Secret else tp.cls.__name__
+    if isinstance(tp, msgspec.inspect.NoneType):
+        return "unset"
+    names = {
+        msgspec.inspect.StrType: "string",
+        msgspec.inspect.IntType: "integer",
+        msgspec.inspect.FloatType: "number",
+        msgspec.inspect.BoolType: "boolean",
+    }
+    for kind, name in names.items():
+        if isinstance(tp, kind):
+            return name
+    return type(tp).__name__.removesuffix("Type").lower()
