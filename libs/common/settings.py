@@ -211,12 +211,10 @@ def _type_name(tp: msgspec.inspect.Type) -> str:
     if isinstance(tp, msgspec.inspect.NoneType):
         return "unset"
     names = {
-        msgspec.inspect.StrType: "string",
-        msgspec.inspect.IntType: "integer",
-        msgspec.inspect.FloatType: "number",
-        msgspec.inspect.BoolType: "boolean",
+        "StrType": "string",
+        "IntType": "integer",
+        "FloatType": "number",
+        "BoolType": "boolean",
     }
-    for kind, name in names.items():
-        if isinstance(tp, kind):
-            return name
-    return type(tp).__name__.removesuffix("Type").lower()
+    kind = type(tp).__name__
+    return names.get(kind, kind.removesuffix("Type").lower())
