@@ -95,6 +95,25 @@ CORE_QUEUES: tuple[QueueSpec, ...] = (ROUTER_EVENTS, SENDER_COMMANDS, SENDER_WIN
 ALL_QUEUES: tuple[QueueSpec, ...] = (*CORE_QUEUES, MEDIA_ARCHIVE)
 
 
+def check_queue_spec(spec: QueueSpec) -> None:
+    """Raise ValueError naming what is wrong with ``spec`` (before anything is declared)."""
+    problems = []
+    if not spec.name or spec.name.startswith("amq."):
+        problems.append("a name that is not empty and does not start with 'amq.'")
+    if spec.exchange in (RETRY, DEAD, ""):
+        problems.append(f"a topic exchange to bind to, not {spec.exchange!r} (the bus's own)")
+    if not spec.bindings:
+        problems.append("at least one binding")
+    if spec.max_attempts < 1:
+        problems.append("max_attempts of at least 1")
+    if spec.delivery_limit < 1:
+        problems.append("delivery_limit of at least 1")
+    if not 0 < spec.retry_base_s <= spec.retry_cap_s:
+        problems.append("0 < retry_base_s <= retry_cap_s")
+    if problems:
+        raise ValueError(f"queue {spec.name!r} needs " + "; ".join(problems))
+
+
 def exchange_for(msg: BusMessage) -> str:
     return COMMANDS if isinstance(msg, SendCommand) else EVENTS
 

@@ -2,7 +2,8 @@
 
 One robust connection; one channel with publisher confirms for every publish (and the
 direct reply-to consumer of ``request``, which must live on the channel that publishes);
-one channel per consumed queue, so each has its own prefetch; one for declarations.
+one channel per consumed queue, so each has its own prefetch; short-lived ones for
+declarations and dead-letter work.
 
 Every publish waits for the broker's confirm within ``publish_timeout_s`` (including the wait
 for a connection that is down) and raises :class:`PublishError` on a nack, an unroutable
@@ -38,7 +39,16 @@ from libs.common.bus import DeadLetter, Handler, metrics
 from libs.common.bus import delivery as dl
 from libs.common.bus.outcomes import BusError, PublishError
 from libs.common.schemas import BusMessage, encode
-from libs.common.topology import COMMANDS, CORE_QUEUES, DEAD, EVENTS, RETRY, QueueSpec, exchange_for
+from libs.common.topology import (
+    COMMANDS,
+    CORE_QUEUES,
+    DEAD,
+    EVENTS,
+    RETRY,
+    QueueSpec,
+    check_queue_spec,
+    exchange_for,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -218,7 +228,6 @@ class AmqpBus:
         self,
         connection: AbstractRobustConnection,
         publisher: AbstractRobustChannel,
-        topology: AbstractRobustChannel,
         *,
         publish_timeout_s: float,
         op_timeout_s: float,
@@ -226,7 +235,6 @@ class AmqpBus:
     ) -> None:
         self.connection = connection
         self.publisher = publisher
-        self.topology = topology
         self.publish_timeout_s = publish_timeout_s
         self.op_timeout_s = op_timeout_s
         self.consumer_check_s = consumer_check_s
@@ -262,7 +270,6 @@ class AmqpBus:
                     client_properties={"connection_name": name},
                 )
                 publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                topology = await connection.channel(publisher_confirms=False)
         except TimeoutError:
             raise BusError(f"no answer from {safe_url(url)} within {connect_timeout_s}s") from None
         except _LINK_ERRORS as exc:
@@ -270,7 +277,6 @@ class AmqpBus:
         bus = cls(
             connection,
             publisher,
-            topology,
             publish_timeout_s=publish_timeout_s,
             op_timeout_s=connect_timeout_s,
             consumer_check_s=consumer_check_s,
@@ -286,20 +292,31 @@ class AmqpBus:
     async def declare(self, queues: Iterable[QueueSpec] = CORE_QUEUES) -> None:
         self._check_open()
         specs = list(queues)
+        for spec in specs:
+            try:
+                check_queue_spec(spec)
+            except ValueError as exc:
+                raise BusError(str(exc)) from None
+        # A channel of its own each time: a conflicting declaration costs RabbitMQ the channel,
+        # and the next declaration must not stumble over its remains.
+        channel = await self._side_channel()
         try:
             async with asyncio.timeout(self.op_timeout_s):
-                await self._declare(specs)
+                await self._declare(channel, specs)
         except TimeoutError:
             raise BusError(f"declaring the topology took over {self.op_timeout_s}s") from None
         except _LINK_ERRORS as exc:
             raise BusError(f"cannot declare the topology: {exc}") from None
+        finally:
+            if not channel.is_closed:
+                await _quietly(channel.close(), "declare.close_failed")
         for spec in specs:
             self._declared[spec.name] = spec
 
-    async def _declare(self, specs: list[QueueSpec]) -> None:
+    @staticmethod
+    async def _declare(ch: AbstractRobustChannel, specs: list[QueueSpec]) -> None:
         # Everything is durable, so nothing needs aio-pika's restore (robust=False); the bus
         # declares again itself after a reconnect, in case the broker lost it.
-        ch = self.topology
         topic, direct = aio_pika.ExchangeType.TOPIC, aio_pika.ExchangeType.DIRECT
         exchanges = {EVENTS: topic, COMMANDS: topic, RETRY: direct, DEAD: direct}
         exchanges.update({s.exchange: topic for s in specs if s.exchange not in exchanges})

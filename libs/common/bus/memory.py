@@ -20,12 +20,21 @@ from typing import Any, ClassVar, Literal
 import msgspec
 import structlog
 
-from libs.common.bus import DEATH_REASON_HEADER, DeadLetter, Handler, metrics
+from libs.common.bus import DeadLetter, Handler, metrics
 from libs.common.bus import delivery as dl
 from libs.common.bus.outcomes import BusError, PublishError
 from libs.common.bus.topic import matches
 from libs.common.schemas import BusMessage, encode
-from libs.common.topology import COMMANDS, CORE_QUEUES, DEAD, EVENTS, RETRY, QueueSpec, exchange_for
+from libs.common.topology import (
+    COMMANDS,
+    CORE_QUEUES,
+    DEAD,
+    EVENTS,
+    RETRY,
+    QueueSpec,
+    check_queue_spec,
+    exchange_for,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -116,13 +125,27 @@ class MemoryBroker:
             queue.turn += 1
             consumer.start(queue.ready.popleft())
 
+    def publish_raw(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Publish bytes as a client in another language would: no schema, no checks."""
+        self.route(
+            exchange, _Message(body=body, routing_key=routing_key, headers=dict(headers or {}))
+        )
+
     def give_back(self, queue: _Queue, message: _Message) -> None:
         """A consumer let a message go unsettled: redeliver it, or dead-letter at the limit."""
         returned = msgspec.structs.replace(message, returns=message.returns + 1)
         if queue.delivery_limit is not None and returned.returns > queue.delivery_limit:
-            headers = {**returned.headers, DEATH_REASON_HEADER: "delivery_limit"}
-            dead = msgspec.structs.replace(returned, headers=headers)
-            self.route(DEAD, msgspec.structs.replace(dead, routing_key=queue.name))
+            headers = dl.dead_headers(returned.headers, returned.routing_key, "delivery_limit")
+            self.route(
+                DEAD, msgspec.structs.replace(returned, routing_key=queue.name, headers=headers)
+            )
             metrics.DELIVERIES.labels(queue.name, "dead_letter").inc()
             return
         queue.ready.appendleft(returned)
@@ -193,6 +216,16 @@ class _Consumer:
         broker.route(DEAD, dead)
 
 
+def _checked(queues: Iterable[QueueSpec]) -> list[QueueSpec]:
+    specs = list(queues)
+    for spec in specs:
+        try:
+            check_queue_spec(spec)
+        except ValueError as exc:
+            raise BusError(str(exc)) from None
+    return specs
+
+
 def _route_later(broker: MemoryBroker, message: _Message) -> None:
     try:
         broker.route(RETRY, message)
@@ -233,12 +266,13 @@ class MemoryBus:
 
     async def declare(self, queues: Iterable[QueueSpec] = CORE_QUEUES) -> None:
         self._check_open()
+        specs = _checked(queues)
         b = self.broker
         for name in (EVENTS, COMMANDS):
             b.declare_exchange(name, "topic")
         b.declare_exchange(RETRY, "direct")
         b.declare_exchange(DEAD, "direct")
-        for spec in queues:
+        for spec in specs:
             b.declare_exchange(spec.exchange, "topic")
             b.declare_queue(spec.name, spec.delivery_limit)
             b.declare_queue(spec.dlq, None)
@@ -363,7 +397,8 @@ class MemoryBus:
         count = len(dlq.ready) if limit is None else min(max(limit, 0), len(dlq.ready))
         for _ in range(count):
             message = dlq.ready.popleft()
-            headers = dl.replay_headers(message.headers, message.routing_key)
+            letter = dl.dead_letter(queue, message.headers, message.routing_key, message.body)
+            headers = dl.replay_headers(message.headers, letter.routing_key)
             try:
                 self.broker.route(RETRY, msgspec.structs.replace(message, headers=headers))
             except PublishError:
