@@ -30,18 +30,18 @@ async def publish(bus: Bus, event: InboundEvent, *, budget_s: float) -> Done:
     body = await bus.request(event, timeout=budget_s)
     metrics.DECISION_WAIT.observe(time.perf_counter() - started)
     if body is None:
-        metrics.DECISIONS.labels(result="timeout").inc()
+        metrics.decisions("timeout").inc()
         log.info("decision.timeout", budget_ms=round(budget_s * 1000))
         return Done(transfer=False, decided=False)
     try:
         reply = decode_reply(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        metrics.DECISIONS.labels(result="invalid").inc()
+        metrics.decisions("invalid").inc()
         log.warning("decision.unreadable", size=len(body))
         return Done(transfer=False, decided=False)
     if reply.event_id != event.id:
-        metrics.DECISIONS.labels(result="invalid").inc()
+        metrics.decisions("invalid").inc()
         log.warning("decision.other_event", event_id=reply.event_id)
         return Done(transfer=False, decided=False)
-    metrics.DECISIONS.labels(result="transfer" if reply.transfer else "no_transfer").inc()
+    metrics.decisions("transfer" if reply.transfer else "no_transfer").inc()
     return Done(transfer=reply.transfer)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aio_pika
 import aiohttp
 import redis.asyncio as aioredis
 
@@ -58,6 +59,7 @@ class Backend:
     vhost: str | None = None
     clients: list[Bus] = field(default_factory=list)
     stores: list[Store] = field(default_factory=list)
+    _probe: aio_pika.abc.AbstractConnection | None = None
 
     async def bus(self, url: str | None = None, **options: Any) -> Bus:
         """A client of the test's broker (closed by the fixture)."""
@@ -71,14 +73,23 @@ class Backend:
         self.stores.append(store)
         return store
 
-    def depth(self, queue: str) -> int:
-        """Messages in ``queue`` now, ready or unacknowledged."""
+    async def depth(self, queue: str) -> int:
+        """Messages ready in ``queue`` (a tap nobody consumes: all it was given)."""
         if self.vhost is None:
-            # The tap is not consumed until it is read, so its ready messages are all of them.
             return len(MemoryBus.shared(self.bus_url).broker.queues[queue].ready)
-        return rabbit.queues(self.vhost).get(queue, (0, 0))[0]
+        if self._probe is None:
+            self._probe = await aio_pika.connect(self.bus_url)
+        channel = await self._probe.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+            count = declared.declaration_result.message_count
+            return int(count or 0)
+        finally:
+            await channel.close()
 
     async def close(self) -> None:
+        if self._probe is not None:
+            await self._probe.close()
         for bus in self.clients:
             await bus.close()
         for store in self.stores:
@@ -179,8 +190,8 @@ class Tap:
         await self.bus.declare([self.spec])
         return self
 
-    def depth(self) -> int:
-        return self.backend.depth(self.spec.name)
+    async def depth(self) -> int:
+        return await self.backend.depth(self.spec.name)
 
     async def events(self, *, at_least: int = 0) -> list[InboundEvent]:
         """Everything published so far (call once all answers are in), read off the queue."""
