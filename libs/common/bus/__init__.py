@@ -100,8 +100,18 @@ class Bus(Protocol):
 
     # The deadline covers only the wait for the reply; the confirmed publish before it is
     # bounded by the bus itself and must not be cut short by the caller's budget.
-    async def request(self, msg: BusMessage, *, timeout: float) -> bytes | None:  # noqa: ASYNC109
-        """Publish (confirmed) with a reply address; the reply's body, or None after timeout."""
+    async def request(
+        self,
+        msg: BusMessage,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the deadline of the reply only, see above
+        routing_key: str | None = None,
+        exchange: str | None = None,
+    ) -> bytes | None:
+        """Publish (confirmed) with a reply address; the reply's body, or None after timeout.
+
+        ``routing_key`` and ``exchange`` default to the message's own, as in :meth:`publish`.
+        """
         ...
 
     async def consume(self, spec: QueueSpec, handler: Handler, *, prefetch: int = 32) -> None:

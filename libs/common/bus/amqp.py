@@ -436,15 +436,21 @@ class AmqpBus:
             return
         future.set_result(message.body)
 
-    # The deadline covers only the wait for the reply, as the protocol says.
-    async def request(self, msg: BusMessage, *, timeout: float) -> bytes | None:  # noqa: ASYNC109
+    async def request(
+        self,
+        msg: BusMessage,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the deadline of the reply only, as the protocol says
+        routing_key: str | None = None,
+        exchange: str | None = None,
+    ) -> bytes | None:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         waiting = self._pending.setdefault(msg.correlation_id, {})
         waiting[msg.id] = future
         try:
             await self.send(
-                exchange_for(msg),
-                msg.routing_key(),
+                exchange_for(msg) if exchange is None else exchange,
+                msg.routing_key() if routing_key is None else routing_key,
                 encode(msg),
                 properties(
                     message_id=msg.id,

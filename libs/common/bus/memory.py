@@ -317,14 +317,22 @@ class MemoryBus:
         metrics.PUBLISHES.labels(exchange, "ok").inc()
         metrics.PUBLISH_SECONDS.labels(exchange).observe(time.perf_counter() - started)
 
-    # The deadline covers only the wait for the reply, as the protocol says.
-    async def request(self, msg: BusMessage, *, timeout: float) -> bytes | None:  # noqa: ASYNC109
+    async def request(
+        self,
+        msg: BusMessage,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the deadline of the reply only, as the protocol says
+        routing_key: str | None = None,
+        exchange: str | None = None,
+    ) -> bytes | None:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         waiting = self._pending.setdefault(msg.correlation_id, {})
         waiting[msg.id] = future
         try:
             self.broker.replies[self._reply_address] = self
-            self._publish(msg, routing_key=None, exchange=None, reply_to=self._reply_address)
+            self._publish(
+                msg, routing_key=routing_key, exchange=exchange, reply_to=self._reply_address
+            )
             try:
                 async with asyncio.timeout(timeout):
                     return await future

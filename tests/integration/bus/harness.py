@@ -4,15 +4,20 @@ RabbitMQ: new bus clients, raw publishes (as a client in another language), queu
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aio_pika
+import msgspec
+from prometheus_client import REGISTRY
 
-from libs.common.bus import Bus
+from libs.common.bus import Bus, Delivery
 from libs.common.bus.amqp import AmqpBus
 from libs.common.bus.memory import MemoryBroker, MemoryBus
-from libs.common.schemas import TextReceived
+from libs.common.schemas import AnyMessage, TextReceived
+from libs.common.topology import EVENTS, QueueSpec
 from tests.support import rabbit
 from tests.support.waiting import eventually
 
@@ -116,3 +121,49 @@ def text(content: str = "hello", **fields: Any) -> TextReceived:
     }
     values.update(fields)
     return TextReceived(**values)
+
+
+class Seen(msgspec.Struct, frozen=True, kw_only=True):
+    msg: AnyMessage
+    delivery: Delivery
+    at: float
+
+
+Behaviour = Callable[[AnyMessage, Delivery], Awaitable[None]]
+
+
+class Recorder:
+    """A handler that remembers every delivery, then behaves as told (default: returns)."""
+
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self.seen: list[Seen] = []
+        self.behaviour = behaviour
+
+    async def __call__(self, msg: AnyMessage, delivery: Delivery) -> None:
+        self.seen.append(Seen(msg=msg, delivery=delivery, at=time.monotonic()))
+        if self.behaviour is not None:
+            await self.behaviour(msg, delivery)
+
+    def contents(self) -> list[str]:
+        return [s.msg.content for s in self.seen if isinstance(s.msg, TextReceived)]
+
+    async def wait_for(self, count: int) -> list[Seen]:
+        await eventually(lambda: len(self.seen), lambda n: n >= count, what=f"{count} deliveries")
+        return self.seen
+
+
+def work_spec(ns: str, **fields: Any) -> QueueSpec:
+    """A work queue of this test's own, with short retry delays (0.1 s, doubling)."""
+    values: dict[str, Any] = {
+        "name": f"{ns}.work",
+        "exchange": EVENTS,
+        "bindings": (f"{ns}.#",),
+        "retry_base_s": 0.1,
+        "retry_cap_s": 1.0,
+    }
+    values.update(fields)
+    return QueueSpec(**values)
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
