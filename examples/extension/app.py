@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 import structlog
@@ -10,11 +11,12 @@ from aiohttp import web
 from examples.extension import api, consumer
 from examples.extension.db import HistoryDb
 from examples.extension.keys import DB, SETTINGS
-from examples.extension.queues import HISTORY_QUEUES
+from examples.extension.queues import history_queues
 from examples.extension.settings import HistorySettings
 from libs.common.bus import Bus
 from libs.common.keys import BUS
 from libs.common.resources import bus_ctx
+from libs.common.topology import QueueSpec
 from libs.common.web import add_readiness_check, base_app
 
 log = structlog.get_logger(__name__)
@@ -29,14 +31,15 @@ def create_app(settings: HistorySettings, *, bus: Bus | None = None) -> web.Appl
     app = base_app(service=SERVICE)
     app.middlewares.append(api.errors)
     app[SETTINGS] = settings
+    queues = history_queues(settings.history_queue)
     # Cleanup runs in reverse: the consumers stop (in-flight writes finish) before the
     # database closes, and the database before the bus.
     app.cleanup_ctx.extend(
         [
             # Only its own queues: the core topology is the core services' to declare.
-            bus_ctx(settings.bus_url, bus=bus, queues=HISTORY_QUEUES),
+            bus_ctx(settings.bus_url, bus=bus, queues=queues),
             _database,
-            _consumers,
+            functools.partial(_consumers, queues=queues),
         ]
     )
     app.router.add_get("/conversations/{openid}", api.conversation)
@@ -54,11 +57,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await db.close()
 
 
-async def _consumers(app: web.Application) -> AsyncIterator[None]:
+async def _consumers(app: web.Application, *, queues: tuple[QueueSpec, ...]) -> AsyncIterator[None]:
     bus, settings = app[BUS], app[SETTINGS]
     keep = consumer.handler(app[DB])
     try:
-        for spec in HISTORY_QUEUES:
+        for spec in queues:
             await bus.consume(spec, keep, prefetch=settings.history_prefetch)
             log.info("history.consuming", queue=spec.name)
         yield

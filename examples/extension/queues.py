@@ -3,26 +3,36 @@
 Two queues, because a queue binds to one exchange: the facts on ``kf.events`` and a copy of
 the commands on ``kf.commands`` (the sender keeps its own copy on its own queue; an outcome
 fact names its command but not what the command said, so the history keeps both).
+
+Every queue bound to a key gets its own copy of each message: instances that share a queue
+name share the work, and a second, independent history (another database) takes a queue name
+of its own (``WXKF_HISTORY_QUEUE``).
 """
 
 from __future__ import annotations
 
 from libs.common.topology import COMMANDS, EVENTS, QueueSpec
 
-HISTORY_EVENTS = QueueSpec(
-    name="wxkf.ext.history",
-    exchange=EVENTS,
-    bindings=("msg.#", "event.#", "decision.#", "outbound.#", "media.archived"),
-    max_attempts=8,
-)
-"""What users said and did, what the router decided, what became of each reply."""
+DEFAULT_QUEUE = "wxkf.ext.history"
 
-HISTORY_COMMANDS = QueueSpec(
-    name="wxkf.ext.history.commands",
-    exchange=COMMANDS,
-    bindings=("send.#",),
-    max_attempts=8,
-)
+EVENT_BINDINGS = ("msg.#", "event.#", "decision.#", "outbound.#", "media.archived")
+"""What users said and did, what the router decided, what became of each reply."""
+COMMAND_BINDINGS = ("send.#",)
 """What wxkf was asked to say to users."""
 
-HISTORY_QUEUES: tuple[QueueSpec, ...] = (HISTORY_EVENTS, HISTORY_COMMANDS)
+MAX_ATTEMPTS = 8
+"""With the bus's default backoff (1 s doubling), a database that stays locked or full is
+tried for about two minutes before a message goes to the dead-letter queue."""
+
+
+def history_queues(name: str = DEFAULT_QUEUE) -> tuple[QueueSpec, QueueSpec]:
+    """The events queue ``name`` and the commands queue ``name.commands``."""
+    return (
+        QueueSpec(name=name, exchange=EVENTS, bindings=EVENT_BINDINGS, max_attempts=MAX_ATTEMPTS),
+        QueueSpec(
+            name=name + ".commands",
+            exchange=COMMANDS,
+            bindings=COMMAND_BINDINGS,
+            max_attempts=MAX_ATTEMPTS,
+        ),
+    )

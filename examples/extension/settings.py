@@ -7,7 +7,11 @@ from typing import Annotated
 
 import msgspec
 
+from examples.extension.queues import DEFAULT_QUEUE
 from libs.common.settings import CommonSettings
+
+QUEUE_NAME = r"^(?!amq\.)[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$"
+"""Letters, digits, ``.``, ``_``, ``-``; not ``amq.`` (the broker's own prefix)."""
 
 IN_MEMORY = ":memory:"
 """SQLite's name for a database that lives and dies with the process (trials, tests)."""
@@ -23,6 +27,9 @@ class HistorySettings(CommonSettings, frozen=True, kw_only=True):
     history_db: str
     """Path of the SQLite file, created when missing (its directory must exist)."""
     history_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8086
+    history_queue: Annotated[str, msgspec.Meta(pattern=QUEUE_NAME)] = DEFAULT_QUEUE
+    """The events queue's name; the commands queue is ``<name>.commands``. Instances that
+    share a name share the work; another name gets every message again."""
     history_prefetch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 32
     """Deliveries in flight per queue; the writes themselves go one at a time."""
     history_page_max: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000

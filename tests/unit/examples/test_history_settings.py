@@ -18,6 +18,7 @@ def test_defaults_and_names(tmp_path: Path) -> None:
     assert settings.history_db == db
     assert settings.history_port == 8086
     assert settings.bus_url == "memory://"
+    assert settings.history_queue == "wxkf.ext.history"
     loaded = load(
         HistorySettings,
         {
@@ -28,8 +29,10 @@ def test_defaults_and_names(tmp_path: Path) -> None:
             "WXKF_HISTORY_PREFETCH": "4",
             "WXKF_HISTORY_PAGE_MAX": "50",
             "WXKF_HISTORY_BUSY_TIMEOUT_S": "0.5",
+            "WXKF_HISTORY_QUEUE": "shop-7.history_v2",
         },
     )
+    assert loaded.history_queue == "shop-7.history_v2"
     assert (loaded.history_port, loaded.history_prefetch, loaded.history_page_max) == (9186, 4, 50)
     assert loaded.history_busy_timeout_s == 0.5
     assert loaded.bus_url.startswith("amqp://")
@@ -50,6 +53,10 @@ def test_in_memory_database_is_allowed() -> None:
         ({"WXKF_HISTORY_PREFETCH": "0"}, "WXKF_HISTORY_PREFETCH: expected `int` >= 1"),
         ({"WXKF_HISTORY_PAGE_MAX": "0"}, "WXKF_HISTORY_PAGE_MAX: expected `int` >= 1"),
         ({"WXKF_HISTORY_BUSY_TIMEOUT_S": "0"}, "WXKF_HISTORY_BUSY_TIMEOUT_S: expected `float` > 0"),
+        ({"WXKF_HISTORY_QUEUE": "amq.history"}, "WXKF_HISTORY_QUEUE: expected `str` matching"),
+        ({"WXKF_HISTORY_QUEUE": "my history"}, "WXKF_HISTORY_QUEUE: expected `str` matching"),
+        ({"WXKF_HISTORY_QUEUE": ""}, "WXKF_HISTORY_QUEUE: expected `str` matching"),
+        ({"WXKF_HISTORY_QUEUE": "q" * 201}, "WXKF_HISTORY_QUEUE: expected `str` matching"),
     ],
 )
 def test_bad_settings_name_their_variable(
