@@ -7,14 +7,12 @@ dead-letter queues when the test ends: nothing one test leaves behind reaches an
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
-import aio_pika
 import pytest
 
-from examples.extension.queues import history_queues
 from tests.integration.bus.harness import AmqpHarness, Harness, MemoryHarness
+from tests.integration.examples.history_rig import delete_queues, queue_name
 
 
 @pytest.fixture(params=["memory", "amqp"])
@@ -33,16 +31,7 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
 @pytest.fixture
 async def queue(harness: Harness) -> AsyncIterator[str]:
     """This test's name for the history's queues."""
-    name = "wxkf.ext.history.t" + uuid.uuid4().hex[:10]
+    name = queue_name()
     yield name
     if isinstance(harness, AmqpHarness):
         await delete_queues(harness.url, name)
-
-
-async def delete_queues(url: str, name: str) -> None:
-    connection = await aio_pika.connect(url)
-    async with connection, connection.channel() as channel:
-        for spec in history_queues(name):
-            delays = [spec.delay_queue(d) for d in spec.delay_steps()]
-            for queue in (spec.name, spec.dlq, *delays):
-                await channel.queue_delete(queue)

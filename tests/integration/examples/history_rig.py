@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import aiohttp
 from aiohttp import web
 from prometheus_client import REGISTRY
 
 from examples.extension.app import create_app
+from examples.extension.queues import history_queues
 from examples.extension.settings import HistorySettings
 from libs.common.bus import Bus
 from libs.common.runner import running
@@ -24,6 +27,21 @@ from tests.unit.examples.history_helpers import APPID
 
 GRACE_S = 30.0
 LogLines = list[MutableMapping[str, Any]]
+
+
+def queue_name() -> str:
+    """A test's own name for the history's queues."""
+    return "wxkf.ext.history.t" + uuid.uuid4().hex[:10]
+
+
+async def delete_queues(url: str, name: str) -> None:
+    """Remove the history's queues of that name (and their delay and dead-letter queues)."""
+    connection = await aio_pika.connect(url)
+    async with connection, connection.channel() as channel:
+        for spec in history_queues(name):
+            delays = [spec.delay_queue(d) for d in spec.delay_steps()]
+            for queue in (spec.name, spec.dlq, *delays):
+                await channel.queue_delete(queue)
 
 
 class History:
