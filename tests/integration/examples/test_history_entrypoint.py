@@ -23,6 +23,8 @@ from tests.unit.examples.history_helpers import APPID, new_openid, text
 
 ROOT = Path(__file__).resolve().parents[3]
 
+pytestmark = pytest.mark.integration
+
 
 class Process:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:

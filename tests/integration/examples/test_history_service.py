@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import msgspec
+import pytest
 from structlog.testing import capture_logs
 
 from libs.common.schemas import encode
@@ -45,6 +46,8 @@ from tests.unit.examples.history_helpers import (
     typing,
     unknown,
 )
+
+pytestmark = pytest.mark.integration
 
 
 async def test_a_conversation_is_stored_once_each_and_read_in_time_order(
