@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_LIMIT = 200
 OPENID_MAX_CHARS = 128
+APPID_MAX_CHARS = 64
 PARAMETERS = frozenset({"limit", "after", "appid"})
 
 
@@ -66,12 +67,11 @@ async def conversation(request: web.Request) -> web.Response:
     query = request.query
     unknown = sorted(set(query) - PARAMETERS)
     if unknown:
-        raise BadQuery(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(PARAMETERS))}")
+        known = ", ".join(sorted(PARAMETERS))
+        raise BadQuery(f"unknown parameter {unknown[0][:40]!r}; known: {known}")
     limit = parse_limit(query.get("limit"), maximum=settings.history_page_max)
     after = parse_cursor(query.get("after"))
-    appid = query.get("appid", settings.appid)
-    if not appid:
-        raise BadQuery("appid must not be empty")
+    appid = check_appid(query.get("appid", settings.appid))
     page = await db.conversation(appid, openid, after=after or START, limit=limit)
     if not page.rows and after is None:
         raise NoConversation(f"nothing is stored for this openid under appid {appid}")
@@ -111,6 +111,12 @@ def _outcome(row: Row) -> msgspec.Raw | msgspec.UnsetType | None:
 def check_openid(raw: str) -> str:
     if not raw or len(raw) > OPENID_MAX_CHARS or not raw.isprintable():
         raise BadQuery(f"openid must be 1 to {OPENID_MAX_CHARS} printable characters")
+    return raw
+
+
+def check_appid(raw: str) -> str:
+    if not raw or len(raw) > APPID_MAX_CHARS or not raw.isprintable():
+        raise BadQuery(f"appid must be 1 to {APPID_MAX_CHARS} printable characters")
     return raw
 
 

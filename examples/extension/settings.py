@@ -20,8 +20,8 @@ IN_MEMORY = ":memory:"
 class HistorySettings(CommonSettings, frozen=True, kw_only=True):
     """``WXKF_APPID`` and ``WXKF_BUS_URL`` as every service, plus the history's own.
 
-    The appid is the conversation an openid belongs to (openids are per mini program); the
-    store URL is not used.
+    The appid says whose conversations the API reads by default (an openid names a user of
+    one mini program only); the store URL is not used.
     """
 
     history_db: str

@@ -146,6 +146,8 @@ async def test_an_unknown_user_is_404_but_a_page_past_the_end_is_empty(service: 
         ("after=99999999999999999999.1", "after"),
         ("after=1.99999999999999999999", "after"),
         ("appid=", "appid"),
+        ("appid=" + "w" * 65, "appid"),
+        ("appid=wx%00", "appid"),
         ("since=0", "since"),
     ],
 )
