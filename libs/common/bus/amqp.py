@@ -565,7 +565,10 @@ class AmqpBus:
     async def _watch_consumers(self) -> None:
         while not self._closed:
             await asyncio.sleep(self.consumer_check_s)  # a periodic check, not a retry
-            await self.ensure_consumers()
+            try:
+                await self.ensure_consumers()
+            except Exception:  # the guard must outlive any one failed check
+                log.exception("consumer.check_failed")
 
     def _on_reconnect(self, *_: Any) -> None:
         metrics.RECONNECTS.inc()
