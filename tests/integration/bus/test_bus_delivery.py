@@ -266,3 +266,27 @@ async def test_a_closed_bus_refuses_work_with_typed_errors(harness: Harness, ns:
     with pytest.raises(BusError):
         await bus.dead_letters(spec.name)
     await bus.close()  # twice is fine
+
+
+async def test_publishes_from_a_handler_are_confirmed_and_a_later_failure_retries(
+    harness: Harness, ns: str
+) -> None:
+    bus = await harness.bus()
+    work = work_spec(ns, name=f"{ns}.work", bindings=(f"{ns}.in.#",), max_attempts=2)
+    out = work_spec(ns, name=f"{ns}.out", bindings=(f"{ns}.out.#",))
+
+    async def forward_then_fail_once(msg: AnyMessage, delivery: Delivery) -> None:
+        assert isinstance(msg, TextReceived)
+        await bus.publish(text(f"{msg.content}/{delivery.attempt}"), routing_key=f"{ns}.out.x")
+        if delivery.attempt == 1:
+            raise RuntimeError("after publishing")
+
+    forwarded = Recorder()
+    await bus.consume(work, Recorder(forward_then_fail_once))
+    await bus.consume(out, forwarded)
+    await bus.publish(text("job"), routing_key=f"{ns}.in.x")
+    await forwarded.wait_for(2)
+    # At least once: the retry publishes again; consumers deduplicate by event id.
+    assert sorted(forwarded.contents()) == ["job/1", "job/2"]
+    await bus.stop_consuming()
+    assert await bus.dead_letters(work.name) == []
