@@ -178,30 +178,32 @@ class _Consumer:
         await self._settle(message, verdict)
 
     async def _settle(self, message: AbstractIncomingMessage, verdict: dl.Verdict) -> None:
-        spec, bus = self.spec, self.bus
-        key = message.routing_key or ""
-        try:
+        spec = self.spec
+        if verdict.outcome != "ack":
+            # Park the message first (a delay queue or the dead-letter queue); only a
+            # confirmed copy lets the original go.
+            key = message.routing_key or ""
             if verdict.outcome == "retry":
                 target, routing_key = RETRY, spec.delay_queue(verdict.delay_s)
                 headers = dl.retry_headers(message.headers, key)
-            elif verdict.outcome != "ack":
+            else:
                 target, routing_key = DEAD, spec.name
                 headers = dl.dead_headers(message.headers, key, verdict.reason)
-            if verdict.outcome != "ack":
-                props = properties(
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    type_=message.type,
-                    headers=headers,
-                    reply_to=message.reply_to,
-                )
-                await bus.send(target, routing_key, message.body, props)
-        except PublishError as exc:
-            # Not parked elsewhere, so not acked: the broker delivers it again.
-            log.warning("delivery.settle_failed", outcome=verdict.outcome, error=str(exc))
-            metrics.DELIVERIES.labels(spec.name, "requeue").inc()
-            await _quietly(message.nack(requeue=True), "delivery.nack_failed")
-            return
+            props = properties(
+                message_id=message.message_id,
+                correlation_id=message.correlation_id,
+                type_=message.type,
+                headers=headers,
+                reply_to=message.reply_to,
+            )
+            try:
+                await self.bus.send(target, routing_key, message.body, props)
+            except PublishError as exc:
+                # Not parked, so not acked either: the broker delivers it again.
+                log.warning("delivery.settle_failed", outcome=verdict.outcome, error=str(exc))
+                metrics.DELIVERIES.labels(spec.name, "requeue").inc()
+                await _quietly(message.nack(requeue=True), "delivery.nack_failed")
+                return
         metrics.DELIVERIES.labels(spec.name, verdict.outcome).inc()
         await _quietly(message.ack(), "delivery.ack_failed")
 
