@@ -233,6 +233,11 @@ def _route_later(broker: MemoryBroker, message: _Message) -> None:
         log.error("retry.unroutable", queue=message.routing_key)
 
 
+_CONNECTION_OPTIONS = frozenset(
+    {"connect_timeout_s", "reconnect_interval_s", "consumer_check_s", "name"}
+)
+
+
 class MemoryBus:
     """One client of a :class:`MemoryBroker`: what ``connect("memory://...")`` returns."""
 
@@ -249,9 +254,16 @@ class MemoryBus:
 
     @classmethod
     def shared(cls, url: str = "memory://", **options: Any) -> MemoryBus:
-        """A client of the one broker named by ``url`` in this process."""
+        """A client of the one broker named by ``url`` in this process.
+
+        Takes the options ``AmqpBus.connect`` takes, so one ``connect(url, **options)`` serves
+        both; those about a network connection mean nothing here.
+        """
+        unknown = set(options) - {"publish_timeout_s", *_CONNECTION_OPTIONS}
+        if unknown:
+            raise TypeError(f"unknown bus options: {', '.join(sorted(unknown))}")
         broker = cls._shared.setdefault(url, MemoryBroker())
-        return cls(broker, **options)
+        return cls(broker, publish_timeout_s=options.get("publish_timeout_s", 5.0))
 
     @classmethod
     def fresh(cls, **options: Any) -> MemoryBus:

@@ -77,3 +77,10 @@ def test_a_dead_letter_line_is_one_line_and_bounded() -> None:
     assert (key, reason, attempts) == ("msg.text", "rejected: no", "attempts=2")
     assert preview.startswith("第一行\\n\\tsecond")
     assert preview.endswith("…")
+
+
+async def test_memory_takes_the_amqp_options_and_names_unknown_ones() -> None:
+    bus = await connect("memory://options-test", publish_timeout_s=1.0, reconnect_interval_s=0.5)
+    await bus.ping()
+    with pytest.raises(TypeError, match="publish_timout_s"):
+        await connect("memory://options-test", publish_timout_s=1.0)
