@@ -63,8 +63,8 @@ def _problems(s: IngressSettings) -> list[tuple[str, str]]:
             problems.append(("aes_key", exc.detail))
     if not s.push_path.startswith("/"):
         problems.append(("push_path", "must start with '/'"))
-    if not 0 < s.ingress_port < 65536:
-        problems.append(("ingress_port", "must be in 1..65535"))
+    if not 0 <= s.ingress_port < 65536:
+        problems.append(("ingress_port", "must be in 0..65535 (0: any free port)"))
     if s.max_body_bytes < 1024:
         problems.append(("max_body_bytes", "must be at least 1024"))
     if s.max_push_age_s < 0:

@@ -195,7 +195,7 @@ class Tap:
 
     async def events(self, *, at_least: int = 0) -> list[InboundEvent]:
         """Everything published so far (call once all answers are in), read off the queue."""
-        expected = await eventually(
+        expected: int = await eventually(
             self.depth, lambda n: n >= at_least, what=f"{at_least} events on the tap"
         )
         seen: list[InboundEvent] = []

@@ -204,7 +204,7 @@ async def test_unconfirmed_publish_is_503_then_the_retry_publishes_once(
         assert (status, body) == (503, b"unconfirmed")
         broker_proxy.cut()
         broker_proxy.up()
-        answers = []
+        answers: list[tuple[int | None, bytes]] = []
         while not answers or answers[-1][0] != 200:
             answers.append(await push.send(session, ingress_url))
             assert len(answers) < 100, answers

@@ -6,7 +6,9 @@ import pytest
 
 from libs.common import schemas
 from libs.common.wechat import replies
+from libs.common.wechat.codec import Format
 from libs.common.wechat.crypto import Cipher
+from libs.common.wechat.push import Mode
 from tests.integration.ingress.harness import (
     AES_KEY,
     APPID,
@@ -29,7 +31,9 @@ CONTENT = '你好 🙂\n第二行 <xml> ]]> & "quotes"'
 
 @pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
 @pytest.mark.parametrize("fmt", ["xml", "json"])
-async def test_every_type_in_every_mode_and_format(backend: Backend, mode: str, fmt: str) -> None:
+async def test_every_type_in_every_mode_and_format(
+    backend: Backend, mode: Mode, fmt: Format
+) -> None:
     conf = settings(backend, push_mode=mode)
     bus = await backend.bus()
     tap = await Tap(backend, bus).start()
@@ -89,7 +93,9 @@ async def test_every_type_in_every_mode_and_format(backend: Backend, mode: str, 
 
 @pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
 @pytest.mark.parametrize("fmt", ["xml", "json"])
-async def test_transfer_decision_answers_transfer(backend: Backend, mode: str, fmt: str) -> None:
+async def test_transfer_decision_answers_transfer(
+    backend: Backend, mode: Mode, fmt: Format
+) -> None:
     conf = settings(backend, push_mode=mode)
     bus = await backend.bus()
     tap = await Tap(backend, bus).start()
@@ -103,7 +109,7 @@ async def test_transfer_decision_answers_transfer(backend: Backend, mode: str, f
     assert entered.outcome == "success"
     # Read the answer as WeChat does: encrypted exactly when the push was, in its format.
     cipher = Cipher.from_key(AES_KEY, APPID)
-    reply = replies.read_reply(raw, token=TOKEN, cipher=cipher, fmt=fmt, mode=mode)  # type: ignore[arg-type]
+    reply = replies.read_reply(raw, token=TOKEN, cipher=cipher, fmt=fmt, mode=mode)
     assert reply.kind == "transfer_customer_service"
     assert reply.encrypted == (mode != "plain")
     assert (reply.to_user, reply.from_user) == (result.openid, GH_ID)

@@ -20,8 +20,9 @@ from libs.common.store import StoreError
 from libs.common.store.memory import MemoryStore
 from libs.common.topology import EVENTS, ROUTER_EVENTS, QueueSpec
 from libs.common.wechat import codec, replies
+from libs.common.wechat.codec import Format
 from libs.common.wechat.crypto import Cipher
-from libs.common.wechat.push import build_push
+from libs.common.wechat.push import Mode, build_push
 from libs.common.wechat.signature import sign
 from services.ingress.app import create_app
 from services.ingress.settings import IngressSettings
@@ -66,14 +67,14 @@ class Env:
         self.cipher = Cipher.from_key(AES_KEY, APPID)
 
     def build(
-        self, msg: codec.Message | bytes, *, mode: str | None = None, fmt: str = "xml"
+        self, msg: codec.Message | bytes, *, mode: Mode | None = None, fmt: Format = "xml"
     ) -> tuple[dict[str, str], bytes]:
         return build_push(
             msg,
             token=TOKEN,
             cipher=self.cipher,
-            mode=mode or self.settings.mode,  # type: ignore[arg-type]
-            fmt=fmt,  # type: ignore[arg-type]
+            mode=mode or self.settings.mode,
+            fmt=fmt,
             timestamp=int(time.time()),
             nonce="415670741",
             to_user=GH,
@@ -83,7 +84,7 @@ class Env:
     async def post(
         self,
         query: dict[str, str],
-        body: bytes,
+        body: bytes | AsyncIterator[bytes],
         content_type: str = "text/xml",
         **kwargs: Any,
     ) -> tuple[int, bytes]:
@@ -261,7 +262,7 @@ async def test_too_large_without_content_length(plain: Env) -> None:
             yield b" " * 1024
 
     before = refusals("too_large")
-    status, answer = await plain.post(query, chunks())  # type: ignore[arg-type]
+    status, answer = await plain.post(query, chunks())
     assert (status, answer) == (413, b"too_large")
     assert refusals("too_large") == before + 1
     assert plain.published() == 0
