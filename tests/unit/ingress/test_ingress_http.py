@@ -430,3 +430,30 @@ async def test_readiness_fails_when_the_store_is_down() -> None:
         resp = await env.client.get("/readyz")
         assert resp.status == 503
         assert (await resp.json())["check"] == "store"
+
+
+async def test_replay_window_off_accepts_an_old_push() -> None:
+    async with start(conf(push_mode="plain", aes_key=None, max_push_age_s=0)) as env:
+        old = int(time.time()) - 86400
+        query, body = build_push(
+            text(), token=TOKEN, cipher=None, mode="plain", fmt="xml", timestamp=old, nonce="1"
+        )
+        assert await env.post(query, body) == (200, replies.SUCCESS)
+        assert env.published() == 1
+
+
+async def test_a_decision_for_another_event_is_not_taken() -> None:
+    bus = MemoryBus.fresh()
+
+    async def confused_router(msg: Any, delivery: Any) -> None:
+        await delivery.reply(DecisionReply(event_id="another-event", transfer=True, rule="t"))
+
+    await bus.consume(ROUTER_EVENTS, confused_router)
+    invalid = REGISTRY.get_sample_value("wxkf_ingress_decisions_total", {"result": "invalid"})
+    async with start(conf(), bus=bus) as env:
+        query, body = env.build(text())
+        assert await env.post(query, body) == (200, replies.SUCCESS)
+        assert env.published() == 1
+    after = REGISTRY.get_sample_value("wxkf_ingress_decisions_total", {"result": "invalid"})
+    assert after == (invalid or 0.0) + 1
+    await bus.stop_consuming()
