@@ -224,11 +224,17 @@ async def _deliver(
     """Call WeChat under this delivery's ledger mark and settle what came of it. ``slot``: the
     window slot the call spends (None for typing, which spends none)."""
     settings, store = sender.settings, sender.store
-    known = await ledger.begin(store, cmd.id, at=sender.wall(), ttl_s=settings.ledger_ttl_s)
+    now = sender.wall()
+    known = await ledger.begin(store, cmd.id, at=now, ttl_s=settings.ledger_ttl_s)
     if known is not None:
         await _release(sender, cmd, slot)
         await _known(sender, cmd, delivery, known)
         return
+    if order.has_successor(cmd):
+        # The next of its cause waits at least as long as this call may take (a refused token
+        # means a second call), instead of spending its attempts meanwhile.
+        busy_until = now + 2 * settings.wechat_timeout_s + 1.0
+        await order.mark_retrying(store, cmd, at=busy_until, ttl_s=settings.ledger_ttl_s)
     try:
         latency = await call()
     except WeChatApiError as exc:

@@ -2,8 +2,8 @@
 
 Command ``seq`` n is sent only once n-1 is done; sent, rejected or failed all count as done,
 so one refused message never holds back the rest. A command whose predecessor is not done
-is retried shortly later through the bus. A predecessor that is itself waiting to be retried
-says when, so its successor comes back no sooner than that instead of spending attempts.
+is retried shortly later through the bus. A predecessor that is being called or waits for a
+retry says until when, so its successor comes back no sooner instead of spending attempts.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ def ordered(cmd: SendCommand) -> bool:
     return bool(cmd.cause_id) and cmd.seq > 0
 
 
+def has_successor(cmd: SendCommand) -> bool:
+    return bool(cmd.cause_id) and cmd.seq < cmd.total - 1
+
+
 async def waiting_for(store: Store, cmd: SendCommand) -> tuple[bool, float | None]:
     """``(True, retry_at)`` while the predecessor is not done; ``retry_at`` (unix seconds) is
     when the predecessor will be tried again, if it said so."""
@@ -40,10 +44,11 @@ async def waiting_for(store: Store, cmd: SendCommand) -> tuple[bool, float | Non
 
 
 async def mark_done(store: Store, cmd: SendCommand, *, ttl_s: float) -> None:
-    if cmd.cause_id and cmd.seq < cmd.total - 1:
+    if has_successor(cmd):
         await store.set(step_key(cmd.cause_id, cmd.seq), _DONE, ttl_s=ttl_s)
 
 
 async def mark_retrying(store: Store, cmd: SendCommand, *, at: float, ttl_s: float) -> None:
-    if cmd.cause_id and cmd.seq < cmd.total - 1:
+    """The command will be tried (again) at ``at`` at the earliest: its successor waits."""
+    if has_successor(cmd):
         await store.set(step_key(cmd.cause_id, cmd.seq), _RETRY + repr(at).encode(), ttl_s=ttl_s)

@@ -76,6 +76,14 @@ async def test_a_successor_waits_until_its_predecessor_is_done(store: MemoryStor
     assert await order.waiting_for(store, text(2)) == (True, None)
 
 
+def test_only_commands_followed_within_their_cause_have_successors() -> None:
+    assert order.has_successor(text(0))
+    assert order.has_successor(text(1))
+    assert not order.has_successor(text(2))
+    assert not order.has_successor(text(0, total=1))
+    assert not order.has_successor(text(0, cause=""))
+
+
 async def test_the_last_of_a_cause_leaves_no_key(store: MemoryStore) -> None:
     await order.mark_done(store, text(2), ttl_s=60)
     assert await store.get(order.step_key("cause-1", 2)) is None
