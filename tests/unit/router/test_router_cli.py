@@ -40,7 +40,7 @@ def office(tmp_path: Path) -> str:
 def test_check_a_valid_file(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "rules", "check", str(EXAMPLE))
     assert code == 0
-    assert out.strip().endswith("ok, 11 rules and a fallback")
+    assert out.strip().endswith("ok, 12 rules and a fallback")
 
 
 def test_check_reports_each_problem_with_line_and_column(
