@@ -518,15 +518,8 @@ async def run(args: argparse.Namespace) -> int:
                     requests = itertools.cycle(pools[server.name])
                 await measure(server, requests, args)
 
-        fixed = build_requests(int(args.rate * args.rate_duration) + 10, ingress.port, ids)
-        fixed_rate = await open_loop(
-            f"ingress at {args.rate:.0f}/s",
-            ingress.port,
-            fixed,
-            rate=args.rate,
-            duration_s=args.rate_duration,
-        )
-        # The same below saturation: latency when the system is not queueing.
+        steady_peak, _ = peak_rss_mb(ingress.pid)
+        # Below saturation first (latency when nothing queues), then the fixed target rate.
         below = max(50.0, round(median_result(ingress).rate / 2, -1))
         half = build_requests(int(below * args.rate_duration) + 10, ingress.port, ids)
         half_rate = await open_loop(
@@ -534,6 +527,14 @@ async def run(args: argparse.Namespace) -> int:
             ingress.port,
             half,
             rate=below,
+            duration_s=args.rate_duration,
+        )
+        fixed = build_requests(int(args.rate * args.rate_duration) + 10, ingress.port, ids)
+        fixed_rate = await open_loop(
+            f"ingress at {args.rate:.0f}/s",
+            ingress.port,
+            fixed,
+            rate=args.rate,
             duration_s=args.rate_duration,
         )
         peak, current = peak_rss_mb(ingress.pid)
@@ -548,8 +549,8 @@ async def run(args: argparse.Namespace) -> int:
         rates = ", ".join(f"{x.rate:.0f}" for x in server.results)
         print(line(r) + f"   (rounds: {rates}/s)")
     print(f"open loop, {args.rate_duration:g} s, latency from each push's scheduled time:")
-    print(line(fixed_rate))
     print(line(half_rate) + "   (half the closed-loop rate)")
+    print(line(fixed_rate))
     print("CPU per push (median of rounds), by process:")
     for server in servers[1:]:
         parts = ", ".join(f"{k} {sorted(v)[len(v) // 2]:.0f} us" for k, v in server.cpu_us.items())
@@ -557,7 +558,10 @@ async def run(args: argparse.Namespace) -> int:
     print(f"ingress / naive rate:  {ing.rate / naive.rate:.2f}x   (target >= 1.5x)")
     print(f"ingress / bare rate:   {ing.rate / bare.rate:.2f}x   (the HTTP layer's ceiling)")
     print(f"p99 at {args.rate:.0f}/s: {fixed_rate.pct(99):.2f} ms   (target < 25 ms)")
-    print(f"ingress RSS: peak {peak:.1f} MiB, at the end {current:.1f} MiB")
+    print(
+        f"ingress RSS: peak {steady_peak:.1f} MiB through the closed-loop rounds, "
+        f"{peak:.1f} MiB after the open loops, {current:.1f} MiB at the end"
+    )
     print(f"logs in {logdir}")
     return 0
 

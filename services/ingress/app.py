@@ -11,7 +11,8 @@ from libs.common.web import base_app
 from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.push import PushConfig
 from services.ingress import push, verify
-from services.ingress.keys import PUSH, SETTINGS
+from services.ingress.gate import Gate
+from services.ingress.keys import GATE, PUSH, SETTINGS
 from services.ingress.settings import IngressSettings
 
 
@@ -35,6 +36,7 @@ def create_app(
     app = base_app(service="ingress")
     app[SETTINGS] = settings
     app[PUSH] = push_config(settings)
+    app[GATE] = Gate(settings.max_in_flight)
     app.cleanup_ctx.extend(
         [bus_ctx(settings.bus_url, bus=bus), store_ctx(settings.store_url, store=store)]
     )

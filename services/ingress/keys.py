@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from libs.common.wechat.push import PushConfig
+from services.ingress.gate import Gate
 from services.ingress.settings import IngressSettings
 
 SETTINGS = web.AppKey("ingress_settings", IngressSettings)
 PUSH = web.AppKey("push_config", PushConfig)
 """How WeChat's console is configured for this URL, as the protocol core reads it."""
+GATE = web.AppKey("in_flight_gate", Gate)

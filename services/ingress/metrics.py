@@ -76,6 +76,11 @@ DEDUPE_HITS = Counter(
     ["state"],
 )
 
+SHED = Counter(
+    "wxkf_ingress_shed_total",
+    "Pushes answered 503 unread because WXKF_MAX_IN_FLIGHT were already in flight.",
+)
+
 PUBLISH_FAILURES = Counter(
     "wxkf_ingress_publish_failures_total",
     "Events the broker did not confirm (answered 503 so that WeChat retries).",

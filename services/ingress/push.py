@@ -29,7 +29,7 @@ from services.ingress.errors import (
     Unconfirmed,
     UnsupportedContentType,
 )
-from services.ingress.keys import PUSH, SETTINGS
+from services.ingress.keys import GATE, PUSH, SETTINGS
 from services.ingress.normalise import to_event
 
 log = structlog.get_logger(__name__)
@@ -50,6 +50,19 @@ PUSH_CONTENT_TYPES = frozenset(
 
 
 async def handle(request: web.Request) -> web.Response:
+    gate = request.app[GATE]
+    if not gate.enter():
+        metrics.SHED.inc()
+        # Counted; a warning per push shed would feed the overload it reports.
+        log.debug("push.shed", in_flight=gate.in_flight)
+        return web.Response(status=503, text="overloaded")
+    try:
+        return await _handle(request)
+    finally:
+        gate.leave()
+
+
+async def _handle(request: web.Request) -> web.Response:
     started = time.perf_counter()
     app = request.app
     config = app[PUSH]

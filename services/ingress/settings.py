@@ -35,6 +35,8 @@ class IngressSettings(CommonSettings, frozen=True, kw_only=True):
     """How long an answered push is remembered; must outlive the replay window."""
     dedupe_wait_margin_ms: int = 1000
     """A retry that finds its push pending waits the decision budget plus this margin."""
+    max_in_flight: int = 2000
+    """Pushes one process handles at once; beyond, 503 at once (WeChat sends them again)."""
 
     def __post_init__(self) -> None:
         # A ValueError here becomes settings.load's one-line error naming the variable; the
@@ -87,4 +89,6 @@ def _problems(s: IngressSettings) -> list[tuple[str, str]]:
         )
     if s.dedupe_wait_margin_ms < 0:
         problems.append(("dedupe_wait_margin_ms", "must not be negative"))
+    if s.max_in_flight < 1:
+        problems.append(("max_in_flight", "must be at least 1"))
     return problems

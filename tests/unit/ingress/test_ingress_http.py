@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -26,6 +27,7 @@ from libs.common.wechat.push import Mode, build_push
 from libs.common.wechat.signature import sign
 from services.ingress.app import create_app
 from services.ingress.settings import IngressSettings
+from tests.support.waiting import eventually
 
 TOKEN = "unit-token"
 AES_KEY = "A" * 43
@@ -456,4 +458,29 @@ async def test_a_decision_for_another_event_is_not_taken() -> None:
         assert env.published() == 1
     after = REGISTRY.get_sample_value("wxkf_ingress_decisions_total", {"result": "invalid"})
     assert after == (invalid or 0.0) + 1
+    await bus.stop_consuming()
+
+
+async def test_beyond_the_in_flight_bound_pushes_are_shed_unread() -> None:
+    bus = MemoryBus.fresh()
+    release = asyncio.Event()
+
+    async def slow_router(msg: Any, delivery: Any) -> None:
+        await release.wait()
+        await delivery.reply(DecisionReply(event_id=msg.id, transfer=False, rule="t"))
+
+    await bus.consume(ROUTER_EVENTS, slow_router)
+    shed = REGISTRY.get_sample_value("wxkf_ingress_shed_total") or 0.0
+    async with start(conf(max_in_flight=1), bus=bus) as env:
+        first = env.build(text())
+        second = env.build(text())
+        waiting = asyncio.ensure_future(env.post(*first))
+        await eventually(env.published, lambda n: n == 1, what="the first push published")
+        assert await env.post(*second) == (503, b"overloaded")
+        assert REGISTRY.get_sample_value("wxkf_ingress_shed_total") == shed + 1
+        release.set()
+        assert await waiting == (200, replies.SUCCESS)
+        # WeChat sends the shed push again; now there is room.
+        assert await env.post(*second) == (200, replies.SUCCESS)
+        assert env.published() == 2
     await bus.stop_consuming()

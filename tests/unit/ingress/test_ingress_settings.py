@@ -68,6 +68,7 @@ def test_token_from_file(tmp_path: Path) -> None:
         ({"WXKF_DEDUPE_TTL_S": "60"}, "WXKF_DEDUPE_TTL_S"),
         ({"WXKF_DEDUPE_PENDING_TTL_S": "1"}, "WXKF_DEDUPE_PENDING_TTL_S"),
         ({"WXKF_AES_KEY": "too-short"}, "WXKF_AES_KEY"),
+        ({"WXKF_MAX_IN_FLIGHT": "0"}, "WXKF_MAX_IN_FLIGHT"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str | None], names: str) -> None:
