@@ -138,13 +138,6 @@ def test_events_are_the_same_by_sender_time_and_event() -> None:
     assert event_id(_parse(_event(name="debug_demo")), appid=APPID) != base
 
 
-def test_an_event_never_shares_an_id_with_a_message() -> None:
-    # A message whose MsgId happens to read like an event's parts must not collide.
-    msg = b'{"ToUserName":"g","FromUserName":"o","CreateTime":100,"MsgType":"text",'
-    msg += b'"Content":"x","MsgId":100}'
-    assert event_id(_parse(msg), appid=APPID) != event_id(_parse(_event()), appid=APPID)
-
-
 def test_unknown_message_with_a_text_msg_id_dedupes_on_the_text() -> None:
     doc = b'{"ToUserName":"g","FromUserName":"o","CreateTime":1,"MsgType":"voice",'
     doc += b'"MsgId":"49d72d67_1555684067"}'
