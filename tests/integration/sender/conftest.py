@@ -83,6 +83,8 @@ class Rig:
     bus: Bus
     store: Store
     backend: str
+    bus_url: str
+    """Where ``wxkf`` commands find the bus (memory:// only inside this process)."""
     facts: list[Outcome] = field(default_factory=list)
     make_bus: Callable[[], Awaitable[Bus]] | None = None
     servers: list[TestServer] = field(default_factory=list)
@@ -218,6 +220,7 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
     store: Store
     if request.param == "memory":
         memory = MemoryBus.fresh()
+        bus_url = "memory://"
         store_url = f"memory://sender-test-{uuid.uuid4().hex}"
         store = MemoryStore.shared(store_url, prefix=prefix)
 
@@ -227,7 +230,7 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
             return client
 
     else:
-        amqp_url = request.getfixturevalue("amqp_url")
+        amqp_url = bus_url = request.getfixturevalue("amqp_url")
         store = await RedisStore.connect(REDIS_URL, prefix=prefix)
 
         async def make_bus() -> Bus:
@@ -237,7 +240,13 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
 
     bus = await make_bus()
     rig = Rig(
-        sim=state, sim_url=sim_url, bus=bus, store=store, backend=request.param, make_bus=make_bus
+        sim=state,
+        sim_url=sim_url,
+        bus=bus,
+        store=store,
+        backend=request.param,
+        bus_url=bus_url,
+        make_bus=make_bus,
     )
     outcomes = QueueSpec(
         name=f"test.outcomes.{uuid.uuid4().hex[:8]}",

@@ -3,6 +3,11 @@ exhausted ones dead-lettered (and replayable), ambiguous ones per the configured
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from pathlib import Path
+
 from libs.common.schemas import Failed, Sent
 from libs.common.topology import SENDER_COMMANDS
 from services.simulator.api import SEND
@@ -102,7 +107,7 @@ async def test_exhausted_attempts_go_to_the_dead_letter_queue_and_replay(rig: Ri
 
     async def replayed() -> list[str]:
         if cmd.id in await dead_ids(rig.bus, SENDER_COMMANDS.name):
-            await rig.bus.replay_dead_letters(SENDER_COMMANDS.name)
+            await replay(rig, SENDER_COMMANDS.name)
         return rig.received(user)
 
     await eventually(replayed, lambda got: got == ["persistent"], every_s=0.2)
@@ -112,6 +117,27 @@ async def test_exhausted_attempts_go_to_the_dead_letter_queue_and_replay(rig: Ri
     assert sent[0].command_id == cmd.id
     assert cmd.id not in await dead_ids(rig.bus, SENDER_COMMANDS.name)
     assert rig.received(user) == ["persistent"]
+
+
+async def replay(rig: Rig, queue: str) -> None:
+    """``wxkf dlq replay QUEUE``: the command itself on RabbitMQ; on memory:// (whose dead
+    letters live in this process) the same bus call it makes."""
+    if rig.backend == "memory":
+        await rig.bus.replay_dead_letters(queue)
+        return
+    wxkf = Path(sys.executable).with_name("wxkf")
+    done = await asyncio.create_subprocess_exec(
+        str(wxkf),
+        "dlq",
+        "replay",
+        queue,
+        env={**os.environ, "WXKF_BUS_URL": rig.bus_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await done.communicate()
+    assert done.returncode == 0, err.decode()
+    assert out.decode().startswith("replayed "), out.decode()
 
 
 async def test_ambiguous_failure_given_up_by_default_never_sends_twice(rig: Rig) -> None:
