@@ -620,22 +620,45 @@ class AmqpBus:
         finally:
             # Closing the channel puts every message we looked at back.
             await _quietly(channel.close(), "dlq.close_failed")
+        await self._until_back(queue, len(letters))
         return letters
+
+    async def _until_back(self, queue: str, count: int) -> None:
+        # The broker returns the messages after the channel is gone; wait (briefly) until they
+        # are there again, so that what comes next (a replay) finds them.
+        if not count:
+            return
+        deadline = time.monotonic() + min(self.op_timeout_s, 2.0)
+        channel = await self._side_channel()
+        try:
+            while time.monotonic() < deadline:
+                dlq = await self._passive_dlq(channel, queue)
+                if (dlq.declaration_result.message_count or 0) >= count:
+                    return
+                await asyncio.sleep(0.01)  # polling the broker's count, bounded above
+        except _LINK_ERRORS as exc:
+            log.info("dlq.recount_failed", error=repr(exc))
+        finally:
+            await _quietly(channel.close(), "dlq.close_failed")
 
     async def replay_dead_letters(self, queue: str, *, limit: int | None = None) -> int:
         self._check_open()
         moved = 0
         channel = await self._side_channel()
+        seen: set[tuple[str | None, bytes]] = set()
         try:
             dlq = await self._passive_dlq(channel, queue)
-            # Only what is there now: a replayed message that fails again must not come round.
-            count = dlq.declaration_result.message_count or 0
-            budget = count if limit is None else min(limit, count)
-            while moved < budget:
+            while limit is None or moved < limit:
                 async with asyncio.timeout(self.op_timeout_s):
                     message = await dlq.get(no_ack=False, fail=False)
                 if message is None:
                     break
+                # A replayed message that failed again is back already: one round only.
+                identity = (message.message_id, message.body)
+                if identity in seen:
+                    await message.nack(requeue=True)
+                    break
+                seen.add(identity)
                 letter = dl.dead_letter(
                     queue, message.headers, message.routing_key or "", message.body
                 )
