@@ -158,6 +158,8 @@ POD_MONITOR = _kind(
         "required": ["selector", "podMetricsEndpoints"],
         "additionalProperties": False,
         "properties": {
+            # The pod label whose value becomes the job label (the dashboard selects on it).
+            "jobLabel": {"type": "string"},
             "selector": {"type": "object"},
             "namespaceSelector": {"type": "object"},
             "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
