@@ -29,8 +29,10 @@ class IngressSettings(CommonSettings, frozen=True, kw_only=True):
     """Refuse pushes whose signed timestamp is older than this (replay window); 0 = off."""
     decision_budget_ms: int = 2000
     """How long a user message waits for the router's decision; WeChat gives up after 5 s."""
-    dedupe_pending_ttl_s: float = 30.0
-    """How long a claimed push stays "pending" if its claimant dies before finishing."""
+    dedupe_pending_ttl_s: float = 8.0
+    """How long a claim outlives an attempt that died before finishing it: longer than a
+    first attempt lasts (the bus's confirm bound, 5 s, plus the decision budget), shorter
+    than WeChat's retries go on (about 10 s), so that one of them publishes the push."""
     dedupe_ttl_s: float = 1800.0
     """How long an answered push is remembered; must outlive the replay window."""
     dedupe_wait_margin_ms: int = 1000

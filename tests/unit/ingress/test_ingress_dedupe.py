@@ -209,3 +209,18 @@ async def _until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
     while not cond():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.005)
+
+
+async def test_a_claim_left_by_a_dead_attempt_is_taken_over_after_its_ttl() -> None:
+    now = [1000.0]
+    store = MemoryStore(prefix="test:", clock=lambda: now[0])
+    # An attempt claimed the push, then its process died: nobody will finish or release it.
+    assert await store.set_if_absent(KEY, b'{"s":"pending","owner":"gone"}', ttl_s=8.0)
+    retry = Worker()
+    with pytest.raises(StillPending):
+        await settle(store, KEY, retry, pending_ttl_s=8.0, done_ttl_s=600.0, wait_s=0.02)
+    assert retry.calls == 0
+    now[0] += 8.5
+    settled = await settle(store, KEY, retry, pending_ttl_s=8.0, done_ttl_s=600.0, wait_s=0.02)
+    assert settled.first
+    assert retry.calls == 1
