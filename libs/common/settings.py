@@ -116,8 +116,8 @@ def _describe(exc: msgspec.ValidationError, secrets: set[str], raw: dict[str, An
         field = text.split("`")[1]
         hint = f" (or {env_name(field)}_FILE)" if field in secrets else ""
         return f"{env_name(field)} is required but not set{hint}"
-    problem, _, where = text.rpartition(" - at `$.")
-    if where:
+    problem, found, where = text.rpartition(" - at `$.")
+    if found and problem:
         field = where.rstrip("`").split(".")[0].split("[")[0]
         got = "" if field in secrets or field not in raw else f" (value {raw[field]!r})"
         return f"{env_name(field)}: {problem[0].lower()}{problem[1:]}{got}"

@@ -176,3 +176,34 @@ def test_load_or_exit_prints_one_line_and_exits_2(
 def test_settings_are_plain_structs_for_msgspec() -> None:
     settings = load(PortSettings, BASE)
     assert msgspec.structs.asdict(settings)["port"] == 8080
+
+
+class CheckedSettings(CommonSettings, frozen=True, kw_only=True):
+    low: int = 1
+    high: int = 2
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError("WXKF_LOW must not exceed WXKF_HIGH")
+        if self.high > 100:
+            raise ValueError("must be at most 100 - at `$.high`")
+
+
+def test_a_cross_field_check_without_a_field_path_keeps_its_own_message() -> None:
+    with pytest.raises(SettingsError, match=r"^WXKF_LOW must not exceed WXKF_HIGH$"):
+        load(CheckedSettings, {**BASE, "WXKF_LOW": "5", "WXKF_HIGH": "3"})
+
+
+def test_a_check_that_names_its_field_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match=r"^WXKF_HIGH: must be at most 100"):
+        load(CheckedSettings, {**BASE, "WXKF_HIGH": "101"})
+
+
+def test_settings_reference_lists_every_variable_with_its_docstring() -> None:
+    from libs.common.settings import describe
+
+    rows = {row.variable: row for row in describe(CommonSettings)}
+    assert rows["WXKF_APPID"].default == "required"
+    assert rows["WXKF_BUS_URL"].secret is True
+    assert "amqp://" in rows["WXKF_BUS_URL"].doc
+    assert rows["WXKF_LOG_FORMAT"].type == "console | json"
