@@ -280,7 +280,8 @@ async def service(name: str, redis_url: str, n: int, prefetch: int, engine_mean_
         )
         if latencies:
             print(
-                f"  {'':<7} decision latency (delivery → answer, store reads included): "
+                f"  {'':<7} decision latency in the handler under a full queue (store reads and "
+                f"waiting for the loop among {prefetch} in flight): "
                 f"p50 {percentile(latencies, 0.5):.0f} µs, p99 {percentile(latencies, 0.99):.0f} µs"
                 f"; the rules engine's mean share {engine_mean_s * 1e6:.1f} µs "
                 f"= {engine_mean_s * routed * 100:.1f}% of the router's time per event"
