@@ -184,7 +184,7 @@ class _Consumer:
             max_attempts=self.spec.max_attempts,
             reply_to=message.reply_to,
             redelivered=message.returns > 0,
-            headers=message.headers,
+            headers=dict(message.headers),  # each queue's copy is its own, as on a broker
             message_id=message.message_id,
             correlation_id=message.correlation_id,
             replier=self.bus.send_reply,
