@@ -57,6 +57,9 @@ fi
 if ! rabbit_ready; then
     if ! answers "$AMQP_PORT"; then
         echo "ensure-services: starting rabbitmq-server on 127.0.0.1:$AMQP_PORT"
+        # Tests create a vhost per module; RabbitMQ's file-handle budget derives from this
+        # limit, and the usual 1024 runs short when many queues are declared and dropped.
+        ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
         rabbitmq-server -detached
     fi
     wait_for rabbitmq rabbit_ready
