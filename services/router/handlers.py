@@ -22,11 +22,10 @@ from dataclasses import dataclass
 import msgspec
 import structlog
 
-from libs.common.bus import Bus, BusError, Delivery, PublishError, Reject, Retry
+from libs.common.bus import Bus, BusError, Delivery, PublishError, Reject, Retry, publish_fact
 from libs.common.observability.logging import hash_openid
 from libs.common.schemas import (
     AnyMessage,
-    BusMessage,
     DecisionReply,
     ImageReceived,
     InboundEvent,
@@ -39,7 +38,7 @@ from libs.common.schemas import (
     now_ms,
 )
 from libs.common.store import Store, StoreError
-from libs.common.topology import EVENTS, extension_key
+from libs.common.topology import extension_key
 from services.router import metrics, plans, sessions
 from services.router.plans import Plan
 from services.router.rules import Rules
@@ -184,7 +183,7 @@ async def _carry_out(
     bus, store = router.bus, router.store
     try:
         if plan.fact is not None:
-            heard = await _publish_fact(bus, plan.fact)
+            heard = await publish_fact(bus, plan.fact)
             metrics.DECISION_FACTS.labels("published" if heard else "unroutable").inc()
         if plan.change is not None:
             before = session if session is not None else await sessions.load(store, event.openid)
@@ -202,24 +201,7 @@ async def _carry_out(
 
 
 async def _publish_extension(bus: Bus, event: InboundEvent, topic: str) -> None:
-    heard = await _publish_fact(bus, event, routing_key=extension_key(topic))
+    heard = await publish_fact(bus, event, routing_key=extension_key(topic))
     metrics.EXTENSION_PUBLISHES.labels(topic, "ok" if heard else "unroutable").inc()
     if not heard:
         log.warning("extension.unroutable", topic=topic)
-
-
-async def _publish_fact(bus: Bus, msg: BusMessage, *, routing_key: str | None = None) -> bool:
-    """Publish a fact for whoever listens; False when nobody does (no queue bound to it).
-
-    Listeners declare durable queues, so "unroutable" means no listener was ever deployed:
-    there is nobody to keep the fact for, and retrying would only fill the dead letters.
-    Any other failure (nack, timeout, connection) raises as usual.
-    """
-    try:
-        await bus.publish(msg, routing_key=routing_key, exchange=EVENTS)
-    except PublishError as exc:
-        # Both backends say so in the message of their PublishError.
-        if not str(exc).startswith("unroutable"):
-            raise
-        return False
-    return True

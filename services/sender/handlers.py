@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import structlog
 
-from libs.common.bus import Bus, Delivery, Reject, Retry
+from libs.common.bus import Bus, Delivery, Reject, Retry, publish_fact
 from libs.common.media_client import MediaClient, MediaServiceError
 from libs.common.observability.logging import hash_openid
 from libs.common.observability.metrics import Timer
@@ -322,7 +322,7 @@ async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: le
         # Settled before (the ack or a publish was lost): say it again, send nothing.
         metrics.COMMANDS.labels(cmd.msgtype, "duplicate").inc()
         await order.mark_done(sender.store, cmd, ttl_s=sender.settings.ledger_ttl_s)
-        await sender.bus.publish(decode(bytes(entry.fact)))
+        await publish_fact(sender.bus, decode(bytes(entry.fact)))
         log.info("send.duplicate")
         return
     age = sender.wall() - entry.at
@@ -387,7 +387,7 @@ async def _retry_or_fail(
         fact = _failed(cmd, delivery, f"attempts exhausted: {errmsg}", errcode)
         # A failed predecessor counts as done: the rest of its cause goes on.
         await _best_effort(order.mark_done(sender.store, cmd, ttl_s=settings.ledger_ttl_s))
-        await sender.bus.publish(fact)
+        await publish_fact(sender.bus, fact)
         metrics.COMMANDS.labels(cmd.msgtype, "failed").inc()
         metrics.DEAD_LETTERS.labels(cmd.msgtype).inc()
         log.error("send.dead_lettered", why=why, errcode=errcode, attempts=delivery.attempt)
@@ -427,7 +427,7 @@ async def _settle(
             await _known(sender, cmd, delivery, known)
             return
     await order.mark_done(store, cmd, ttl_s=ttl)
-    await sender.bus.publish(fact)
+    await publish_fact(sender.bus, fact)
     outcome = fact.routing_key().split(".")[1]
     metrics.COMMANDS.labels(cmd.msgtype, outcome).inc()
     if isinstance(fact, Sent):

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from libs.common.bus.outcomes import BusError, PublishError, Reject, Retry
+from libs.common.bus.outcomes import BusError, PublishError, Reject, Retry, Unroutable
 from libs.common.schemas import AnyMessage, BusMessage
 from libs.common.topology import CORE_QUEUES, QueueSpec
 
@@ -35,7 +35,9 @@ __all__ = [
     "PublishError",
     "Reject",
     "Retry",
+    "Unroutable",
     "connect",
+    "publish_fact",
 ]
 
 ATTEMPT_HEADER = "x-wxkf-attempt"
@@ -135,6 +137,20 @@ class Bus(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def publish_fact(bus: Bus, msg: BusMessage, *, routing_key: str | None = None) -> bool:
+    """Publish a fact for whoever listens; False when no queue is bound to its key.
+
+    Facts on ``kf.events`` are announcements: a key nobody subscribed to (no extension
+    deployed for it) is normal, counted by the bus, and must not fail the work that produced
+    the fact. Commands are different: their publish raises :class:`Unroutable`.
+    """
+    try:
+        await bus.publish(msg, routing_key=routing_key)
+    except Unroutable:
+        return False
+    return True
 
 
 async def connect(url: str, **options: Any) -> Bus:

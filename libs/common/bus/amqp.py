@@ -37,7 +37,7 @@ from pamqp.commands import Basic
 
 from libs.common.bus import DeadLetter, Handler, metrics
 from libs.common.bus import delivery as dl
-from libs.common.bus.outcomes import BusError, PublishError
+from libs.common.bus.outcomes import BusError, PublishError, Unroutable
 from libs.common.schemas import BusMessage, encode
 from libs.common.topology import (
     COMMANDS,
@@ -390,7 +390,7 @@ class AmqpBus:
             ) from None
         except aiormq.exceptions.PublishError:
             outcome = "unroutable"
-            raise PublishError(
+            raise Unroutable(
                 f"unroutable: no queue bound to {exchange!r} matches {routing_key!r}"
             ) from None
         except aiormq.exceptions.DeliveryError as exc:

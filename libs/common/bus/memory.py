@@ -22,7 +22,7 @@ import structlog
 
 from libs.common.bus import DeadLetter, Handler, metrics
 from libs.common.bus import delivery as dl
-from libs.common.bus.outcomes import BusError, PublishError
+from libs.common.bus.outcomes import BusError, PublishError, Unroutable
 from libs.common.bus.topic import matches
 from libs.common.schemas import BusMessage, encode
 from libs.common.topology import (
@@ -109,7 +109,7 @@ class MemoryBroker:
             if (matches(pattern, key) if kind == "topic" else pattern == key)
         }
         if not targets:
-            raise PublishError(f"unroutable: no queue bound to {exchange!r} matches {key!r}")
+            raise Unroutable(f"unroutable: no queue bound to {exchange!r} matches {key!r}")
         for name in sorted(targets):
             queue = self.queues[name]
             queue.ready.append(message)
@@ -323,7 +323,7 @@ class MemoryBus:
                 raise PublishError("bus closed")
             self.broker.route(exchange, message)
         except PublishError as exc:
-            outcome = "unroutable" if str(exc).startswith("unroutable") else "error"
+            outcome = "unroutable" if isinstance(exc, Unroutable) else "error"
             metrics.PUBLISHES.labels(exchange, outcome).inc()
             raise
         metrics.PUBLISHES.labels(exchange, "ok").inc()

@@ -30,3 +30,7 @@ class BusError(Exception):
 
 class PublishError(BusError):
     """A publish was not confirmed: nacked, returned as unroutable, or timed out."""
+
+
+class Unroutable(PublishError):
+    """No queue is bound to the message's routing key: nobody would ever receive it."""

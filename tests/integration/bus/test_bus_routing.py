@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.bus import BusError, PublishError
+from libs.common.bus import BusError, PublishError, Unroutable, publish_fact
 from libs.common.schemas import SendText
 from libs.common.topology import COMMANDS, CORE_QUEUES, EVENTS, QueueSpec
 from tests.integration.bus.harness import Harness, text, wait_depth
@@ -80,12 +80,22 @@ async def test_unroutable_publish_raises_and_the_bus_goes_on(harness: Harness, n
     bus = await harness.bus()
     spec = QueueSpec(name=f"{ns}.q", exchange=EVENTS, bindings=(f"{ns}.ok",))
     await bus.declare([spec])
-    with pytest.raises(PublishError, match="unroutable"):
+    with pytest.raises(Unroutable, match="unroutable"):
         await bus.publish(text(), routing_key=f"{ns}.nobody")
-    with pytest.raises(PublishError):
+    with pytest.raises(PublishError) as missing_exchange:
         await bus.publish(text(), routing_key=f"{ns}.ok", exchange=f"{ns}.no-such-exchange")
+    assert not isinstance(missing_exchange.value, Unroutable)
     # A publish to a missing exchange costs RabbitMQ the channel; the next publish still works.
     await bus.publish(text(), routing_key=f"{ns}.ok")
+    await wait_depth(harness, spec.name, 1)
+
+
+async def test_a_fact_nobody_listens_to_is_not_an_error(harness: Harness, ns: str) -> None:
+    bus = await harness.bus()
+    spec = QueueSpec(name=f"{ns}.q", exchange=EVENTS, bindings=(f"{ns}.heard",))
+    await bus.declare([spec])
+    assert await publish_fact(bus, text(), routing_key=f"{ns}.unheard") is False
+    assert await publish_fact(bus, text(), routing_key=f"{ns}.heard") is True
     await wait_depth(harness, spec.name, 1)
 
 
