@@ -1,0 +1,24 @@
+"""The system under test, started once per module for each deployment (see deployments.py).
+
+Tests share it and keep apart by user: each test talks as openids of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from tests.e2e.deployments import System, in_memory, processes
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["processes", "memory"])
+async def system(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[System]:
+    tmp: Path = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    start = processes if request.param == "processes" else in_memory
+    async with start(tmp) as running:
+        yield running
