@@ -25,7 +25,7 @@ import aiohttp
 import msgspec
 import structlog
 
-from libs.common.bus import Bus, Delivery, Handler, Reject, Retry
+from libs.common.bus import Bus, Delivery, Handler, Reject, Retry, publish_fact
 from libs.common.observability.logging import hash_openid
 from libs.common.schemas import AnyMessage, ImageReceived, MediaArchived, derived_id
 from libs.common.wechat.api import MediaDownload
@@ -100,7 +100,7 @@ async def archive(archiver: Archiver, msg: ImageReceived, delivery: Delivery) ->
         size=saved.size,
         content_type=saved.content_type,
     )
-    await archiver.bus.publish(fact)
+    await publish_fact(archiver.bus, fact)
     metrics.ARCHIVED.labels("archived").inc()
     metrics.BYTES.labels("archived").inc(saved.size)
     log.info("media.archived", event_id=msg.id, path=saved.path, size=saved.size)
