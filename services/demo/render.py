@@ -29,6 +29,8 @@ from services.demo.settings import PORT_VARIABLES
 from services.demo.stage import StepResult
 
 WHO_WIDTH = 9
+TRY_OPENID = "oWxkfTryItYourself0000000001"
+"""Not the script's user, who waits for an agent by the end of it."""
 
 
 def clock(at: float) -> str:
@@ -88,9 +90,9 @@ def where(ports: Mapping[str, int], log_path: str, *, serving: bool) -> list[str
     ]
     if serving:
         out += [
-            "Talk to it as WeChat would; what happens is printed below:",
-            f"   wxkf sim push --url {push_url} --sim {sim_url} --text 发货",
-            f"   wxkf sim push --url {push_url} --sim {sim_url} --enter",
+            "Talk to it as WeChat would, as a user of your own; what happens is printed below:",
+            f"   wxkf sim push --url {push_url} --sim {sim_url} --openid {TRY_OPENID} --enter",
+            f"   wxkf sim push --url {push_url} --sim {sim_url} --openid {TRY_OPENID} --text 发货",
         ]
     out += [
         "Ports: " + ", ".join(f"{v} ({k})" for k, v in PORT_VARIABLES.items()) + "; 0 picks one.",
