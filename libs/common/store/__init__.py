@@ -11,6 +11,7 @@ before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 import msgspec
@@ -18,11 +19,14 @@ import msgspec
 __all__ = [
     "GRANT_KINDS",
     "WINDOW_LINGER_S",
+    "Claim",
     "Grant",
     "GrantKind",
+    "RateLimit",
     "Store",
     "StoreError",
     "WindowTake",
+    "Write",
     "connect",
 ]
 
@@ -55,6 +59,35 @@ class WindowTake(msgspec.Struct, frozen=True, kw_only=True):
     """Which grant the slot came from (to release it later)."""
     reason: Literal["no_window", "window_expired", "quota_exhausted"] | None = None
     remaining: int = 0
+
+
+class Write(msgspec.Struct, frozen=True, kw_only=True):
+    """One plain key to write: ``value`` for ``ttl_s`` seconds (None: until deleted)."""
+
+    key: str
+    value: bytes
+    ttl_s: float | None = None
+
+
+class RateLimit(msgspec.Struct, frozen=True, kw_only=True):
+    """One token from the shared bucket ``key`` at ``now`` (as :meth:`Store.rate_acquire`)."""
+
+    key: str
+    rate: float
+    burst: int
+    now: float
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Store.claim` got: everything (``ok``), or nothing and the first obstacle."""
+
+    ok: bool
+    known: bytes | None = None
+    """The mark's key already held this value."""
+    window: WindowTake | None = None
+    """The window's answer: the slot taken, or why there is none (a window was asked for)."""
+    wait_s: float = 0.0
+    """The bucket has no token for this many seconds."""
 
 
 class Store(Protocol):
@@ -116,6 +149,30 @@ class Store(Protocol):
     # -- rate limit ------------------------------------------------------------------------------
     async def rate_acquire(self, key: str, *, rate: float, burst: int, now: float) -> float:
         """Token bucket shared by all replicas: 0.0 if a token was taken, else seconds to wait."""
+        ...
+
+    # -- several steps in one atomic call (one round trip on Redis) -----------------------------
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        """Make every write of ``writes`` at once, in order (a later one of a key wins)."""
+        ...
+
+    async def claim(
+        self,
+        mark: Write,
+        *,
+        window: str | None = None,
+        now: float | None = None,
+        rate: RateLimit | None = None,
+        also: Sequence[Write] = (),
+    ) -> Claim:
+        """All or nothing, atomically: write ``mark`` unless its key exists, take a slot of
+        the reply window ``window`` (as :meth:`window_take` at ``now``, which it then needs),
+        take a token from ``rate``, and make the ``also`` writes.
+
+        When one of them cannot be had, nothing is written or taken and the first obstacle
+        is answered, in this order: the mark's key exists (``known``), the window has no
+        slot (``window`` with its reason), the bucket has no token yet (``wait_s``).
+        """
         ...
 
     async def ping(self) -> None:

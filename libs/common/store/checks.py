@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from libs.common.store import GRANT_KINDS, Grant, GrantKind
+from libs.common.store import GRANT_KINDS, Grant, GrantKind, RateLimit, Write
 
 CLOSE_REASONS = ("window_expired", "quota_exhausted")
 
@@ -72,6 +72,35 @@ def rate(per_s: float, burst: int) -> tuple[float, int]:
     if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
         raise ValueError(f"burst must be an integer >= 1, got {burst!r}")
     return float(per_s), burst
+
+
+def write(w: Write) -> Write:
+    if not isinstance(w, Write):
+        raise ValueError(f"writes are store.Write values, got {type(w).__name__}")
+    key(w.key)
+    data = value(w.value)
+    if w.ttl_s is not None:
+        ttl(w.ttl_s)
+    return w if data is w.value else Write(key=w.key, value=data, ttl_s=w.ttl_s)
+
+
+def rate_limit(r: RateLimit) -> RateLimit:
+    if not isinstance(r, RateLimit):
+        raise ValueError(f"rate must be a store.RateLimit, got {type(r).__name__}")
+    key(r.key)
+    rate(r.rate, r.burst)
+    now(r.now)
+    return r
+
+
+def claim_now(window: str | None, when: float | None) -> float:
+    """The window's "now" for a claim: required with a window, ignored without one."""
+    if window is None:
+        return 0.0 if when is None else now(when)
+    key(window)
+    if when is None:
+        raise ValueError("now must be given with a window: the window's time decides")
+    return now(when)
 
 
 def _finite(x: object) -> bool:

@@ -8,17 +8,20 @@ default); window and rate-limit decisions follow the ``now`` the caller passes, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, TypeVar
 
 from libs.common.store import (
     GRANT_KINDS,
     WINDOW_LINGER_S,
+    Claim,
     Grant,
     GrantKind,
+    RateLimit,
     StoreError,
     WindowTake,
+    Write,
     checks,
 )
 
@@ -195,23 +198,12 @@ class MemoryStore:
 
     async def window_take(self, key: str, *, now: float) -> WindowTake:
         full, at = self._k(key), checks.now(now)
-        window = self._typed(full, _Window)
-        if window is None or not window.grants:
-            return WindowTake(ok=False, reason="no_window")
-        best: tuple[GrantKind, _GrantState] | None = None
-        in_time = False
-        for kind in GRANT_KINDS:
-            state = window.grants.get(kind)
-            if state is None or state.until <= at:
-                continue
-            in_time = True
-            if state.count > 0 and (best is None or state.until < best[1].until):
-                best = (kind, state)
-        if best is not None:
-            kind, state = best
-            state.count -= 1
-            return WindowTake(ok=True, kind=kind, remaining=state.count)
-        return WindowTake(ok=False, reason="quota_exhausted" if in_time else "window_expired")
+        found = _slot(self._typed(full, _Window), at)
+        if isinstance(found, WindowTake):
+            return found
+        kind, state = found
+        state.count -= 1
+        return WindowTake(ok=True, kind=kind, remaining=state.count)
 
     async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
         full, which, at = self._k(key), checks.kind(kind), checks.now(now)
@@ -242,9 +234,7 @@ class MemoryStore:
         if bucket is None:
             bucket = _Bucket(tokens=float(cap), ts=at)
             self._put(full, bucket, None)
-        if at > bucket.ts:
-            bucket.tokens = min(float(cap), bucket.tokens + (at - bucket.ts) * per_s)
-            bucket.ts = at
+        _refill(bucket, per_s, cap, at)
         wait = 0.0
         if bucket.tokens >= 1:
             bucket.tokens -= 1
@@ -254,6 +244,68 @@ class MemoryStore:
         self._expire(full, cap / per_s + 1.0)
         return wait
 
+    # -- several steps in one atomic call ------------------------------------------------------
+
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        # All checked before the first write: a bad one writes nothing.
+        checked = [(self._k(w.key), checks.write(w)) for w in writes]
+        for full, w in checked:
+            self._put(full, w.value, w.ttl_s)
+
+    async def claim(
+        self,
+        mark: Write,
+        *,
+        window: str | None = None,
+        now: float | None = None,
+        rate: RateLimit | None = None,
+        also: Sequence[Write] = (),
+    ) -> Claim:
+        # Every argument and every key's kind is checked before the first write, as the
+        # Lua script reads everything before it writes.
+        m = checks.write(mark)
+        mark_key = self._k(m.key)
+        at = checks.claim_now(window, now)
+        window_key = None if window is None else self._k(window)
+        r = None if rate is None else checks.rate_limit(rate)
+        rate_key = None if r is None else self._k(r.key)
+        extra = [(self._k(w.key), checks.write(w)) for w in also]
+
+        known = self._typed(mark_key, bytes)
+        if known is not None:
+            return Claim(ok=False, known=known)
+        slot = None
+        if window_key is not None:
+            found = _slot(self._typed(window_key, _Window), at)
+            if isinstance(found, WindowTake):
+                return Claim(ok=False, window=found)
+            slot = found
+        bucket = None
+        if r is not None and rate_key is not None:
+            bucket = self._typed(rate_key, _Bucket)
+            tokens = float(r.burst) if bucket is None else bucket.tokens
+            if bucket is not None and r.now > bucket.ts:
+                tokens = min(float(r.burst), tokens + (r.now - bucket.ts) * r.rate)
+            if tokens < 1:
+                return Claim(ok=False, wait_s=(1 - tokens) / r.rate)
+
+        self._put(mark_key, m.value, m.ttl_s)
+        taken = None
+        if slot is not None:
+            kind, state = slot
+            state.count -= 1
+            taken = WindowTake(ok=True, kind=kind, remaining=state.count)
+        if r is not None and rate_key is not None:
+            if bucket is None:
+                bucket = _Bucket(tokens=float(r.burst), ts=r.now)
+                self._put(rate_key, bucket, None)
+            _refill(bucket, r.rate, r.burst, r.now)
+            bucket.tokens -= 1
+            self._expire(rate_key, r.burst / r.rate + 1.0)
+        for full, w in extra:
+            self._put(full, w.value, w.ttl_s)
+        return Claim(ok=True, window=taken)
+
     async def ping(self) -> None:
         return None
 
@@ -261,3 +313,28 @@ class MemoryStore:
         # The data belongs to the URL, not to this handle: other services of the same process
         # may still use it, exactly as they would keep using a Redis server.
         return None
+
+
+def _slot(window: _Window | None, at: float) -> tuple[GrantKind, _GrantState] | WindowTake:
+    """The valid grant that expires first, or the refusal (see ``Store.window_take``)."""
+    if window is None or not window.grants:
+        return WindowTake(ok=False, reason="no_window")
+    best: tuple[GrantKind, _GrantState] | None = None
+    in_time = False
+    for kind in GRANT_KINDS:
+        state = window.grants.get(kind)
+        if state is None or state.until <= at:
+            continue
+        in_time = True
+        if state.count > 0 and (best is None or state.until < best[1].until):
+            best = (kind, state)
+    if best is not None:
+        return best
+    return WindowTake(ok=False, reason="quota_exhausted" if in_time else "window_expired")
+
+
+def _refill(bucket: _Bucket, per_s: float, cap: int, at: float) -> None:
+    # Callers' clocks differ a little: a "now" older than the bucket's never refills it.
+    if at > bucket.ts:
+        bucket.tokens = min(float(cap), bucket.tokens + (at - bucket.ts) * per_s)
+        bucket.ts = at

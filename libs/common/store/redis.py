@@ -9,7 +9,7 @@ with the operation and the server's address, never the password.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -23,10 +23,13 @@ from redis.exceptions import RedisError
 
 from libs.common.store import (
     WINDOW_LINGER_S,
+    Claim,
     Grant,
     GrantKind,
+    RateLimit,
     StoreError,
     WindowTake,
+    Write,
     checks,
 )
 
@@ -39,6 +42,8 @@ _SCRIPTS = (
     "window_release",
     "window_close",
     "rate_acquire",
+    "set_many",
+    "claim",
 )
 
 
@@ -191,11 +196,7 @@ class RedisStore:
         text = word.decode() if isinstance(word, bytes) else str(word)
         if ok:
             return WindowTake(ok=True, kind=checks.kind(text), remaining=int(remaining))
-        if text == "no_window":
-            return WindowTake(ok=False, reason="no_window")
-        if text == "quota_exhausted":
-            return WindowTake(ok=False, reason="quota_exhausted")
-        return WindowTake(ok=False, reason="window_expired")
+        return _refusal(text)
 
     async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
         full, which, at = self._k(key), checks.kind(kind), checks.now(now)
@@ -215,6 +216,62 @@ class RedisStore:
         wait = await self._run("rate_acquire", full, _num(per_s), cap, _num(at))
         return float(wait)
 
+    # -- several steps in one atomic call ------------------------------------------------------
+
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        keys: list[str] = []
+        args: list[bytes | str | int] = []
+        for write in writes:
+            w = checks.write(write)
+            keys.append(self._k(w.key))
+            args += _value_and_ttl(w)
+        if not keys:
+            return
+        with self._errors("set_many"):
+            await self._scripts["set_many"](keys=keys, args=args)
+
+    async def claim(
+        self,
+        mark: Write,
+        *,
+        window: str | None = None,
+        now: float | None = None,
+        rate: RateLimit | None = None,
+        also: Sequence[Write] = (),
+    ) -> Claim:
+        m = checks.write(mark)
+        keys = [self._k(m.key)]
+        args: list[bytes | str | int] = [*_value_and_ttl(m)]
+        at = checks.claim_now(window, now)
+        if window is not None:
+            keys.append(self._k(window))
+            args.append(_num(at))
+        else:
+            args.append("")
+        if rate is not None:
+            r = checks.rate_limit(rate)
+            keys.append(self._k(r.key))
+            args += [_num(r.rate), r.burst, _num(r.now)]
+        else:
+            args += ["", "", ""]
+        for write in also:
+            w = checks.write(write)
+            keys.append(self._k(w.key))
+            args += _value_and_ttl(w)
+        with self._errors("claim"):
+            answer = await self._scripts["claim"](keys=keys, args=args)
+        word, value = _text(answer[0]), answer[1]
+        if word == "known":
+            return Claim(ok=False, known=value.encode() if isinstance(value, str) else value)
+        if word == "window":
+            return Claim(ok=False, window=_refusal(_text(value)))
+        if word == "wait":
+            return Claim(ok=False, wait_s=float(value))
+        if window is None:
+            return Claim(ok=True)
+        taken = WindowTake(ok=True, kind=checks.kind(_text(value)), remaining=int(answer[2]))
+        return Claim(ok=True, window=taken)
+
     async def ping(self) -> None:
         with self._errors("ping"):
             await self._r.ping()
@@ -222,3 +279,19 @@ class RedisStore:
     async def close(self) -> None:
         with self._errors("close"):
             await self._r.aclose()
+
+
+def _text(word: bytes | str | int) -> str:
+    return word.decode() if isinstance(word, bytes) else str(word)
+
+
+def _refusal(reason: str) -> WindowTake:
+    if reason == "no_window":
+        return WindowTake(ok=False, reason="no_window")
+    if reason == "quota_exhausted":
+        return WindowTake(ok=False, reason="quota_exhausted")
+    return WindowTake(ok=False, reason="window_expired")
+
+
+def _value_and_ttl(w: Write) -> tuple[bytes, str]:
+    return w.value, "" if w.ttl_s is None else str(checks.ttl_ms(w.ttl_s))

@@ -1,0 +1,332 @@
+"""``claim`` and ``set_many``: several steps in one atomic call, the same on memory:// and Redis.
+
+A claim writes a mark unless present, takes a reply-window slot and a rate-limit token, and
+makes further writes: all of them or none. These tests check each obstacle leaves everything
+untouched, and that concurrent claims never share a mark or overspend a window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from libs.common.store import Claim, Grant, RateLimit, Store, StoreError, WindowTake, Write
+from libs.common.store.memory import MemoryStore
+from libs.common.store.redis import RedisStore
+
+pytestmark = pytest.mark.integration
+
+NOW = 1_750_000_000.25
+H48 = 48 * 3600.0
+
+
+def mark(value: bytes = b"inflight", ttl_s: float | None = 60.0, key: str = "mark") -> Write:
+    return Write(key=key, value=value, ttl_s=ttl_s)
+
+
+def bucket(now: float = NOW, *, rate: float = 1.0, burst: int = 1) -> RateLimit:
+    return RateLimit(key="r", rate=rate, burst=burst, now=now)
+
+
+async def grant(store: Store, count: int = 5, until: float = NOW + H48) -> None:
+    await store.window_grant("w", Grant(kind="message", count=count, until=until), now=NOW)
+
+
+async def left(store: Store) -> int:
+    """Slots left in "w", found by taking one and giving it back."""
+    take = await store.window_take("w", now=NOW)
+    if not take.ok:
+        return 0
+    assert take.kind is not None
+    await store.window_release("w", take.kind, now=NOW)
+    return take.remaining + 1
+
+
+# -- claim: what it takes -------------------------------------------------------------------------
+
+
+async def test_a_claim_writes_its_mark_once(store: Store) -> None:
+    assert await store.claim(mark(b"first")) == Claim(ok=True)
+    assert await store.get("mark") == b"first"
+    assert await store.claim(mark(b"second")) == Claim(ok=False, known=b"first")
+    assert await store.get("mark") == b"first"
+    await store.delete("mark")
+    assert (await store.claim(mark(b"third"))).ok
+
+
+async def test_a_claim_takes_the_slot_window_take_would(store: Store) -> None:
+    await store.window_grant("w", Grant(kind="enter", count=1, until=NOW + 60), now=NOW)
+    await grant(store, count=2)
+    first = await store.claim(mark(key="a"), window="w", now=NOW)
+    assert first == Claim(ok=True, window=WindowTake(ok=True, kind="enter", remaining=0))
+    second = await store.claim(mark(key="b"), window="w", now=NOW)
+    assert second == Claim(ok=True, window=WindowTake(ok=True, kind="message", remaining=1))
+    assert await left(store) == 1
+
+
+@pytest.mark.parametrize("reason", ["no_window", "quota_exhausted", "window_expired"])
+async def test_a_window_without_a_slot_refuses_and_nothing_is_taken(
+    store: Store, reason: str
+) -> None:
+    if reason == "quota_exhausted":
+        await grant(store, count=0)
+    elif reason == "window_expired":
+        await grant(store, until=NOW - 1)
+    extra = Write(key="next", value=b"busy", ttl_s=60)
+    claim = await store.claim(mark(), window="w", now=NOW, rate=bucket(), also=[extra])
+    assert claim == Claim(ok=False, window=WindowTake(ok=False, reason=reason))  # type: ignore[arg-type]
+    assert await store.get("mark") is None
+    assert await store.get("next") is None
+    # The bucket's one token is still there.
+    assert await store.rate_acquire("r", rate=1.0, burst=1, now=NOW) == 0.0
+
+
+async def test_a_known_mark_wins_over_every_other_obstacle_and_takes_nothing(
+    store: Store,
+) -> None:
+    await grant(store, count=1)
+    await store.set("mark", b"done")
+    assert await store.rate_acquire("r", rate=1.0, burst=1, now=NOW) == 0.0  # bucket empty
+    claim = await store.claim(mark(), window="w", now=NOW, rate=bucket())
+    assert claim == Claim(ok=False, known=b"done")
+    assert await left(store) == 1
+    await store.delete("mark")
+    refused = await store.claim(mark(), window="nobody", now=NOW, rate=bucket())
+    assert refused.window == WindowTake(ok=False, reason="no_window")
+
+
+async def test_an_empty_bucket_says_how_long_and_nothing_is_taken(store: Store) -> None:
+    await grant(store, count=3)
+    assert await store.rate_acquire("r", rate=2.0, burst=1, now=NOW) == 0.0
+    waiting = await store.claim(mark(), window="w", now=NOW, rate=bucket(rate=2.0))
+    assert not waiting.ok
+    assert waiting.wait_s == pytest.approx(0.5)
+    assert await store.get("mark") is None
+    assert await left(store) == 3
+    later = await store.claim(mark(), window="w", now=NOW, rate=bucket(NOW + 0.5, rate=2.0))
+    assert later.ok
+    assert await left(store) == 2
+
+
+async def test_a_claim_spends_one_token_as_rate_acquire_does(store: Store) -> None:
+    for i in range(3):
+        claim = await store.claim(mark(key=f"m{i}"), rate=bucket(burst=3))
+        assert claim == Claim(ok=True)
+    assert await store.rate_acquire("r", rate=1.0, burst=3, now=NOW) == pytest.approx(1.0)
+    # A clock behind the bucket's never refills it.
+    behind = await store.claim(mark(key="m9"), rate=bucket(NOW - 100, burst=3))
+    assert behind.wait_s == pytest.approx(1.0)
+
+
+async def test_other_writes_are_made_only_with_the_claim(store: Store) -> None:
+    await grant(store, count=1)
+    extra = [Write(key="x", value=b"1", ttl_s=60), Write(key="y", value=b"2")]
+    assert (await store.claim(mark(key="a"), window="w", now=NOW, also=extra)).ok
+    assert (await store.get("x"), await store.get("y")) == (b"1", b"2")
+    await store.delete("x")
+    refused = await store.claim(mark(key="b"), window="w", now=NOW, also=extra)
+    assert refused.window == WindowTake(ok=False, reason="quota_exhausted")
+    assert await store.get("x") is None
+
+
+async def test_a_mark_expires_with_its_ttl(store: Store, wait_until) -> None:
+    assert (await store.claim(mark(ttl_s=0.2))).ok
+
+    async def claimable_again() -> bool:
+        return (await store.claim(mark(b"again"))).ok
+
+    await wait_until(claimable_again)
+    assert await store.get("mark") == b"again"
+
+
+async def test_concurrent_claims_of_one_mark_have_one_winner(store: Store) -> None:
+    await grant(store, count=10)
+    claims = await asyncio.gather(
+        *(store.claim(mark(f"d{i}".encode()), window="w", now=NOW) for i in range(30))
+    )
+    winners = [i for i, c in enumerate(claims) if c.ok]
+    assert len(winners) == 1
+    assert await store.get("mark") == f"d{winners[0]}".encode()
+    assert {c.known for c in claims if not c.ok} == {f"d{winners[0]}".encode()}
+    assert await left(store) == 9
+
+
+async def test_concurrent_claims_never_exceed_the_window(store: Store) -> None:
+    await grant(store, count=17)
+    claims = await asyncio.gather(
+        *(store.claim(mark(key=f"m{i}"), window="w", now=NOW) for i in range(60))
+    )
+    granted = [c for c in claims if c.ok]
+    assert len(granted) == 17
+    assert sorted(c.window.remaining for c in granted if c.window) == list(range(17))
+    refused = {c.window.reason for c in claims if not c.ok and c.window}
+    assert refused == {"quota_exhausted"}
+
+
+# -- claim: bad input and keys of another kind -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mark": Write(key="", value=b"v")}, "key"),
+        ({"mark": Write(key="m", value="text")}, "bytes"),  # type: ignore[arg-type]
+        ({"mark": Write(key="m", value=b"v", ttl_s=0)}, "ttl_s"),
+        ({"mark": ("m", b"v")}, "Write"),
+        ({"window": "w"}, "now"),
+        ({"window": "w", "now": math.nan}, "now"),
+        ({"window": "", "now": NOW}, "key"),
+        ({"rate": RateLimit(key="r", rate=0, burst=1, now=NOW)}, "rate"),
+        ({"rate": RateLimit(key="r", rate=1, burst=0, now=NOW)}, "burst"),
+        ({"rate": RateLimit(key="r", rate=1, burst=1, now=math.inf)}, "now"),
+        ({"also": [Write(key="x", value=b"v", ttl_s=-1)]}, "ttl_s"),
+    ],
+)
+async def test_bad_claims_are_refused_and_change_nothing(
+    store: Store, kwargs: dict[str, Any], match: str
+) -> None:
+    await grant(store, count=1)
+    args = {"mark": mark(), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        await store.claim(**args)
+    assert await store.get("mark") is None
+    assert await store.get("x") is None
+    assert await left(store) == 1
+    assert await store.rate_acquire("r", rate=1.0, burst=1, now=NOW) == 0.0
+
+
+async def test_a_key_of_another_kind_fails_the_claim_before_any_write(store: Store) -> None:
+    await store.set("w", b"plain")
+    with pytest.raises(StoreError):
+        await store.claim(mark(), window="w", now=NOW, also=[Write(key="x", value=b"1")])
+    assert await store.get("mark") is None
+    assert await store.get("x") is None
+    await store.window_grant("w2", Grant(kind="message", count=1, until=NOW + 60), now=NOW)
+    with pytest.raises(StoreError):
+        await store.claim(Write(key="w2", value=b"v"))
+    with pytest.raises(StoreError):
+        await store.claim(mark(), rate=RateLimit(key="w", rate=1, burst=1, now=NOW))
+    assert await store.get("mark") is None
+
+
+# -- set_many -------------------------------------------------------------------------------------
+
+
+async def test_set_many_writes_every_key(store: Store, wait_until) -> None:
+    await store.set("b", b"old")
+    await store.set_many(
+        [
+            Write(key="a", value=b"1"),
+            Write(key="b", value=bytes(range(256)), ttl_s=60),
+            Write(key="short", value=b"s", ttl_s=0.2),
+            Write(key="a", value=b"2"),  # the later write of a key wins
+        ]
+    )
+    assert await store.get("a") == b"2"
+    assert await store.get("b") == bytes(range(256))
+
+    async def short_gone() -> bool:
+        return await store.get("short") is None
+
+    await wait_until(short_gone)
+    assert await store.get("a") == b"2"
+
+
+async def test_set_many_of_nothing_does_nothing(store: Store) -> None:
+    await store.set_many([])
+    assert await store.get("a") is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Write(key="", value=b"v"),
+        Write(key="k", value="text"),  # type: ignore[arg-type]
+        Write(key="k", value=b"v", ttl_s=math.nan),
+        Write(key="k", value=b"v", ttl_s=0),
+    ],
+)
+async def test_set_many_with_a_bad_write_writes_nothing(store: Store, bad: Write) -> None:
+    with pytest.raises(ValueError, match=r"key|bytes|ttl_s"):
+        await store.set_many([Write(key="good", value=b"v"), bad])
+    assert await store.get("good") is None
+
+
+# -- the two backends answer random histories alike ---------------------------------------------
+
+
+@pytest.fixture
+async def both(
+    prefix: str, redis_url: str, raw_redis: aioredis.Redis
+) -> AsyncIterator[tuple[Store, Store]]:
+    redis_store = await RedisStore.connect(redis_url, prefix=prefix)
+    yield MemoryStore(prefix=prefix), redis_store
+    await redis_store.close()
+
+
+async def apply(store: Store, op: tuple[Any, ...]) -> object:
+    name, now = op[0], op[1]
+    if name == "grant":
+        kind, count, until = op[2:]
+        return await store.window_grant("w", Grant(kind=kind, count=count, until=until), now=now)
+    if name == "take":
+        return await store.window_take("w", now=now)
+    if name == "forget":
+        return await store.delete(op[2])
+    if name == "rate":
+        return await store.rate_acquire("r", rate=2.0, burst=2, now=now)
+    mark_key, with_window, with_rate = op[2:]
+    return await store.claim(
+        Write(key=mark_key, value=mark_key.encode(), ttl_s=3600),
+        window="w" if with_window else None,
+        now=now,
+        rate=RateLimit(key="r", rate=2.0, burst=2, now=now) if with_rate else None,
+        also=[Write(key="after:" + mark_key, value=b"x", ttl_s=3600)],
+    )
+
+
+def history(rng: random.Random, length: int) -> list[tuple[Any, ...]]:
+    ops: list[tuple[Any, ...]] = []
+    now = NOW
+    for _ in range(length):
+        now += rng.choice([0.0, 0.0, 0.1, 0.3, 1.0, 61.0])
+        pick = rng.random()
+        marks = [f"m{i}" for i in range(6)]
+        if pick < 0.15:
+            kind = rng.choice(["message", "enter"])
+            span = 600.0 if kind == "message" else 60.0
+            ops.append(("grant", now, kind, rng.randint(0, 4), now + span))
+        elif pick < 0.25:
+            ops.append(("take", now))
+        elif pick < 0.35:
+            ops.append(("forget", now, rng.choice(marks)))
+        elif pick < 0.45:
+            ops.append(("rate", now))
+        else:
+            ops.append(("claim", now, rng.choice(marks), rng.random() < 0.8, rng.random() < 0.7))
+    return ops
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_both_backends_claim_alike(both: tuple[Store, Store], seed: int) -> None:
+    memory, redis_store = both
+    # Each seed is a test of its own: a new memory store, a new Redis prefix.
+    for step, op in enumerate(history(random.Random(seed), 150)):
+        expected = await apply(memory, op)
+        got = await apply(redis_store, op)
+        if isinstance(expected, Claim) and isinstance(got, Claim):
+            assert got.wait_s == pytest.approx(expected.wait_s, rel=1e-9, abs=1e-9), (seed, step)
+            got = Claim(ok=got.ok, known=got.known, window=got.window)
+            expected = Claim(ok=expected.ok, known=expected.known, window=expected.window)
+        elif isinstance(expected, float):
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), (seed, step, op)
+            continue
+        assert got == expected, (seed, step, op)
+        for key in ("m0", "after:m0"):
+            assert await redis_store.get(key) == await memory.get(key), (seed, step, key)
