@@ -51,7 +51,6 @@ from tests.support.waiting import eventually
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_DB = int(os.environ.get("WXKF_TEST_E2E_REDIS_DB", "14"))
 """The e2e runs keep to a Redis database of their own (the other suites use db 0)."""
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 START_DEADLINE_S = 90.0
 """Five Python processes importing on two busy cores: minutes are possible, seconds usual."""
 SHORT_TTL_S = 900
@@ -76,6 +75,8 @@ class System:
     """Colours the asset images of this run (see :mod:`services.demo.images`)."""
     openids: list[str] = field(default_factory=list)
     logs: dict[str, list[str]] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    """The process of each service (the processes deployment only)."""
 
     def new_openid(self) -> str:
         openid = "oE2e" + uuid.uuid4().hex[:24]
@@ -211,8 +212,16 @@ async def ready(url: str) -> None:
         await eventually(status, lambda s: s == 200, deadline_s=START_DEADLINE_S, what=url)
 
 
+def redis_url(db: int) -> str:
+    return f"redis://127.0.0.1:6379/{db}"
+
+
 @contextlib.asynccontextmanager
-async def processes(tmp: Path) -> AsyncIterator[System]:
+async def processes(
+    tmp: Path, *, history: bool = True, redis_db: int = REDIS_DB, log_level: str = "info"
+) -> AsyncIterator[System]:
+    """The services as processes (and the history extension, unless ``history`` is False);
+    ``System.pids`` names each process."""
     config = run_config()
     tint = secrets.randbelow(256)
     sim = SimState(config, clock=SimClock())
@@ -228,9 +237,9 @@ async def processes(tmp: Path) -> AsyncIterator[System]:
                 {
                     **values,
                     "bus_url": amqp_url,
-                    "store_url": REDIS_URL,
+                    "store_url": redis_url(redis_db),
                     "log_format": "json",
-                    "log_level": "info",
+                    "log_level": log_level,
                     "ingress_port": "0",
                     "router_port": "0",
                     "sender_port": "0",
@@ -245,7 +254,8 @@ async def processes(tmp: Path) -> AsyncIterator[System]:
             media_port = await children["media"].bound()
             env["WXKF_MEDIA_URL"] = f"http://127.0.0.1:{media_port}"
             for name in CHILDREN[1:]:
-                children[name] = await spawn(name, env)
+                if name != "history" or history:
+                    children[name] = await spawn(name, env)
             ports = {name: await child.bound() for name, child in children.items()}
             await asyncio.gather(
                 *(ready(f"http://127.0.0.1:{port}/readyz") for port in ports.values())
@@ -258,13 +268,14 @@ async def processes(tmp: Path) -> AsyncIterator[System]:
                     kind="processes",
                     appid=config.appid,
                     push_url=f"http://127.0.0.1:{ports['ingress']}/wechat",
-                    history_url=f"http://127.0.0.1:{ports['history']}",
+                    history_url=f"http://127.0.0.1:{ports['history']}" if history else "",
                     sim=sim,
                     sim_url=sim_url,
                     bus=bus,
                     observer=observer,
                     asset_tint=tint,
                     logs={name: child.lines for name, child in children.items()},
+                    pids={name: child.proc.pid for name, child in children.items()},
                 )
                 yield system
             finally:
@@ -276,12 +287,12 @@ async def processes(tmp: Path) -> AsyncIterator[System]:
                 child.proc.kill()
         await asyncio.to_thread(rabbit.delete_vhost, vhost)
         if system is not None:
-            await forget(system)
+            await forget(system, redis_url(redis_db))
 
 
-async def forget(system: System) -> None:
-    """Remove every Redis key of this run: each names the run's appid, an openid, a bus
-    message id, or an image of the run (by hash or media id)."""
+async def forget(system: System, url: str) -> None:
+    """Remove every Redis key of this run: each has a part (between colons) that is the run's
+    appid, one of its openids, a bus message id, or an image of the run (hash or media id)."""
     names = {system.appid, *system.openids}
     for seen in system.observer.seen:
         names.add(seen.msg.id)
@@ -293,12 +304,12 @@ async def forget(system: System) -> None:
             names.add(event)
     names.update(hashlib.sha256(draw(system.asset_tint)).hexdigest() for draw in ASSETS.values())
     names.update(system.sim.media.items)
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = aioredis.Redis.from_url(url)
     try:
         doomed = [
             key
             async for key in client.scan_iter(count=1000)
-            if any(name in key.decode("utf-8", "replace") for name in names)
+            if not names.isdisjoint(key.decode("utf-8", "replace").split(":"))
         ]
         for start in range(0, len(doomed), 500):
             await client.delete(*doomed[start : start + 500])
