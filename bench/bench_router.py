@@ -161,30 +161,54 @@ def engine(name: str, rs: Ruleset, events: list[InboundEvent], rounds: int = 3) 
 
 
 class Backend:
-    def __init__(self, name: str, bus: Bus, store: Store, cleanup: Callable[[], Awaitable[None]]):
-        self.name, self.bus, self.store, self.cleanup = name, bus, store, cleanup
+    """A bus and a store; ``client()`` opens another bus connection (another process)."""
+
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        client: Callable[[], Awaitable[Bus]],
+        cleanup: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.name, self.store, self._client, self._cleanup = name, store, client, cleanup
+        self.buses: list[Bus] = []
+
+    async def client(self) -> Bus:
+        bus = await self._client()
+        self.buses.append(bus)
+        return bus
+
+    async def cleanup(self) -> None:
+        for bus in reversed(self.buses):
+            await bus.close()
+        await self._cleanup()
 
 
 async def open_backend(name: str, redis_url: str) -> Backend:
     prefix = f"wxkf-bench:{uuid.uuid4().hex}:"
     if name == "memory":
-        bus = MemoryBus.fresh()
+        broker = MemoryBus.fresh()
         url = f"memory://bench-{uuid.uuid4().hex}"
         store = MemoryStore.shared(url, prefix=prefix)
 
+        async def memory_client() -> Bus:
+            return broker.client()
+
         async def cleanup() -> None:
-            await bus.close()
+            await broker.close()
             MemoryStore.forget(url)
 
-        return Backend(name, bus, store, cleanup)
+        return Backend(name, store, memory_client, cleanup)
     vhost = f"wxkf-bench-{uuid.uuid4().hex[:10]}"
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    amqp = await bus_lib.connect(f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}")
+    amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
     redis_store = await RedisStore.connect(redis_url, prefix=prefix)
 
+    async def amqp_client() -> Bus:
+        return await bus_lib.connect(amqp_url)
+
     async def cleanup_real() -> None:
-        await amqp.close()
         await redis_store.close()
         client = aioredis.Redis.from_url(redis_url)
         keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
@@ -193,7 +217,7 @@ async def open_backend(name: str, redis_url: str) -> Backend:
         await client.aclose()
         rabbitmqctl("delete_vhost", vhost)
 
-    return Backend(name, amqp, redis_store, cleanup_real)
+    return Backend(name, redis_store, amqp_client, cleanup_real)
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -237,7 +261,9 @@ async def service(name: str, redis_url: str, n: int, prefetch: int, engine_mean_
         print(f"  {name}: skipped ({type(exc).__name__}: {exc})")
         return
     try:
-        bus, store = backend.bus, backend.store
+        # Like separate processes: the router, the fact collector and the asking ingress
+        # each have a connection of their own (stopping one's consumers leaves the others).
+        bus, store = await backend.client(), backend.store
         await bus.declare()
         facts: list[DecisionMade] = []
         sink = QueueSpec(
@@ -253,9 +279,7 @@ async def service(name: str, redis_url: str, n: int, prefetch: int, engine_mean_
                 if len(facts) >= n:
                     all_facts.set()
 
-        facts_bus = bus
-        if isinstance(bus, MemoryBus):
-            facts_bus = bus.client()
+        facts_bus = await backend.client()
         await facts_bus.consume(sink, collect, prefetch=256)
 
         async def nothing(msg: AnyMessage, delivery: Delivery) -> None:
@@ -288,7 +312,7 @@ async def service(name: str, redis_url: str, n: int, prefetch: int, engine_mean_
             )
         # 3. The RPC as ingress sees it: one request at a time, over the same bus.
         await bus.consume(ROUTER_EVENTS, lambda m, d: handle_event(router, m, d), prefetch=prefetch)
-        asker = bus.client() if isinstance(bus, MemoryBus) else bus
+        asker = await backend.client()
         rtts: list[float] = []
         for event in mix(min(n, 500)):
             if not isinstance(event, TextReceived):
@@ -302,10 +326,6 @@ async def service(name: str, redis_url: str, n: int, prefetch: int, engine_mean_
             f"  {'':<7} decision RPC round trip (publish confirmed → answer), one at a time: "
             f"p50 {percentile(rtts, 0.5) * 1e3:.2f} ms, p99 {percentile(rtts, 0.99) * 1e3:.2f} ms"
         )
-        if facts_bus is not bus:
-            await facts_bus.close()
-        if asker is not bus:
-            await asker.close()
     finally:
         await backend.cleanup()
 

@@ -3,8 +3,8 @@
 For each event the router reads two keys at once, the user's session and the plan already
 made for this event id (a redelivery), decides from the rules in memory and answers the
 decision RPC, all before any other work. Then it stores the plan under the event id, and
-carries it out: the ``decision.<action>`` fact, the session change, the send commands in
-order, the extension topics; last it marks the plan done.
+carries it out: the ``decision.<action>`` fact, the session change, the send commands (one
+after the other, in order), the extension topics; last it marks the plan done.
 
 A redelivered event whose plan is done is answered again (from the plan) and nothing else
 happens; one whose plan is unfinished has the same plan carried out again: the same fact
@@ -179,25 +179,49 @@ def _late(router: Router, event: InboundEvent, delivery: Delivery) -> bool:
 async def _carry_out(
     router: Router, event: InboundEvent, plan: Plan, *, session: Session | None
 ) -> None:
-    """Publish what the plan says, in order, then mark it done. ``session``: as read, if fresh."""
-    bus, store = router.bus, router.store
+    """Carry out the plan, then mark it done. ``session``: the session as read, if fresh.
+
+    The fact, the session change, the commands and the extensions do not wait on each other;
+    the commands go out one after the other, so the sender receives them in their order.
+    """
+    steps = [_record(router, plan), _session(router, event, plan, session)]
+    steps.append(_commands(router.bus, plan))
+    steps.extend(_publish_extension(router.bus, event, topic) for topic in plan.extensions)
+    failures = [
+        r for r in await asyncio.gather(*steps, return_exceptions=True) if isinstance(r, Exception)
+    ]
     try:
-        if plan.fact is not None:
-            heard = await publish_fact(bus, plan.fact)
-            metrics.DECISION_FACTS.labels("published" if heard else "unroutable").inc()
-        if plan.change is not None:
-            before = session if session is not None else await sessions.load(store, event.openid)
-            after = plan.change.apply(before)
-            if after != before:
-                await sessions.save(store, event.openid, after, ttl_s=router.session_ttl_s)
-        for command in plan.commands:
-            await bus.publish(command)
-            metrics.COMMANDS.labels(command.msgtype).inc()
-        for topic in plan.extensions:
-            await _publish_extension(bus, event, topic)
-        await store.set(plans.key(event.id), plans.encode(plan.finished()), ttl_s=router.plan_ttl_s)
+        if failures:
+            raise failures[0]
+        await router.store.set(
+            plans.key(event.id), plans.encode(plan.finished()), ttl_s=router.plan_ttl_s
+        )
     except (StoreError, PublishError) as exc:
         raise Retry(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _record(router: Router, plan: Plan) -> None:
+    if plan.fact is not None:
+        heard = await publish_fact(router.bus, plan.fact)
+        metrics.DECISION_FACTS.labels("published" if heard else "unroutable").inc()
+
+
+async def _session(
+    router: Router, event: InboundEvent, plan: Plan, session: Session | None
+) -> None:
+    if plan.change is None:
+        return
+    store = router.store
+    before = session if session is not None else await sessions.load(store, event.openid)
+    after = plan.change.apply(before)
+    if after != before:
+        await sessions.save(store, event.openid, after, ttl_s=router.session_ttl_s)
+
+
+async def _commands(bus: Bus, plan: Plan) -> None:
+    for command in plan.commands:
+        await bus.publish(command)
+        metrics.COMMANDS.labels(command.msgtype).inc()
 
 
 async def _publish_extension(bus: Bus, event: InboundEvent, topic: str) -> None:
