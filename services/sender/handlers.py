@@ -1,9 +1,11 @@
 """The sender's two bus handlers: send commands, and the inbound events that open windows.
 
-A command goes through, in order: the ledger (a redelivery re-publishes its outcome and
-sends nothing), the order of its cause, its body (assets resolved), the shared rate limit,
-a slot of the reply window, and the call. Every command ends in exactly one fact on
-``kf.events``: ``outbound.sent.*``, ``outbound.rejected.*`` or ``outbound.failed.*``.
+A command goes through, in order: the order of its cause, its body (assets resolved), one
+atomic claim in the store of its ledger mark (a redelivery finds its outcome there,
+re-publishes it and sends nothing), a slot of the reply window and a token of the shared
+rate limit, then the call, and one store call recording its outcome. Every command ends in
+exactly one fact on ``kf.events``: ``outbound.sent.*``, ``outbound.rejected.*`` or
+``outbound.failed.*``.
 
 Transient failures go back to the bus (``Retry``: delay queues with capped backoff); on the
 last attempt the command is reported failed and dead-lettered (``Reject``), from where
@@ -43,7 +45,7 @@ from libs.common.schemas import (
     encode,
     now_ms,
 )
-from libs.common.store import GrantKind, Store, StoreError
+from libs.common.store import Claim, GrantKind, RateLimit, Store, StoreError, Write
 from libs.common.topology import QueueSpec
 from libs.common.wechat.api import ApiClient, CustomMessage
 from libs.common.wechat.apierrors import (
@@ -118,9 +120,9 @@ async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) ->
 
 
 async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None:
-    # No ledger read up front: the mark taken right before the call is the duplicate check
-    # (one write instead of a read and a write), and every outcome reached without a call is
-    # recorded only if none is yet. A duplicate so costs at most a window slot, given back.
+    # No ledger read up front: the claim right before the call is the duplicate check (it
+    # takes nothing when the command is known), and every outcome reached without a call is
+    # recorded only if none is yet.
     settings, store = sender.settings, sender.store
     if cmd.appid != settings.appid:
         await _settle(sender, cmd, delivery, _failed(cmd, delivery, f"command for app {cmd.appid}"))
@@ -152,13 +154,10 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
     except MediaServiceError as exc:
         await _media_failure(sender, cmd, delivery, exc)
         return
-    await _pace(sender, cmd, delivery)
-    take = await store.window_take(windows.window_key(cmd.appid, cmd.openid), now=sender.clock())
-    metrics.QUOTA.labels(take.reason or "granted").inc()
-    if not take.ok or take.kind is None:
-        reason = take.reason or "no_window"
-        await _refused_by_window(sender, cmd, delivery, reason, detail=reason)
+    claim = await _claim(sender, cmd, delivery, spends_slot=True)
+    if claim is None:
         return
+    slot = claim.window.kind if claim.window is not None else None
 
     async def call() -> float:
         try:
@@ -171,7 +170,7 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
         log.info("send.media_re_resolved")
         return await _call_send(sender, fresh.message)
 
-    await _deliver(sender, cmd, delivery, take.kind, call)
+    await _deliver(sender, cmd, delivery, slot, call)
 
 
 async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
@@ -186,7 +185,8 @@ async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
             log.info("send.typing_refused", why=why)
             await _refused_by_window(sender, cmd, delivery, "typing_not_allowed", detail=why)
             return
-    await _pace(sender, cmd, delivery)
+    if await _claim(sender, cmd, delivery, spends_slot=False) is None:
+        return
 
     async def call() -> float:
         return await sender.token.call(
@@ -221,20 +221,9 @@ async def _deliver(
     slot: GrantKind | None,
     call: Callable[[], Awaitable[float]],
 ) -> None:
-    """Call WeChat under this delivery's ledger mark and settle what came of it. ``slot``: the
-    window slot the call spends (None for typing, which spends none)."""
+    """Call WeChat under this delivery's ledger mark (see :func:`_claim`) and settle what came
+    of it. ``slot``: the window slot the call spends (None for typing, which spends none)."""
     settings, store = sender.settings, sender.store
-    now = sender.wall()
-    known = await ledger.begin(store, cmd.id, at=now, ttl_s=settings.ledger_ttl_s)
-    if known is not None:
-        await _release(sender, cmd, slot)
-        await _known(sender, cmd, delivery, known)
-        return
-    if order.has_successor(cmd):
-        # The next of its cause waits at least as long as this call may take (a refused token
-        # means a second call), instead of spending its attempts meanwhile.
-        busy_until = now + 2 * settings.wechat_timeout_s + 1.0
-        await order.mark_retrying(store, cmd, at=busy_until, ttl_s=settings.ledger_ttl_s)
     try:
         latency = await call()
     except WeChatApiError as exc:
@@ -263,12 +252,14 @@ async def _deliver(
         await _retry_or_fail(sender, cmd, delivery, why=why, errmsg=str(exc), errcode=errcode)
         return
     now = sender.clock()
+    chat: list[Write] = []
     if isinstance(cmd, SendTyping):
         until = now + settings.typing_duration_s if cmd.command == "Typing" else None
         await typing_rules.typing(store, cmd.appid, cmd.openid, until=until)
     else:
-        await typing_rules.delivered(store, cmd.appid, cmd.openid, at=now)
-    await _settle(sender, cmd, delivery, _sent(cmd, delivery, latency), owned=True)
+        # Written with the outcome, in the same store call.
+        chat.append(typing_rules.delivered(cmd.appid, cmd.openid, at=now))
+    await _settle(sender, cmd, delivery, _sent(cmd, delivery, latency), owned=True, also=chat)
 
 
 async def _refused(
@@ -411,22 +402,30 @@ async def _best_effort(step: Awaitable[None]) -> None:
 
 
 async def _settle(
-    sender: Sender, cmd: SendCommand, delivery: Delivery, fact: Outcome, *, owned: bool = False
+    sender: Sender,
+    cmd: SendCommand,
+    delivery: Delivery,
+    fact: Outcome,
+    *,
+    owned: bool = False,
+    also: list[Write] | None = None,
 ) -> None:
     """Record the outcome (so a redelivery repeats it), free the successor, publish it.
 
-    ``owned``: this delivery holds the command's ledger mark and replaces it; otherwise the
-    outcome is recorded only if the command is not known yet (else that is what counts)."""
+    ``owned``: this delivery holds the command's ledger mark and replaces it, in one store
+    call with the successor's step and the ``also`` writes; otherwise the outcome is recorded
+    only if the command is not known yet (else that is what counts)."""
     settings, store = sender.settings, sender.store
     raw, now, ttl = encode(fact), sender.wall(), settings.ledger_ttl_s
     if owned:
-        await ledger.finish(store, cmd.id, raw, at=now, ttl_s=ttl)
+        record = ledger.outcome(cmd.id, raw, at=now, ttl_s=ttl)
+        await store.set_many([record, *(also or ()), *order.done(cmd, ttl_s=ttl)])
     else:
         known = await ledger.settle_once(store, cmd.id, raw, at=now, ttl_s=ttl)
         if known is not None:
             await _known(sender, cmd, delivery, known)
             return
-    await order.mark_done(store, cmd, ttl_s=ttl)
+        await order.mark_done(store, cmd, ttl_s=ttl)
     await publish_fact(sender.bus, fact)
     outcome = fact.routing_key().split(".")[1]
     metrics.COMMANDS.labels(cmd.msgtype, outcome).inc()
@@ -459,22 +458,47 @@ async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> 
     metrics.QUOTA.labels("released").inc()
 
 
-async def _pace(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None:
-    """Wait for the shared rate limit; a long wait goes back to the bus instead."""
-    settings = sender.settings
-    if settings.send_rate_per_s <= 0:
-        return
+async def _claim(
+    sender: Sender, cmd: SendCommand, delivery: Delivery, *, spends_slot: bool
+) -> Claim | None:
+    """Take what a call needs, in one atomic store call: the command's ledger mark (only if
+    nothing is known of it: two deliveries never both call), a slot of the user's reply
+    window (unless ``spends_slot`` is False), a token of the shared rate limit, and the
+    successor's wait. All or nothing; None when the command was settled or handed back
+    instead. A short wait for the rate limit is a pace (the call keeps its place), a long one
+    goes back to the bus.
+    """
+    settings, store = sender.settings, sender.store
+    window = windows.window_key(cmd.appid, cmd.openid) if spends_slot else None
+    limited = settings.send_rate_per_s > 0
     waited = 0.0
     while True:
-        wait = await sender.store.rate_acquire(
-            f"sender:rate:{settings.appid}",
-            rate=settings.send_rate_per_s,
-            burst=settings.send_rate_burst,
-            now=sender.wall(),
+        now = sender.wall()
+        # The next of its cause waits at least as long as this call may take (a refused token
+        # means a second call), instead of spending its attempts meanwhile.
+        busy_until = now + 2 * settings.wechat_timeout_s + 1.0
+        claim = await store.claim(
+            ledger.inflight(cmd.id, at=now, ttl_s=settings.ledger_ttl_s),
+            window=window,
+            now=sender.clock() if spends_slot else None,
+            rate=_rate_limit(sender, now) if limited else None,
+            also=order.retrying(cmd, at=busy_until, ttl_s=settings.ledger_ttl_s),
         )
-        if wait <= 0:
-            metrics.RATE_WAIT_SECONDS.observe(waited)
-            return
+        if claim.ok:
+            if spends_slot:
+                metrics.QUOTA.labels("granted").inc()
+            if limited:
+                metrics.RATE_WAIT_SECONDS.observe(waited)
+            return claim
+        if claim.known is not None:
+            await _known(sender, cmd, delivery, ledger.parse(cmd.id, claim.known))
+            return None
+        if claim.window is not None:
+            reason = claim.window.reason or "no_window"
+            metrics.QUOTA.labels(reason).inc()
+            await _refused_by_window(sender, cmd, delivery, reason, detail=reason)
+            return None
+        wait = claim.wait_s
         if waited + wait > settings.max_pace_wait_s:
             await _retry_or_fail(
                 sender, cmd, delivery, why="rate_limit", errmsg="rate limit", delay_s=wait
@@ -482,6 +506,16 @@ async def _pace(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None:
         # Pacing, not retrying: the call is due in ``wait`` seconds and keeps its place.
         await asyncio.sleep(wait)
         waited += wait
+
+
+def _rate_limit(sender: Sender, now: float) -> RateLimit:
+    settings = sender.settings
+    return RateLimit(
+        key=f"sender:rate:{settings.appid}",
+        rate=settings.send_rate_per_s,
+        burst=settings.send_rate_burst,
+        now=now,
+    )
 
 
 # --- facts -------------------------------------------------------------------------------------

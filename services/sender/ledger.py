@@ -1,7 +1,8 @@
 """What became of each command, by command id, so a redelivered command is never sent twice.
 
 Right before the call a command is marked in flight (with the time, and only if nothing is
-marked yet: two deliveries of one command never both call); once settled, its outcome fact
+marked yet: two deliveries of one command never both call; the mark is written in the same
+atomic store call that takes the window slot and the rate token); once settled, its outcome fact
 is kept, and a redelivery publishes that fact again instead of calling WeChat. A command
 still marked in flight long after the call's deadline was abandoned mid-call by a replica
 that died: whether WeChat delivered it is unknown (an ambiguous failure).
@@ -14,7 +15,7 @@ from typing import Literal
 import msgspec
 import structlog
 
-from libs.common.store import Store
+from libs.common.store import Store, Write
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +37,10 @@ def ledger_key(command_id: str) -> str:
 
 async def read(store: Store, command_id: str) -> Entry | None:
     raw = await store.get(ledger_key(command_id))
-    if raw is None:
-        return None
+    return None if raw is None else parse(command_id, raw)
+
+
+def parse(command_id: str, raw: bytes) -> Entry:
     try:
         return _decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -46,10 +49,18 @@ async def read(store: Store, command_id: str) -> Entry | None:
         return Entry(state="inflight", at=0.0)
 
 
-async def begin(store: Store, command_id: str, *, at: float, ttl_s: float) -> Entry | None:
-    """Mark the command as being sent now, unless something is known of it already: then
-    that (a settled outcome, or another delivery's mark). Two deliveries never both call."""
-    return await _record_once(store, command_id, Entry(state="inflight", at=at), ttl_s)
+def inflight(command_id: str, *, at: float, ttl_s: float) -> Write:
+    """The mark of a command being sent now. Written with :meth:`Store.claim` (only if
+    nothing is known of the command yet) right before the call: two deliveries never both
+    call, and the one that finds a mark learns what is known instead."""
+    entry = Entry(state="inflight", at=at)
+    return Write(key=ledger_key(command_id), value=msgspec.json.encode(entry), ttl_s=ttl_s)
+
+
+def outcome(command_id: str, fact: bytes, *, at: float, ttl_s: float) -> Write:
+    """The command's outcome; written over this delivery's own mark once its call settled."""
+    entry = Entry(state="done", at=at, fact=msgspec.Raw(fact))
+    return Write(key=ledger_key(command_id), value=msgspec.json.encode(entry), ttl_s=ttl_s)
 
 
 async def settle_once(
@@ -57,26 +68,8 @@ async def settle_once(
 ) -> Entry | None:
     """Record an outcome reached without a call, unless something is known of the command
     already: then that, which stands."""
-    entry = Entry(state="done", at=at, fact=msgspec.Raw(fact))
-    return await _record_once(store, command_id, entry, ttl_s)
-
-
-async def _record_once(store: Store, command_id: str, entry: Entry, ttl_s: float) -> Entry | None:
-    raw = msgspec.json.encode(entry)
-    for _ in range(2):
-        if await store.set_if_absent(ledger_key(command_id), raw, ttl_s=ttl_s):
-            return None
-        found = await read(store, command_id)
-        if found is not None:
-            return found
-        # Cleared by its owner between the two calls: nothing is known of it, try again.
-    return Entry(state="inflight", at=entry.at)
-
-
-async def finish(store: Store, command_id: str, fact: bytes, *, at: float, ttl_s: float) -> None:
-    """Replace this delivery's own mark with the outcome of its call."""
-    entry = Entry(state="done", at=at, fact=msgspec.Raw(fact))
-    await store.set(ledger_key(command_id), msgspec.json.encode(entry), ttl_s=ttl_s)
+    claim = await store.claim(outcome(command_id, fact, at=at, ttl_s=ttl_s))
+    return None if claim.known is None else parse(command_id, claim.known)
 
 
 async def clear(store: Store, command_id: str) -> None:

@@ -9,7 +9,7 @@ retry says until when, so its successor comes back no sooner instead of spending
 from __future__ import annotations
 
 from libs.common.schemas import SendCommand
-from libs.common.store import Store
+from libs.common.store import Store, Write
 
 _DONE = b"done"
 _RETRY = b"retry:"
@@ -43,12 +43,25 @@ async def waiting_for(store: Store, cmd: SendCommand) -> tuple[bool, float | Non
     return True, None
 
 
+def done(cmd: SendCommand, *, ttl_s: float) -> list[Write]:
+    """The write that frees the command's successor (none when it has no successor)."""
+    if not has_successor(cmd):
+        return []
+    return [Write(key=step_key(cmd.cause_id, cmd.seq), value=_DONE, ttl_s=ttl_s)]
+
+
+def retrying(cmd: SendCommand, *, at: float, ttl_s: float) -> list[Write]:
+    """The write that tells the successor to wait until ``at`` (none without a successor)."""
+    if not has_successor(cmd):
+        return []
+    value = _RETRY + repr(at).encode()
+    return [Write(key=step_key(cmd.cause_id, cmd.seq), value=value, ttl_s=ttl_s)]
+
+
 async def mark_done(store: Store, cmd: SendCommand, *, ttl_s: float) -> None:
-    if has_successor(cmd):
-        await store.set(step_key(cmd.cause_id, cmd.seq), _DONE, ttl_s=ttl_s)
+    await store.set_many(done(cmd, ttl_s=ttl_s))
 
 
 async def mark_retrying(store: Store, cmd: SendCommand, *, at: float, ttl_s: float) -> None:
     """The command will be tried (again) at ``at`` at the earliest: its successor waits."""
-    if has_successor(cmd):
-        await store.set(step_key(cmd.cause_id, cmd.seq), _RETRY + repr(at).encode(), ttl_s=ttl_s)
+    await store.set_many(retrying(cmd, at=at, ttl_s=ttl_s))

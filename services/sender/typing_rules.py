@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from libs.common.store import Store
+from libs.common.store import Store, Write
 
 _GC_TTL_S = 3600.0
 """The times are compared with the caller's clock; the TTL only clears keys nobody reads."""
@@ -40,8 +40,13 @@ async def read(store: Store, appid: str, openid: str) -> Chat:
         return Chat()
 
 
+def _chat_write(appid: str, openid: str, chat: Chat) -> Write:
+    return Write(key=chat_key(appid, openid), value=msgspec.json.encode(chat), ttl_s=_GC_TTL_S)
+
+
 async def _write(store: Store, appid: str, openid: str, chat: Chat) -> None:
-    await store.set(chat_key(appid, openid), msgspec.json.encode(chat), ttl_s=_GC_TTL_S)
+    write = _chat_write(appid, openid, chat)
+    await store.set(write.key, write.value, ttl_s=write.ttl_s)
 
 
 async def user_wrote(store: Store, appid: str, openid: str, *, at: float) -> None:
@@ -51,9 +56,10 @@ async def user_wrote(store: Store, appid: str, openid: str, *, at: float) -> Non
         await _write(store, appid, openid, msgspec.structs.replace(chat, exchange=at))
 
 
-async def delivered(store: Store, appid: str, openid: str, *, at: float) -> None:
-    """We delivered a message at ``at``: an exchange, and the end of any typing."""
-    await _write(store, appid, openid, Chat(exchange=at))
+def delivered(appid: str, openid: str, *, at: float) -> Write:
+    """We delivered a message at ``at``: an exchange, and the end of any typing. One plain
+    write, made together with the command's outcome."""
+    return _chat_write(appid, openid, Chat(exchange=at))
 
 
 async def typing(store: Store, appid: str, openid: str, *, until: float | None) -> None:

@@ -29,7 +29,7 @@ from libs.common.schemas import (
     encode,
 )
 from libs.common.settings import load
-from libs.common.store import Store
+from libs.common.store import Grant, Store
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
 from libs.common.topology import EVENTS, SENDER_COMMANDS, QueueSpec
@@ -71,9 +71,7 @@ class World:
             appid=APPID,
             app_secret="x" * 32,
             wechat_api_base=self.wechat,
-            window_grace_s=0,
-            send_rate_per_s=0,
-            **overrides,
+            **{"window_grace_s": 0, "send_rate_per_s": 0, **overrides},
         )
         store = store or MemoryStore(prefix=f"t{uuid.uuid4().hex[:6]}:")
         api = ApiClient(self.session, base_url=self.wechat, timeout_s=1)
@@ -153,15 +151,39 @@ async def test_a_settled_command_repeats_its_fact_and_sends_nothing(world: World
         msgtype="text",
         reason="no_window",
     )
-    await ledger.finish(sender.store, cmd.id, encode(earlier), at=1.0, ttl_s=60)
+    await sender.store.set_many([ledger.outcome(cmd.id, encode(earlier), at=1.0, ttl_s=60)])
     await handlers.handle_command(sender, cmd, delivery(attempt=2))
     assert await published(world.facts) == [earlier]
+
+
+async def test_a_settled_command_takes_no_window_slot_and_no_rate_token(world: World) -> None:
+    sender = world.sender(send_rate_per_s=1.0, send_rate_burst=1)
+    cmd = text()
+    window = "sender:window:wx0123456789abcdef:oUser"
+    await sender.store.window_grant(
+        window, Grant(kind="message", count=1, until=sender.clock() + 60), now=sender.clock()
+    )
+    earlier = Rejected(
+        appid=APPID,
+        openid="oUser",
+        correlation_id="c",
+        command_id=cmd.id,
+        msgtype="text",
+        reason="no_window",
+    )
+    await sender.store.set_many([ledger.outcome(cmd.id, encode(earlier), at=1.0, ttl_s=60)])
+    await handlers.handle_command(sender, cmd, delivery(attempt=2))
+    assert await published(world.facts) == [earlier]
+    rate_key = f"sender:rate:{APPID}"
+    assert await sender.store.rate_acquire(rate_key, rate=1.0, burst=1, now=sender.wall()) == 0
+    take = await sender.store.window_take(window, now=sender.clock())
+    assert (take.ok, take.remaining) == (True, 0)
 
 
 async def test_a_command_in_flight_elsewhere_comes_back_later(world: World) -> None:
     sender = world.sender(inflight_stale_s=60)
     cmd = text()
-    await ledger.begin(sender.store, cmd.id, at=sender.wall() - 10, ttl_s=60)
+    await sender.store.claim(ledger.inflight(cmd.id, at=sender.wall() - 10, ttl_s=60))
     with pytest.raises(Retry) as info:
         await handlers.handle_command(sender, cmd, delivery())
     assert info.value.delay_s is not None
@@ -171,7 +193,7 @@ async def test_a_command_in_flight_elsewhere_comes_back_later(world: World) -> N
 async def test_an_abandoned_call_is_ambiguous_and_given_up_by_default(world: World) -> None:
     sender = world.sender(inflight_stale_s=5)
     cmd = text()
-    await ledger.begin(sender.store, cmd.id, at=sender.wall() - 60, ttl_s=60)
+    await sender.store.claim(ledger.inflight(cmd.id, at=sender.wall() - 60, ttl_s=60))
     await handlers.handle_command(sender, cmd, delivery(attempt=2))
     [fact] = await published(world.facts)
     assert isinstance(fact, Failed)
@@ -181,7 +203,7 @@ async def test_an_abandoned_call_is_ambiguous_and_given_up_by_default(world: Wor
 async def test_an_abandoned_call_is_tried_again_when_the_policy_says_so(world: World) -> None:
     sender = world.sender(inflight_stale_s=5, ambiguous_retry="text")
     cmd = text()
-    await ledger.begin(sender.store, cmd.id, at=sender.wall() - 60, ttl_s=60)
+    await sender.store.claim(ledger.inflight(cmd.id, at=sender.wall() - 60, ttl_s=60))
     with pytest.raises(Retry, match="ambiguous"):
         await handlers.handle_command(sender, cmd, delivery(attempt=2))
     assert await ledger.read(sender.store, cmd.id) is None  # the next try sends it

@@ -99,12 +99,12 @@ async def test_a_garbled_hint_still_waits(store: MemoryStore) -> None:
 
 async def test_the_ledger_keeps_the_outcome_fact_verbatim(store: MemoryStore) -> None:
     assert await ledger.read(store, "cmd-1") is None
-    assert await ledger.begin(store, "cmd-1", at=10.0, ttl_s=60) is None
+    assert (await store.claim(ledger.inflight("cmd-1", at=10.0, ttl_s=60))).ok
     entry = await ledger.read(store, "cmd-1")
     assert entry is not None
     assert (entry.state, entry.at) == ("inflight", 10.0)
     fact = encode(text(0))
-    await ledger.finish(store, "cmd-1", fact, at=11.0, ttl_s=60)
+    await store.set_many([ledger.outcome("cmd-1", fact, at=11.0, ttl_s=60)])
     done = await ledger.read(store, "cmd-1")
     assert done is not None
     assert done.state == "done"
@@ -114,17 +114,18 @@ async def test_the_ledger_keeps_the_outcome_fact_verbatim(store: MemoryStore) ->
 
 
 async def test_only_one_delivery_may_begin_a_call(store: MemoryStore) -> None:
-    assert await ledger.begin(store, "cmd-3", at=1.0, ttl_s=60) is None
-    other = await ledger.begin(store, "cmd-3", at=2.0, ttl_s=60)
-    assert other is not None
-    assert (other.state, other.at) == ("inflight", 1.0)
+    assert (await store.claim(ledger.inflight("cmd-3", at=1.0, ttl_s=60))).ok
+    other = await store.claim(ledger.inflight("cmd-3", at=2.0, ttl_s=60))
+    assert other.known is not None
+    entry = ledger.parse("cmd-3", other.known)
+    assert (entry.state, entry.at) == ("inflight", 1.0)
 
 
 async def test_an_outcome_without_a_call_never_overwrites_what_is_known(
     store: MemoryStore,
 ) -> None:
     sent = encode(text(0))
-    await ledger.finish(store, "cmd-4", sent, at=1.0, ttl_s=60)
+    await store.set_many([ledger.outcome("cmd-4", sent, at=1.0, ttl_s=60)])
     known = await ledger.settle_once(store, "cmd-4", b'{"other":1}', at=2.0, ttl_s=60)
     assert known is not None
     assert known.state == "done"
@@ -150,7 +151,8 @@ async def test_typing_needs_a_recent_exchange(store: MemoryStore) -> None:
     await typing_rules.user_wrote(store, APPID, "oUser", at=80.0)
     assert await typing_rules.refusal(store, APPID, "oUser", now=100.0, **args) is None
     assert await typing_rules.refusal(store, APPID, "oUser", now=111.0, **args) is not None
-    await typing_rules.delivered(store, APPID, "oUser", at=105.0)  # our reply is an exchange
+    # Our reply is an exchange.
+    await store.set_many([typing_rules.delivered(APPID, "oUser", at=105.0)])
     assert await typing_rules.refusal(store, APPID, "oUser", now=130.0, **args) is None
 
 
@@ -168,7 +170,7 @@ async def test_no_typing_while_typing_and_a_delivery_ends_it(store: MemoryStore)
     )
     assert await typing_rules.refusal(store, APPID, "oUser", now=116.0, exchange_s=30) is None
     await typing_rules.typing(store, APPID, "oUser", until=200.0)
-    await typing_rules.delivered(store, APPID, "oUser", at=117.0)
+    await store.set_many([typing_rules.delivered(APPID, "oUser", at=117.0)])
     assert await typing_rules.refusal(store, APPID, "oUser", now=118.0, exchange_s=30) is None
     await typing_rules.typing(store, APPID, "oUser", until=200.0)
     await typing_rules.typing(store, APPID, "oUser", until=None)
