@@ -79,6 +79,15 @@ def test_faq_answers_with_text_image_and_card() -> None:
     assert (page.pagepath, page.thumb_asset) == ("pages/orders/returns", "returns-card")
 
 
+def test_a_size_exchange_gets_the_chart_and_the_exchange_card() -> None:
+    event = text("能换个尺码吗")
+    note, chart, page = plans.commands(decide(RS, event), event)
+    assert isinstance(note, SendText)
+    assert isinstance(chart, SendImage)
+    assert isinstance(page, SendMiniProgramPage)
+    assert page.pagepath.startswith("pages/orders/returns")
+
+
 def test_a_shared_product_card_is_answered_with_its_title() -> None:
     event = card("pages/goods/42", title="羊毛围巾")
     (cmd,) = plans.commands(decide(RS, event), event)
