@@ -27,13 +27,8 @@ from libs.common.observability.logging import hash_openid
 from libs.common.schemas import (
     AnyMessage,
     DecisionReply,
-    ImageReceived,
+    Inbound,
     InboundEvent,
-    MiniProgramPageReceived,
-    OtherEventReceived,
-    OtherMessageReceived,
-    SessionEntered,
-    TextReceived,
     UserMessage,
     now_ms,
 )
@@ -45,15 +40,6 @@ from services.router.rules import Rules
 from services.router.sessions import Session
 
 log = structlog.get_logger(__name__)
-
-INBOUND = (
-    TextReceived,
-    ImageReceived,
-    MiniProgramPageReceived,
-    OtherMessageReceived,
-    SessionEntered,
-    OtherEventReceived,
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,7 +63,7 @@ def event_time(event: InboundEvent) -> float:
 
 async def handle_event(router: Router, msg: AnyMessage, delivery: Delivery) -> None:
     started = time.perf_counter()
-    if not isinstance(msg, INBOUND):
+    if not isinstance(msg, Inbound):
         raise Reject(f"{msg.routing_key()} is not an inbound event")
     event: InboundEvent = msg
     structlog.contextvars.bind_contextvars(openid=hash_openid(event.openid))
