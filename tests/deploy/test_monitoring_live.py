@@ -12,6 +12,7 @@ alert rules must load and evaluate cleanly on the real series.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from libs.common.topology import SENDER_COMMANDS
 from services.simulator.config import DEMO_AES_KEY, DEMO_TOKEN
 from services.simulator.images import tiny_png
 from services.simulator.pusher import Pusher, new_msg_id
@@ -68,8 +70,6 @@ fallback:
   reply: 收到
 """
 SEND_PATH = "/cgi-bin/message/custom/send"
-SENDER_ATTEMPTS = 8
-"""wxkf.sender.commands' max_attempts: a send failing this often is dead-lettered."""
 
 
 class Run:
@@ -141,9 +141,10 @@ async def drive_traffic(run: Run) -> None:
     ) as stranger:
         assert not (await stranger.text("hi")).ok
 
-    # Welcome + fallback + transfer reply + two fallbacks (the retry is not answered twice);
-    # text + image of the size chart; the picture's reply; five of the six floods.
-    await _inbox_holds(run, "A", 4)
+    # Welcome, fallback, transfer reply, fallback (once for both copies of the retried
+    # push), fallback for the unknown type; text + image of the size chart; the picture's
+    # reply; five of the six floods.
+    await _inbox_holds(run, "A", 5)
     await _inbox_holds(run, "B", 2)
     await _inbox_holds(run, "C", 1)
     await _inbox_holds(run, "D", 5)
@@ -155,12 +156,13 @@ async def drive_traffic(run: Run) -> None:
         await _sim(run, "POST", "/sim/faults", faults)
         assert (await pusher.text("在吗")).ok
         await _inbox_holds(run, "F", 1)
-        faults["sequence"] = [{"errcode": -1}] * SENDER_ATTEMPTS
+        faults["sequence"] = [{"errcode": -1}] * SENDER_COMMANDS.max_attempts
         await _sim(run, "POST", "/sim/faults", faults)
         assert (await pusher.text("有人吗")).ok
+    dlq = SENDER_COMMANDS.dlq
     await eventually(
-        lambda: rabbit.queues(system.vhost).get("wxkf.sender.commands.dlq", (0, 0))[0],
-        lambda depth: depth >= 1,
+        lambda: asyncio.to_thread(rabbit.queues, system.vhost),
+        lambda queues: queues.get(dlq, (0, 0))[0] >= 1,
         deadline_s=90,
         every_s=0.5,
         what="the failing send in the dead-letter queue",
