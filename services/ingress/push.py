@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import Histogram
 
 from libs.common.bus import BusError
+from libs.common.inbound import to_event
 from libs.common.keys import BUS, STORE
 from libs.common.observability.logging import hash_openid
 from libs.common.schemas import InboundEvent, UserMessage
@@ -30,7 +31,6 @@ from services.ingress.errors import (
     UnsupportedContentType,
 )
 from services.ingress.keys import GATE, PUSH, SETTINGS
-from services.ingress.normalise import to_event
 
 log = structlog.get_logger(__name__)
 

@@ -193,39 +193,9 @@ def event_from_push(body: bytes, *, appid: str) -> InboundEvent:
         parsed = codec.parse(body)
     except WeChatError as exc:
         raise EventInputError(f"not a readable push: {exc}") from None
-    return _push_event(parsed, appid=appid)
+    from libs.common.inbound import to_event
 
-
-def _push_event(msg: Any, *, appid: str) -> InboundEvent:
-    from libs.common import schemas
-    from libs.common.wechat import codec
-
-    common: dict[str, Any] = {
-        "appid": appid,
-        "openid": msg.from_user,
-        "correlation_id": "rules-test",
-        "to_user": msg.to_user,
-        "create_time": msg.create_time,
-    }
-    if isinstance(msg, codec.TextMessage):
-        return schemas.TextReceived(**common, msg_id=msg.msg_id, content=msg.content)
-    if isinstance(msg, codec.ImageMessage):
-        return schemas.ImageReceived(
-            **common, msg_id=msg.msg_id, pic_url=msg.pic_url, media_id=msg.media_id
-        )
-    if isinstance(msg, codec.MiniProgramPageMessage):
-        return schemas.MiniProgramPageReceived(
-            **common,
-            msg_id=msg.msg_id,
-            title=msg.title,
-            page_appid=msg.app_id,
-            page_path=msg.page_path,
-        )
-    if isinstance(msg, codec.EnterSessionEvent):
-        return schemas.SessionEntered(**common, session_from=msg.session_from)
-    if isinstance(msg, codec.UnknownEvent):
-        return schemas.OtherEventReceived(**common, event=msg.event)
-    return schemas.OtherMessageReceived(**common, msg_id=msg.msg_id or 0, msg_type=msg.msg_type)
+    return to_event(parsed, appid=appid)
 
 
 def session_from_args(args: argparse.Namespace, rs: Ruleset, ts: float) -> Session:

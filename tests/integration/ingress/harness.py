@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from libs.common.bus import Bus, Delivery
 from libs.common.bus import connect as connect_bus
 from libs.common.bus.memory import MemoryBus
+from libs.common.inbound import event_id
 from libs.common.runner import running
 from libs.common.schemas import AnyMessage, DecisionReply, InboundEvent, UserMessage
 from libs.common.settings import Secret
@@ -34,7 +35,6 @@ from libs.common.wechat.codec import Format
 from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.push import build_push
 from services.ingress.app import create_app
-from services.ingress.normalise import event_id
 from services.ingress.settings import IngressSettings
 from services.simulator.pusher import Pusher, new_msg_id
 from tests.support import rabbit

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from libs.common import schemas
+from libs.common.inbound import event_id, to_event
 from libs.common.wechat import codec
-from services.ingress.normalise import event_id, to_event
 
 APPID = "wxba5fad812f8e6fb9"
 BIG_MSG_ID = 6054768590064713728  # beyond 2**53: a float would change it

@@ -1,5 +1,7 @@
 """A parsed push (the codec's Structs) as the bus event it becomes (the schema's Structs).
 
+Ingress publishes these; ``wxkf rules test --push`` shows what the router would do with one.
+
 The event id is derived from the push's dedupe key, so every attempt of one push, on any
 replica, publishes the same id; the correlation id that follows the conversation turn through
 every service is that id too.
