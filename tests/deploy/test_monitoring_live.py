@@ -276,3 +276,45 @@ async def test_the_alert_rules_load_and_evaluate_on_the_real_series(run: Run) ->
         "wxkf.sender.windows",
         "wxkf.media.archive",
     }
+
+
+SEEN = (
+    # What each step of the traffic leaves behind, in the series the panels group by.
+    'wxkf_ingress_pushes_total{type="event.user_enter_tempsession", outcome="published"}',
+    'wxkf_ingress_pushes_total{type="msg.other", outcome="published"}',
+    'wxkf_ingress_pushes_total{type="msg.text", outcome="duplicate"}',
+    'wxkf_ingress_dedupe_hits_total{state="done"}',
+    'wxkf_ingress_decisions_total{result="transfer"}',
+    'wxkf_ingress_bad_input_total{reason=~".+"}',
+    'wxkf_http_requests_total{service="ingress", status=~"4.."}',
+    'wxkf_router_decisions_total{rule="agent", action="transfer"}',
+    'wxkf_router_decisions_total{rule="flood"}',
+    'wxkf_router_commands_total{msgtype="image"}',
+    'wxkf_sender_quota_decisions_total{decision="quota_exhausted"}',
+    'wxkf_sender_commands_total{msgtype="text", outcome="rejected"}',
+    'wxkf_wechat_api_calls_total{service="sender", api="send", result="-1"}',
+    'wxkf_wechat_api_calls_total{service="sender", api="send", result="0"}',
+    'wxkf_sender_retries_total{reason=~".+"}',
+    'wxkf_sender_dead_letters_total{msgtype="text"}',
+    'wxkf_bus_deliveries_total{queue="wxkf.sender.commands", outcome="retry"}',
+    'wxkf_bus_deliveries_total{queue="wxkf.sender.commands", outcome="dead_letter"}',
+    'wxkf_wechat_token_refreshes_total{service=~"sender|media", outcome="ok"}',
+    'wxkf_media_uploads_total{outcome="uploaded"}',
+    'wxkf_media_downloads_total{outcome="ok"}',
+    'wxkf_media_downloads_total{outcome="cached"}',
+    'wxkf_media_archived_total{outcome="archived"}',
+    'wxkf_media_bytes_total{direction="wechat_out"}',
+    'rabbitmq_queue_messages{queue="wxkf.sender.commands.dlq"} >= 1',
+)
+
+
+async def test_the_traffic_shows_in_the_series_the_panels_read(run: Run) -> None:
+    async def absent() -> dict[str, list[dict[str, str]]]:
+        missing = {}
+        for expr in SEEN:
+            if not await run.prom.query(expr):
+                name = files.selectors(expr)[0][0]
+                missing[expr] = [s["metric"] for s in await run.prom.query(name)]
+        return missing
+
+    await eventually(absent, lambda m: not m, deadline_s=60, every_s=1.0, what="every series")
