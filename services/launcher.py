@@ -293,10 +293,15 @@ def _table(rows: Sequence[Any]) -> list[str]:
 def configuration_reference() -> str:
     from libs.common.settings import describe
 
-    common = {f.variable for f in describe(CommonSettings)}
-    out = [CONFIG_PREAMBLE, "## Every service", "", *_table(describe(CommonSettings))]
+    from libs.common.settings import WeChatApiSettings
+
+    common = describe(CommonSettings)
+    api = [f for f in describe(WeChatApiSettings) if f not in common]
+    out = [CONFIG_PREAMBLE, "## Every service", "", *_table(common)]
+    out += ["", "## WeChat's API (sender and media)", "", *_table(api)]
+    shown = {f.variable for f in (*common, *api)}
     for name in SERVICES:
-        rows = [f for f in describe(REGISTRY[name].settings_class()) if f.variable not in common]
+        rows = [f for f in describe(REGISTRY[name].settings_class()) if f.variable not in shown]
         out += ["", f"## {name}", "", *_table(rows)]
     return "\n".join(out) + "\n"
 

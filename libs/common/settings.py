@@ -48,6 +48,7 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: LogFormat | None = None
     """``json`` or ``console``; unset means console on a terminal, JSON otherwise."""
     log_level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error``; ``debug`` logs every push and send."""
     shutdown_grace_s: float = 20.0
     """How long a stopping service waits for in-flight work after SIGTERM."""
 
@@ -56,8 +57,11 @@ class WeChatApiSettings(CommonSettings, frozen=True, kw_only=True):
     """What the services that call WeChat's API read (sender, media)."""
 
     app_secret: Secret
+    """The mini program's AppSecret, for the access token (stable_token endpoint)."""
     wechat_api_base: str = "https://api.weixin.qq.com"
+    """WeChat's API origin; one of its alternates, or the simulator's URL (``wxkf sim api``)."""
     wechat_timeout_s: float = 5.0
+    """The bound on one call to WeChat's API, connection included."""
 
 
 def env_name(field: str) -> str:
