@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import re
 import sys
 import tempfile
 import uuid
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import msgspec
+import structlog
 
 from libs.common import bus as bus_lib
 from libs.common.observability.logging import configure
@@ -47,6 +49,8 @@ from services.simulator.config import (
 )
 from services.simulator.pusher import Pusher
 from services.simulator.state import SimState
+
+log = structlog.get_logger(__name__)
 
 READY_DEADLINE_S = 60.0
 SHUTDOWN_GRACE_S = 5.0
@@ -132,9 +136,12 @@ def _stopped(services: asyncio.Task[None], ports: Mapping[str, int], log: Path) 
     exc = None if services.cancelled() else services.exception()
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         # Taken between the check and the start: say which, as the check would have.
-        taken = next((n for n, p in ports.items() if f":{p}" in str(exc) or str(p) in str(exc)), "")
-        if taken:
-            return PortBusy(busy_message(taken, ports[taken], exc))
+        # aiohttp names the address: "... bind on address ('0.0.0.0', 18080): ...".
+        found = re.search(r"', (\d+)\)", str(exc))
+        port = int(found.group(1)) if found else None
+        taken = next((name for name, p in ports.items() if p == port), None)
+        if taken is not None and port is not None:
+            return PortBusy(busy_message(taken, port, exc))
         return PortBusy(f"a port of the demo became busy while it started: {exc}")
     return DemoError(f"the services stopped while starting ({exc!r}); see {log}")
 
@@ -212,7 +219,12 @@ async def play_demo(
                 return code
             say(render.where(ports, str(layout.log), serving=True))
             observer.listeners.append(render.Live(lambda text: say([text])))
-            await services
+            try:
+                await services
+            except Exception:  # the demo's edge: say where to look, keep the traceback
+                log.exception("demo.services_failed")
+                say([f"The services stopped on an error; see {layout.log}"])
+                return 1
             return code
         finally:
             stop.set()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import errno
 import socket
 from pathlib import Path
 
 import pytest
 
-from services.demo.errors import DemoError
-from services.demo.run import main, prepare
+from services.demo.errors import DemoError, PortBusy
+from services.demo.ports import claim
+from services.demo.run import main, prepare, ready
 
 
 def run(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -54,3 +57,27 @@ def test_the_files_go_where_asked(tmp_path: Path) -> None:
     assert layout.log == tmp_path / "here" / "services.log"
     assert (layout.assets / "size-chart").is_file()
     assert prepare("").directory.name.startswith("wxkf-demo-")
+
+
+async def test_a_port_taken_after_the_check_is_named_as_well(tmp_path: Path) -> None:
+    ports = claim({"ingress": 0, "router": 0})
+    taken = ports["router"]
+
+    async def bind() -> None:
+        raise OSError(
+            errno.EADDRINUSE,
+            f"error while attempting to bind on address ('0.0.0.0', {taken}): address in use",
+        )
+
+    services = asyncio.create_task(bind())
+    with pytest.raises(PortBusy, match=f"port {taken} for the router is already in use"):
+        await ready(ports, services, tmp_path / "log")
+
+
+async def test_services_that_stop_while_starting_point_at_the_log(tmp_path: Path) -> None:
+    async def fail() -> None:
+        raise RuntimeError("rules file broken")
+
+    services = asyncio.create_task(fail())
+    with pytest.raises(DemoError, match=f"stopped while starting .* see {tmp_path}/log"):
+        await ready(claim({"ingress": 0}), services, tmp_path / "log")
