@@ -1,7 +1,9 @@
 """The ``redis://`` store: redis-py's asyncio client, one pool, Lua for every atomic update.
 
 Each script is registered once per client and called by its SHA (redis-py loads it again by
-itself if the server forgot it, e.g. after a restart). Every key lives under the prefix. Any
+itself if the server forgot it, e.g. after a restart). The calls made for every send
+(:meth:`RedisStore.claim`, :meth:`RedisStore.set_many`) go out in one pipeline per turn of
+the event loop (see ``pipeline.py``). Every key lives under the prefix. Any
 Redis failure (refused, timed out, a key of another kind) surfaces as :class:`StoreError`
 with the operation and the server's address, never the password.
 """
@@ -32,6 +34,7 @@ from libs.common.store import (
     Write,
     checks,
 )
+from libs.common.store.pipeline import ScriptPipeline
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +88,7 @@ class RedisStore:
         self._prefix = prefix
         self._where = where
         self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
+        self._batched = ScriptPipeline(client, where=where)
 
     @classmethod
     async def connect(
@@ -227,8 +231,7 @@ class RedisStore:
             args += _value_and_ttl(w)
         if not keys:
             return
-        with self._errors("set_many"):
-            await self._scripts["set_many"](keys=keys, args=args)
+        await self._batched.call("set_many", self._scripts["set_many"], keys, args)
 
     async def claim(
         self,
@@ -258,8 +261,7 @@ class RedisStore:
             w = checks.write(write)
             keys.append(self._k(w.key))
             args += _value_and_ttl(w)
-        with self._errors("claim"):
-            answer = await self._scripts["claim"](keys=keys, args=args)
+        answer = await self._batched.call("claim", self._scripts["claim"], keys, args)
         word, value = _text(answer[0]), answer[1]
         if word == "known":
             return Claim(ok=False, known=value.encode() if isinstance(value, str) else value)
@@ -277,6 +279,7 @@ class RedisStore:
             await self._r.ping()
 
     async def close(self) -> None:
+        await self._batched.close()
         with self._errors("close"):
             await self._r.aclose()
 
