@@ -7,6 +7,11 @@ if it is still ours), so WeChat's next retry is not mistaken for a duplicate. A 
 finds "done" gets the same answer; one that finds "pending" polls until the key is done
 (same answer), gone (it claims the push itself) or still pending at its deadline (503, so
 that WeChat tries again later: never ``success`` for an event that is not confirmed).
+
+Each look at the key is one store call that claims it or reads what holds it
+(:meth:`Store.claim`), and the answer is written with :meth:`Store.set_many`: the two calls
+every push makes are the ones the Redis store sends in one pipeline per turn of the event
+loop, so concurrent pushes share their round trips.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import msgspec
 import structlog
 
 from libs.common.schemas import new_id
-from libs.common.store import Store, StoreError
+from libs.common.store import Store, StoreError, Write
 from services.ingress import metrics
 from services.ingress.errors import StillPending, StoreUnavailable
 
@@ -76,44 +81,42 @@ async def settle(
     attempt still holds the key after ``wait_s``.
     """
     marker = _encoder.encode(Pending(owner=new_id()))
+    mark = Write(key=key, value=marker, ttl_s=pending_ttl_s)
     deadline = time.monotonic() + wait_s
     poll_s = _FIRST_POLL_S
     while True:
-        if await _claim(store, key, marker, pending_ttl_s):
+        held = await _claim(store, mark)
+        if held is None:
             return Settled(answer=await _run(store, key, marker, work, done_ttl_s), first=True)
-        state = await _read(store, key)
+        state = _state(held, key)
         if isinstance(state, Done):
             metrics.DEDUPE_HITS.labels(state="done").inc()
             return Settled(answer=state, first=False)
-        if state is None:
-            # Released by a failed attempt, or expired, between our two calls: claim it.
-            continue
         if poll_s == _FIRST_POLL_S:
             metrics.DEDUPE_HITS.labels(state="pending").inc()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise StillPending(key)
-        # Polls the other attempt's progress, bounded by the deadline above.
+        # Polls the other attempt's progress, bounded by the deadline above; the next claim
+        # takes the key if that attempt released it or its marker expired meanwhile.
         await asyncio.sleep(min(poll_s, remaining))
         poll_s = min(poll_s * 2, _MAX_POLL_S)
 
 
-async def _claim(store: Store, key: str, marker: bytes, ttl_s: float) -> bool:
+async def _claim(store: Store, mark: Write) -> bytes | None:
+    """None when this call wrote ``mark``, else what its key holds (in the same step)."""
     try:
-        return await store.set_if_absent(key, marker, ttl_s=ttl_s)
+        claimed = await store.claim(mark)
     except StoreError as exc:
         metrics.STORE_ERRORS.labels(op="claim").inc()
         raise StoreUnavailable(str(exc)) from exc
-
-
-async def _read(store: Store, key: str) -> Pending | Done | None:
-    try:
-        raw = await store.get(key)
-    except StoreError as exc:
-        metrics.STORE_ERRORS.labels(op="read").inc()
-        raise StoreUnavailable(str(exc)) from exc
-    if raw is None:
+    if claimed.ok:
         return None
+    # Not written means the key holds a value, which the same atomic step read.
+    return claimed.known if claimed.known is not None else b""
+
+
+def _state(raw: bytes, key: str) -> Pending | Done:
     try:
         return _decoder.decode(raw)
     except msgspec.DecodeError as exc:
@@ -137,7 +140,7 @@ async def _run(
         await _release(store, key, marker)
         raise
     try:
-        await store.set(key, _encoder.encode(answer), ttl_s=done_ttl_s)
+        await store.set_many([Write(key=key, value=_encoder.encode(answer), ttl_s=done_ttl_s)])
     except StoreError:
         # The event is confirmed, so this attempt answers; a retry after the pending marker
         # expires would publish it again, with the same event id for consumers to drop.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from prometheus_client import REGISTRY
 
-from libs.common.store import StoreError
+from libs.common.store import Claim, RateLimit, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from services.ingress import dedupe
 from services.ingress.dedupe import Done, settle
@@ -162,13 +162,21 @@ class BrokenStore(MemoryStore):
         if op in self.failing:
             raise StoreError(f"{op}: connection refused")
 
-    async def set_if_absent(self, key: str, value: bytes, *, ttl_s: float) -> bool:
-        self._check("set_if_absent")
-        return await super().set_if_absent(key, value, ttl_s=ttl_s)
+    async def claim(
+        self,
+        mark: Write,
+        *,
+        window: str | None = None,
+        now: float | None = None,
+        rate: RateLimit | None = None,
+        also: Sequence[Write] = (),
+    ) -> Claim:
+        self._check("claim")
+        return await super().claim(mark, window=window, now=now, rate=rate, also=also)
 
-    async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
-        self._check("set")
-        await super().set(key, value, ttl_s=ttl_s)
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        self._check("set_many")
+        await super().set_many(writes)
 
     async def delete_if_equals(self, key: str, value: bytes) -> bool:
         self._check("delete_if_equals")
@@ -178,16 +186,19 @@ class BrokenStore(MemoryStore):
 async def test_store_down_before_publishing_is_unavailable() -> None:
     work = Worker()
     with pytest.raises(StoreUnavailable):
-        await _settle(BrokenStore("set_if_absent"), work)
+        await _settle(BrokenStore("claim"), work)
     assert work.calls == 0
 
 
 async def test_store_down_after_the_confirm_still_answers() -> None:
-    store = BrokenStore("set")
+    store = BrokenStore("set_many")
     work = Worker(Done(transfer=True))
+    before = store_errors("done")
     settled = await _settle(store, work)
     assert settled.first
     assert settled.answer.transfer
+    # The answer was not recorded (the failure was met, and counted), yet it is given.
+    assert store_errors("done") == before + 1
 
 
 async def test_release_failure_keeps_the_publish_error() -> None:
@@ -196,6 +207,11 @@ async def test_release_failure_keeps_the_publish_error() -> None:
     work.fail = RuntimeError("nacked")
     with pytest.raises(RuntimeError):
         await _settle(store, work)
+
+
+def store_errors(op: str) -> float:
+    value = REGISTRY.get_sample_value("wxkf_ingress_store_errors_total", {"op": op})
+    return value or 0.0
 
 
 def dedupe_hits(state: str) -> float:

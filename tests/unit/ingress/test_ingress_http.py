@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from libs.common.bus.memory import MemoryBus
 from libs.common.schemas import DecisionReply
 from libs.common.settings import Secret
-from libs.common.store import StoreError
+from libs.common.store import Claim, RateLimit, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from libs.common.topology import EVENTS, ROUTER_EVENTS, QueueSpec
 from libs.common.wechat import codec, replies
@@ -365,7 +365,15 @@ async def test_publish_failure_answers_503_and_the_retry_publishes() -> None:
 class DownStore(MemoryStore):
     """The memory store answering as a Redis that cannot be reached."""
 
-    async def set_if_absent(self, key: str, value: bytes, *, ttl_s: float) -> bool:
+    async def claim(
+        self,
+        mark: Write,
+        *,
+        window: str | None = None,
+        now: float | None = None,
+        rate: RateLimit | None = None,
+        also: Sequence[Write] = (),
+    ) -> Claim:
         raise StoreError("connection refused")
 
     async def get(self, key: str) -> bytes | None:
