@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
@@ -172,7 +172,7 @@ class _Consumer:
         except asyncio.CancelledError:
             # Shutdown or a dropped channel: unsettled, so the broker delivers it again
             # (and counts it toward the queue's delivery limit).
-            metrics.DELIVERIES.labels(spec.name, "requeue").inc()
+            metrics.delivered(spec.name, "requeue").inc()
             await _quietly(message.nack(requeue=True), "delivery.nack_failed")
             raise
         await self._settle(message, verdict)
@@ -201,10 +201,10 @@ class _Consumer:
             except PublishError as exc:
                 # Not parked, so not acked either: the broker delivers it again.
                 log.warning("delivery.settle_failed", outcome=verdict.outcome, error=str(exc))
-                metrics.DELIVERIES.labels(spec.name, "requeue").inc()
+                metrics.delivered(spec.name, "requeue").inc()
                 await _quietly(message.nack(requeue=True), "delivery.nack_failed")
                 return
-        metrics.DELIVERIES.labels(spec.name, verdict.outcome).inc()
+        metrics.delivered(spec.name, verdict.outcome).inc()
         await _quietly(message.ack(), "delivery.ack_failed")
 
 
@@ -376,12 +376,16 @@ class AmqpBus:
                 channel = await self._live_publisher()
                 if with_reply_consumer:
                     await self._ensure_reply_consumer(channel)
+                # The confirm is the guarantee, so the frame is not also waited for until the
+                # socket drained: that wait holds the channel's lock, and would make concurrent
+                # publishes take turns through it (flow control is the confirm deadline's).
                 await channel.basic_publish(
                     body,
                     exchange=exchange,
                     routing_key=routing_key,
                     properties=props,
                     mandatory=mandatory,
+                    wait=False,
                 )
         except TimeoutError:
             outcome = "timeout"
@@ -403,18 +407,19 @@ class AmqpBus:
             outcome = "error"
             raise
         finally:
-            metrics.PUBLISHES.labels(exchange, outcome).inc()
+            metrics.published(exchange, outcome).inc()
             if outcome == "ok":
-                metrics.PUBLISH_SECONDS.labels(exchange).observe(time.perf_counter() - started)
+                metrics.publish_seconds(exchange).observe(time.perf_counter() - started)
 
-    async def _live_publisher(self) -> aiormq.abc.AbstractChannel:
+    async def _live_publisher(self) -> aiormq.Channel:
         # While the connection is down (or the channel is being reopened) this waits; the
         # caller's deadline bounds the wait.
         while True:
             await self.publisher.ready()
             channel = await self.publisher.get_underlay_channel()
             if not channel.is_closed:
-                return channel
+                # aio-pika's channels are aiormq's, whose publish takes ``wait`` (see send).
+                return cast(aiormq.Channel, channel)
             await asyncio.sleep(0.01)  # the reopen is already under way; look again shortly
 
     async def _ensure_reply_consumer(self, channel: aiormq.abc.AbstractChannel) -> None:
