@@ -129,6 +129,32 @@ def test_the_rules_config_map_is_hashed_and_mounted_by_the_router() -> None:
     assert {"name": "rules", "configMap": {"name": rules["metadata"]["name"]}} in router["volumes"]
 
 
+def test_every_wxkf_pod_the_default_deny_covers_has_its_clients_allowed() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in objects("prod", "NetworkPolicy")}
+    redis = policies["wxkf-redis-clients"]
+    assert redis["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "wxkf-redis"}
+    assert redis["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "wxkf"}}}
+    ]
+    store = by_name("prod", "StatefulSet", "wxkf-redis")["spec"]["template"]["metadata"]
+    assert store["labels"]["app.kubernetes.io/part-of"] == "wxkf", "the default deny applies"
+
+
+def test_the_deployed_rules_are_the_shipped_example_and_valid() -> None:
+    deployed = K8S / "base" / "rules.yaml"
+    assert deployed.read_text() == (ROOT / "examples" / "rules.yaml").read_text(), (
+        "deploy/k8s/base/rules.yaml is a copy of examples/rules.yaml (kustomize cannot read "
+        "files outside its folder): copy it again"
+    )
+    result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [sys.executable, "-m", "services.cli", "rules", "check", str(deployed)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_no_secret_values_are_rendered() -> None:
     for overlay in OVERLAYS:
         assert not list(objects(overlay, "Secret")), "secrets are applied from the template"

@@ -1,20 +1,21 @@
 """``wxkf dlq list QUEUE`` and ``wxkf dlq replay QUEUE``: a work queue's dead letters.
 
-Both read the broker from ``WXKF_BUS_URL``. ``list`` prints one line per dead letter (routing
-key, reason, attempts, the start of the body) and leaves them in place; ``replay`` sends them
+Both read the broker from ``WXKF_BUS_URL`` (or the file ``WXKF_BUS_URL_FILE`` names).
+``list`` prints one line per dead letter (routing key, reason, attempts, the start of the
+body) and leaves them in place; ``replay`` sends them
 back to their work queue alone, with a fresh attempt count, and says how many it moved.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+import msgspec
 import structlog
 
 from libs.common.bus import Bus, BusError, DeadLetter, connect
-from libs.common.settings import env_name
+from libs.common.settings import Secret, SettingsError, env_name, load
 
 PREVIEW_CHARS = 120
 USAGE_ERROR = 2
@@ -66,11 +67,22 @@ def describe(letter: DeadLetter) -> str:
     return f"{letter.routing_key}\t{letter.reason}\tattempts={letter.attempts}\t{preview}"
 
 
+class _Target(msgspec.Struct, frozen=True, kw_only=True):
+    # Only the broker: the command runs in any service's pod, with that pod's variables.
+    bus_url: Secret = Secret("")
+
+
 async def _open() -> Bus | int:
     var = env_name("bus_url")
-    url = os.environ.get(var, "")
+    try:
+        url = load(_Target).bus_url  # WXKF_BUS_URL, or the file WXKF_BUS_URL_FILE names
+    except SettingsError as exc:
+        return _fail(str(exc), USAGE_ERROR)
     if not url:
-        return _fail(f"{var} is required: the broker whose dead letters to read", USAGE_ERROR)
+        return _fail(
+            f"{var} (or {var}_FILE) is required: the broker whose dead letters to read",
+            USAGE_ERROR,
+        )
     if url.startswith("memory://"):
         return _fail(
             f"{var} is memory://: its dead letters live inside the process that runs the "

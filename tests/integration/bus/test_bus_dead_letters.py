@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,13 +96,16 @@ async def test_dead_letters_of_an_unknown_queue_is_a_clear_error(harness: Harnes
         await bus.replay_dead_letters(f"{ns}.nothing")
 
 
-async def wxkf(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+async def wxkf(
+    *args: str, env: dict[str, str], unset: tuple[str, ...] = ()
+) -> tuple[int, str, str]:
+    full = {k: v for k, v in os.environ.items() if k not in unset}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "services.cli",
         *args,
-        env={**os.environ, **env},
+        env={**full, **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -137,7 +141,8 @@ async def test_the_dlq_command_lists_and_replays(amqp: AmqpHarness, ns: str) -> 
 @pytest.mark.parametrize(
     ("env", "args", "says"),
     [
-        ({"WXKF_BUS_URL": ""}, ("list", "q"), "WXKF_BUS_URL is required"),
+        ({"WXKF_BUS_URL": ""}, ("list", "q"), "WXKF_BUS_URL (or WXKF_BUS_URL_FILE) is required"),
+        ({"WXKF_BUS_URL_FILE": "/nonexistent/bus-url"}, ("list", "q"), "cannot read"),
         ({"WXKF_BUS_URL": "memory://"}, ("replay", "q"), "memory://"),
         ({"WXKF_BUS_URL": "kafka://x"}, ("list", "q"), "unsupported bus URL"),
         (
@@ -161,6 +166,18 @@ async def test_the_dlq_command_names_a_missing_queue(amqp: AmqpHarness, ns: str)
     assert code == 1
     assert f"{ns}.none.dlq" in err
     assert "guest:guest" not in err
+
+
+async def test_the_dlq_command_reads_the_broker_from_a_mounted_file(
+    amqp: AmqpHarness, ns: str, tmp_path: Path
+) -> None:
+    # How Kubernetes mounts the Secret: the URL in a file, WXKF_BUS_URL itself unset.
+    secret = tmp_path / "bus-url"
+    secret.write_text(amqp.url + "\n")
+    env = {"WXKF_BUS_URL_FILE": str(secret)}
+    code, _, err = await wxkf("dlq", "list", f"{ns}.none", env=env, unset=("WXKF_BUS_URL",))
+    assert code == 1  # it reached the broker, which has no such queue
+    assert f"{ns}.none.dlq" in err
 
 
 async def test_the_dlq_command_says_when_the_broker_is_unreachable() -> None:
