@@ -5,9 +5,10 @@ Tests share it and keep apart by user: each test talks as openids of its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
+import pluggy
 import pytest
 import pytest_asyncio
 
@@ -22,3 +23,15 @@ async def system(
     start = processes if request.param == "processes" else in_memory
     async with start(tmp) as running:
         yield running
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    """A failed test's report shows the last log lines of each service process."""
+    outcome = yield
+    report = outcome.get_result()
+    system = getattr(item, "funcargs", {}).get("system")
+    if report.when == "call" and report.failed and isinstance(system, System) and system.logs:
+        report.sections.append(("the services' last log lines", system.log_tail()))
