@@ -551,10 +551,15 @@ async def run(args: argparse.Namespace) -> int:
     print(f"open loop, {args.rate_duration:g} s, latency from each push's scheduled time:")
     print(line(half_rate) + "   (half the closed-loop rate)")
     print(line(fixed_rate))
-    print("CPU per push (median of rounds), by process:")
+    print("CPU per push (median of rounds), by process, and all of them together:")
     for server in servers[1:]:
-        parts = ", ".join(f"{k} {sorted(v)[len(v) // 2]:.0f} us" for k, v in server.cpu_us.items())
-        print(f"  {server.name:<8} {parts}")
+        medians = {k: sorted(v)[len(v) // 2] for k, v in server.cpu_us.items()}
+        parts = ", ".join(f"{k} {us:.0f} us" for k, us in medians.items())
+        total = sum(medians.values())
+        # What the machine's cores could carry if the servers had them all (no load generator,
+        # no neighbours): the ceiling that CPU alone puts on the rate.
+        ceiling = (os.cpu_count() or 1) * 1e6 / total if total else math.nan
+        print(f"  {server.name:<8} {parts}   (together {total:.0f} us: {ceiling:.0f}/s at most)")
     print(f"ingress / naive rate:  {ing.rate / naive.rate:.2f}x   (target >= 1.5x)")
     print(f"ingress / bare rate:   {ing.rate / bare.rate:.2f}x   (the HTTP layer's ceiling)")
     print(f"p99 at {args.rate:.0f}/s: {fixed_rate.pct(99):.2f} ms   (target < 25 ms)")
