@@ -64,6 +64,13 @@ log = structlog.get_logger(__name__)
 Clock = Callable[[], float]
 
 _AFTER_PREDECESSOR_S = 0.01
+
+
+def _busy_for(settings: SenderSettings) -> float:
+    """How long one command can be in WeChat's hands: a call, a refused token, a second call."""
+    return 2 * settings.wechat_timeout_s + 1.0
+
+
 """A waiting command comes back this long after its predecessor's next try is due."""
 
 
@@ -82,6 +89,8 @@ class Sender(msgspec.Struct, frozen=True, kw_only=True):
     """WeChat's time: reply windows and typing (the simulator's clock in tests)."""
     wall: Clock = time.time
     """Real time: rate limit, ledger ages, how old a command is."""
+    steps: order.InFlight = msgspec.field(default_factory=order.InFlight)
+    """Commands with a successor being handled in this process right now."""
 
 
 # --- inbound events: reply windows -------------------------------------------------------------
@@ -112,7 +121,7 @@ async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) ->
     structlog.contextvars.bind_contextvars(
         command_id=msg.id, msgtype=msg.msgtype, openid=hash_openid(msg.openid)
     )
-    with Timer(metrics.COMMAND_SECONDS.labels(msg.msgtype).observe):
+    with Timer(metrics.COMMAND_SECONDS.labels(msg.msgtype).observe), sender.steps.running(msg):
         try:
             await _process(sender, msg, delivery)
         except StoreError as exc:
@@ -127,6 +136,8 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
     if cmd.appid != settings.appid:
         await _settle(sender, cmd, delivery, _failed(cmd, delivery, f"command for app {cmd.appid}"))
         return
+    # A wait for a send in progress here, bounded like the busy mark other replicas read.
+    await sender.steps.predecessor(cmd, timeout_s=_busy_for(settings))
     waiting, retry_at = await order.waiting_for(store, cmd)
     if waiting:
         if not delivery.final:
@@ -476,7 +487,7 @@ async def _claim(
         now = sender.wall()
         # The next of its cause waits at least as long as this call may take (a refused token
         # means a second call), instead of spending its attempts meanwhile.
-        busy_until = now + 2 * settings.wechat_timeout_s + 1.0
+        busy_until = now + _busy_for(settings)
         claim = await store.claim(
             ledger.inflight(cmd.id, at=now, ttl_s=settings.ledger_ttl_s),
             window=window,

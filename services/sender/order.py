@@ -1,12 +1,20 @@
 """The order of the commands of one cause (``cause_id``, ``seq`` 0-based, ``total``).
 
 Command ``seq`` n is sent only once n-1 is done; sent, rejected or failed all count as done,
-so one refused message never holds back the rest. A command whose predecessor is not done
-is retried shortly later through the bus. A predecessor that is being called or waits for a
-retry says until when, so its successor comes back no sooner instead of spending attempts.
+so one refused message never holds back the rest. The commands of one decision are
+published back to back, so a successor usually arrives while its predecessor is being sent
+by the same process: it then waits for that send to finish (:class:`InFlight`), which costs
+nothing more than the send itself. Otherwise (the predecessor is on another replica, or
+waits for a retry) the successor is retried later through the bus; a predecessor that is
+being called or waits for a retry says until when, so its successor comes back no sooner
+instead of spending attempts.
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
 
 from libs.common.schemas import SendCommand
 from libs.common.store import Store, Write
@@ -65,3 +73,39 @@ async def mark_done(store: Store, cmd: SendCommand, *, ttl_s: float) -> None:
 async def mark_retrying(store: Store, cmd: SendCommand, *, at: float, ttl_s: float) -> None:
     """The command will be tried (again) at ``at`` at the earliest: its successor waits."""
     await store.set_many(retrying(cmd, at=at, ttl_s=ttl_s))
+
+
+class InFlight:
+    """The steps this process is handling now, so a successor can wait for one in place."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, asyncio.Event] = {}
+
+    @contextlib.contextmanager
+    def running(self, cmd: SendCommand) -> Iterator[None]:
+        """While the body runs, a successor of ``cmd`` in this process waits for it."""
+        if not has_successor(cmd):
+            yield
+            return
+        key = step_key(cmd.cause_id, cmd.seq)
+        finished = self._steps[key] = asyncio.Event()
+        try:
+            yield
+        finally:
+            finished.set()
+            if self._steps.get(key) is finished:
+                del self._steps[key]
+
+    async def predecessor(self, cmd: SendCommand, *, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) for ``cmd``'s predecessor if this process is handling
+        it; True when there was one to wait for. Whether it is *done* is the store's to say:
+        it may have ended in a retry."""
+        if not ordered(cmd):
+            return False
+        finished = self._steps.get(step_key(cmd.cause_id, cmd.seq - 1))
+        if finished is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await finished.wait()
+        return True

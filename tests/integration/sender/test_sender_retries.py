@@ -208,3 +208,25 @@ async def test_a_slow_first_message_holds_back_the_rest_of_its_decision(rig: Rig
     await rig.settled([*commands, *other])
     received = rig.received(user)
     assert [m for m in received if m != "independent"] == ["one", "two", "three"]
+
+
+def order_retries() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("wxkf_sender_retries_total", {"reason": "order"}) or 0.0
+
+
+async def test_the_rest_of_a_reply_follows_a_slow_first_message_without_a_retry(rig: Rig) -> None:
+    # The messages of one decision reach this replica together; while the first is in
+    # WeChat's hands the others wait for it here, instead of a retry's delay (seconds).
+    await rig.start_sender()
+    user = rig.openid()
+    await rig.user_message(user)
+    rig.fault(SEND, Fault(latency_ms=300))
+    commands = rig.texts(user, ["text", "image", "card"])
+    before = order_retries()
+    await rig.send(*commands)
+    outcomes = await rig.settled(commands)
+    assert rig.received(user) == ["text", "image", "card"]
+    assert all(isinstance(outcomes[c.id], Sent) for c in commands)
+    assert order_retries() == before
