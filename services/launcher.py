@@ -291,9 +291,7 @@ def _table(rows: Sequence[Any]) -> list[str]:
 
 
 def configuration_reference() -> str:
-    from libs.common.settings import describe
-
-    from libs.common.settings import WeChatApiSettings
+    from libs.common.settings import WeChatApiSettings, describe
 
     common = describe(CommonSettings)
     api = [f for f in describe(WeChatApiSettings) if f not in common]
