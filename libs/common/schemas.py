@@ -157,6 +157,12 @@ class SendCommand(BusMessage, frozen=True, kw_only=True):
     seq: int = 0
     """Position among the commands of one cause; the sender delivers them in this order."""
     total: int = 1
+    opens: Literal["message", "enter"] | None = None
+    """Set when the command answers an inbound event: the kind of reply window that event
+    opens (a user message, or entering the chat), from ``opened_at``. The sender opens it
+    itself if the event has not reached it yet on its own queue."""
+    opened_at: int = 0
+    """The answered event's CreateTime (unix seconds)."""
 
     @property
     def msgtype(self) -> str:

@@ -7,6 +7,8 @@ instead of deciding again, and a finished plan is never carried out twice.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from libs.common.schemas import (
@@ -14,6 +16,8 @@ from libs.common.schemas import (
     DecisionMade,
     InboundEvent,
     SendTyping,
+    SessionEntered,
+    UserMessage,
     derived_id,
     now_ms,
 )
@@ -54,6 +58,15 @@ def decode(raw: bytes) -> Plan:
 _TYPING = SendTyping(appid="", openid="", correlation_id="")
 
 
+def _opens(event: InboundEvent) -> Literal["message", "enter"] | None:
+    """Which reply window the answered event opens at WeChat (WECHAT.md §7.1)."""
+    if isinstance(event, UserMessage):
+        return "message"
+    if isinstance(event, SessionEntered):
+        return "enter"
+    return None
+
+
 def commands(decision: Decision, event: InboundEvent) -> list[Command]:
     """The decision's messages for this user, in order, with ids stable across redeliveries."""
     parts = [ReplyPart(_TYPING)] if decision.typing else []
@@ -70,6 +83,8 @@ def commands(decision: Decision, event: InboundEvent) -> list[Command]:
             "cause_id": event.id,
             "seq": seq,
             "total": len(parts),
+            "opens": _opens(event),
+            "opened_at": event.create_time,
         }
         if part.template is not None:
             changes["content"] = part.template.render(event, decision.at)

@@ -191,6 +191,10 @@ async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
             store, cmd.appid, cmd.openid, now=sender.clock(), exchange_s=settings.typing_exchange_s
         )
         if why is None:
+            opened = windows.grant_opened_by(cmd, settings)
+            if opened is not None:  # as in _claim: the event's window, before its own copy
+                key = windows.window_key(cmd.appid, cmd.openid)
+                await store.window_grant(key, opened, now=sender.clock())
             why = await _window_has_room(sender, cmd)
         if why is not None:
             log.info("send.typing_refused", why=why)
@@ -342,9 +346,11 @@ async def _refused_by_window(
     sender: Sender, cmd: SendCommand, delivery: Delivery, reason: RejectReason, *, detail: str
 ) -> None:
     # The user message that opens this window travels on another queue and may not have
-    # reached the sender yet: a young command looks again shortly before it is refused.
+    # reached the sender yet: a young command looks again shortly before it is refused —
+    # unless it named the window its event opens, which is then open already (see _claim).
     age_s = (now_ms() - cmd.time_ms) / 1000
-    if age_s < sender.settings.window_grace_s and not delivery.final:
+    racing = cmd.opens is None and age_s < sender.settings.window_grace_s
+    if racing and not delivery.final:
         metrics.RETRIES.labels("window_grace").inc()
         raise Retry(f"refused by the window ({detail}); the window may be opening")
     await _settle(sender, cmd, delivery, _rejected(cmd, delivery, reason, None))
@@ -483,6 +489,7 @@ async def _claim(
     window = windows.window_key(cmd.appid, cmd.openid) if spends_slot else None
     limited = settings.send_rate_per_s > 0
     waited = 0.0
+    opened = windows.grant_opened_by(cmd, settings) if window is not None else None
     while True:
         now = sender.wall()
         # The next of its cause waits at least as long as this call may take (a refused token
@@ -504,6 +511,14 @@ async def _claim(
         if claim.known is not None:
             await _known(sender, cmd, delivery, ledger.parse(cmd.id, claim.known))
             return None
+        if claim.window is not None and opened is not None and window is not None:
+            # The event this command answers opens a window, but its copy on the windows queue
+            # may not have reached the sender yet: open it here (a grant only ever extends a
+            # window, so this is idempotent), then claim again, once.
+            await store.window_grant(window, opened, now=sender.clock())
+            metrics.WINDOW_GRANTS.labels(opened.kind).inc()
+            opened = None
+            continue
         if claim.window is not None:
             reason = claim.window.reason or "no_window"
             metrics.QUOTA.labels(reason).inc()

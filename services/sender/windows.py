@@ -8,13 +8,24 @@ updated atomically there.
 
 from __future__ import annotations
 
-from libs.common.schemas import AnyMessage, SessionEntered, UserMessage
+from libs.common.schemas import AnyMessage, SendCommand, SessionEntered, UserMessage
 from libs.common.store import Grant
 from services.sender.settings import SenderSettings
 
 
 def window_key(appid: str, openid: str) -> str:
     return f"sender:window:{appid}:{openid}"
+
+
+def grant_opened_by(cmd: SendCommand, settings: SenderSettings) -> Grant | None:
+    """The grant of the event a command answers (as :func:`grant_for` gives it), if it says."""
+    if cmd.opens == "message":
+        count, span = settings.window_message_count, settings.window_message_s
+    elif cmd.opens == "enter":
+        count, span = settings.window_enter_count, settings.window_enter_s
+    else:
+        return None
+    return Grant(kind=cmd.opens, count=count, until=cmd.opened_at + span)
 
 
 def grant_for(event: AnyMessage, settings: SenderSettings) -> Grant | None:

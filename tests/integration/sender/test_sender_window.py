@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from prometheus_client import REGISTRY
 
 from libs.common.schemas import Rejected, Sent
@@ -144,3 +145,40 @@ async def test_a_reply_racing_ahead_of_its_window_waits_for_it(rig: Rig) -> None
     assert isinstance(outcome, Sent)
     assert outcome.attempts > 1
     assert rig.received(user) == ["fast answer"]
+
+
+async def test_a_reply_that_names_its_window_opens_it_without_waiting(rig: Rig) -> None:
+    """A command of the router says which window its event opens: no wait for the other
+    queue, and the window it opens is exactly the one that event would (5 messages)."""
+    await rig.start_sender(window_grace_s=30.0)
+    user = rig.openid()
+    at = rig.sim.clock.now()
+    rig.sim.user_message(user, at)  # WeChat has the message; the sender has not seen it
+    commands = [
+        msgspec.structs.replace(c, opens="message", opened_at=int(at))
+        for c in rig.texts(user, [f"reply {i}" for i in range(6)])
+    ]
+    before = retries("window_grace")
+    await rig.send(*commands)
+    outcomes = await rig.settled(commands)
+    assert [type(outcomes[c.id]).__name__ for c in commands] == ["Sent"] * 5 + ["Rejected"]
+    assert all(outcomes[c.id].attempts == 1 for c in commands)
+    assert retries("window_grace") == before
+    assert rig.received(user) == [f"reply {i}" for i in range(5)]
+
+
+async def test_a_window_wechat_closed_is_not_reopened_by_a_command(rig: Rig) -> None:
+    await rig.start_sender()
+    user = rig.openid()
+    at = rig.sim.clock.now()
+    await rig.user_message(user, at)
+    rig.fault(SEND, Fault(errcode=45015))
+    [first, second] = [
+        msgspec.structs.replace(c, opens="message", opened_at=int(at))
+        for c in rig.texts(user, ["refused", "still refused"])
+    ]
+    await rig.send(first, second)
+    outcomes = await rig.settled([first, second])
+    assert isinstance(outcomes[second.id], Rejected)
+    assert outcomes[second.id].reason == "window_expired"
+    assert rig.sim.stats.total(SEND) == 1

@@ -68,6 +68,22 @@ def test_commands_keep_the_order_and_share_the_cause() -> None:
     assert card_media.thumb_media_id == "MEDIA_2"
 
 
+def test_commands_name_the_reply_window_their_event_opens() -> None:
+    message = text("all")
+    assert {(c.opens, c.opened_at) for c in plans.commands(decide(RS, message), message)} == {
+        ("message", message.create_time)
+    }
+    welcome = rules(
+        """\
+        rules:
+          - {name: hi, match: {event: user_enter_tempsession}, reply: 欢迎}
+        """
+    )
+    entered = enter()
+    [cmd] = plans.commands(decide(welcome, entered), entered)
+    assert (cmd.opens, cmd.opened_at) == ("enter", entered.create_time)
+
+
 def test_ids_are_the_same_when_the_same_event_is_planned_again() -> None:
     event = text("all")
     first = plans.commands(decide(RS, event), event)
