@@ -28,7 +28,7 @@ from aiohttp import web
 
 from libs.common import bus as bus_lib
 from libs.common import store as store_lib
-from libs.common.observability.logging import configure
+from libs.common.observability.logging import configure_service
 from libs.common.runner import run_apps
 from libs.common.settings import CommonSettings, SettingsError, load
 
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"wxkf: configuration error: {line}", file=sys.stderr)
         return 2
     first = next(iter(settings.values()))
-    configure(names[0] if len(names) == 1 else "wxkf", fmt=first.log_format, level=first.log_level)
+    configure_service(names[0] if len(names) == 1 else "wxkf", first)
     asyncio.run(run_services(settings))
     return 0
 

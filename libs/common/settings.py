@@ -49,6 +49,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """``json`` or ``console``; unset means console on a terminal, JSON otherwise."""
     log_level: str = "info"
     """``debug``, ``info``, ``warning`` or ``error``; ``debug`` logs every push and send."""
+    log_key: Secret | None = None
+    """Key of the openid hash in log lines: give every service the same one, so one user's
+    lines match across services, and keep it secret, so hashes cannot be checked against a
+    list of openids. Unset: a built-in key."""
     shutdown_grace_s: float = 20.0
     """How long a stopping service waits for in-flight work after SIGTERM."""
 

@@ -1,9 +1,9 @@
-from libs.common.observability.logging import configure
+from libs.common.observability.logging import configure_service
 from libs.common.runner import serve
 from libs.common.settings import load_or_exit
 from services.router.app import create_app
 from services.router.settings import RouterSettings
 
 settings = load_or_exit(RouterSettings)
-configure("router", fmt=settings.log_format, level=settings.log_level)
+configure_service("router", settings)
 serve([(create_app(settings), settings.router_port)], shutdown_grace_s=settings.shutdown_grace_s)

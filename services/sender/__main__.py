@@ -1,9 +1,9 @@
-from libs.common.observability.logging import configure
+from libs.common.observability.logging import configure_service
 from libs.common.runner import serve
 from libs.common.settings import load_or_exit
 from services.sender.app import create_app
 from services.sender.settings import SenderSettings
 
 settings = load_or_exit(SenderSettings)
-configure("sender", fmt=settings.log_format, level=settings.log_level)
+configure_service("sender", settings)
 serve([(create_app(settings), settings.sender_port)], shutdown_grace_s=settings.shutdown_grace_s)

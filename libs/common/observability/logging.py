@@ -20,7 +20,7 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from libs.common.settings import Secret
+from libs.common.settings import CommonSettings, Secret
 
 LogFormat = Literal["json", "console"]
 
@@ -45,6 +45,19 @@ _HANDLER_NAME = "wxkf"
 
 class ConfigError(ValueError):
     """The logging configuration asked for is not one we can make (unknown level or format)."""
+
+
+def configure_service(
+    service: str, settings: CommonSettings, *, stream: TextIO | None = None
+) -> None:
+    """:func:`configure` from a service's settings (format, level, openid hash key)."""
+    configure(
+        service,
+        fmt=settings.log_format,
+        level=settings.log_level,
+        openid_key=settings.log_key,
+        stream=stream,
+    )
 
 
 def configure(

@@ -222,3 +222,19 @@ def test_configure_sets_the_openid_key() -> None:
 def test_an_empty_openid_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="key"):
         set_openid_key("")
+
+
+def test_a_service_configured_from_its_settings_hashes_openids_with_the_deployment_key() -> None:
+    from libs.common.observability.logging import configure_service
+    from libs.common.settings import CommonSettings, load
+
+    plain = hash_openid("oUser1")
+    settings = load(CommonSettings, {"WXKF_APPID": "wx1", "WXKF_LOG_KEY": "k-of-this-site"})
+    out = io.StringIO()
+    configure_service("router", settings, stream=out)
+    keyed = hash_openid("oUser1")
+    assert keyed != plain
+    assert keyed == hash_openid("oUser1")  # stable for one key
+    structlog.get_logger("t").info("x.y")
+    assert lines(out)[0]["service"] == "router"
+    assert "k-of-this-site" not in repr(settings)
