@@ -527,7 +527,9 @@ class AmqpBus:
 
     async def stop_consuming(self) -> None:
         self._stopping = True
-        for consumer in self._consumers:
+        # After close() the connection delivers nothing more: there is nothing to cancel, and
+        # asking a closed robust connection would only wait out op_timeout_s per consumer.
+        for consumer in [] if self._closed else self._consumers:
             try:
                 async with asyncio.timeout(self.op_timeout_s):
                     await consumer.queue.cancel(consumer.tag)
@@ -537,7 +539,7 @@ class AmqpBus:
         inflight = set(self.inflight)
         if inflight:
             await asyncio.wait(inflight)
-        for consumer in self._consumers:
+        for consumer in [] if self._closed else self._consumers:
             await _quietly(consumer.channel.close(), "consumer.close_failed")
         self._consumers.clear()
         self._stopping = False

@@ -284,3 +284,17 @@ async def amqp_dead_letters(amqp: AmqpHarness, queue: str) -> list[DeadLetter]:
         return await reader.dead_letters(queue)
     finally:
         await reader.close()
+
+
+async def test_stopping_consumers_of_a_closed_bus_does_not_wait_on_the_broker(
+    amqp: AmqpHarness, ns: str
+) -> None:
+    # A service whose bus was closed first (its owner shut down) still runs its consumers'
+    # cleanup: that must not ask the closed connection, waiting out a timeout per consumer.
+    bus = await amqp.bus(connect_timeout_s=600)
+    assert isinstance(bus, AmqpBus)
+    await bus.consume(work_spec(ns), Recorder())
+    await bus.close()
+    async with asyncio.timeout(60):  # a hang guard, far below the 600 s a cancel would wait
+        await bus.stop_consuming()
+    assert bus.consumer_tags() == {}
