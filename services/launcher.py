@@ -29,6 +29,7 @@ from aiohttp import web
 from libs.common import bus as bus_lib
 from libs.common import store as store_lib
 from libs.common.observability.logging import configure_service
+from libs.common.runner import run as run_loop
 from libs.common.runner import run_apps
 from libs.common.settings import CommonSettings, SettingsError, load
 
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     first = next(iter(settings.values()))
     configure_service(names[0] if len(names) == 1 else "wxkf", first)
-    asyncio.run(run_services(settings))
+    run_loop(run_services(settings))
     return 0
 
 
