@@ -37,8 +37,6 @@ from services.media.upstream import WeChatMedia
 
 log = structlog.get_logger(__name__)
 
-_CHUNK = 64 * 1024
-
 
 class Saved(msgspec.Struct, frozen=True, kw_only=True):
     path: str
@@ -116,7 +114,7 @@ async def _save(archiver: Archiver, msg: ImageReceived, download: MediaDownload)
         digest = hashlib.sha256()
         head = b""
         size = 0
-        async for chunk in download.chunks(_CHUNK):
+        async for chunk in download.chunks():
             size += len(chunk)
             if size > archiver.max_bytes:
                 metrics.ARCHIVED.labels("too_large").inc()
