@@ -243,7 +243,7 @@ class AmqpBus:
         self.inflight: set[asyncio.Task[Any]] = set()
         self._consumers: list[_Consumer] = []
         self._declared: dict[str, QueueSpec] = {}
-        self._pending: dict[str, dict[str, asyncio.Future[bytes]]] = {}
+        self._pending = dl.PendingReplies()
         self._reply_channel: aiormq.abc.AbstractChannel | None = None
         self._reply_lock = asyncio.Lock()
         self._closed = False
@@ -435,13 +435,7 @@ class AmqpBus:
 
     async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
         props = message.header.properties
-        waiting = self._pending.get(props.correlation_id or "")
-        future = dl.pick_waiter(waiting, props.headers)
-        if future is None or future.done():
-            metrics.RPC_LATE_REPLIES.inc()
-            log.info("rpc.late_reply")
-            return
-        future.set_result(message.body)
+        self._pending.resolve(message.body, props.headers, props.correlation_id)
 
     async def request(
         self,
@@ -451,10 +445,7 @@ class AmqpBus:
         routing_key: str | None = None,
         exchange: str | None = None,
     ) -> bytes | None:
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        waiting = self._pending.setdefault(msg.correlation_id, {})
-        waiting[msg.id] = future
-        try:
+        async def send() -> None:
             await self.send(
                 exchange_for(msg) if exchange is None else exchange,
                 msg.routing_key() if routing_key is None else routing_key,
@@ -467,16 +458,8 @@ class AmqpBus:
                 ),
                 with_reply_consumer=True,
             )
-            try:
-                async with asyncio.timeout(timeout):
-                    return await future
-            except TimeoutError:
-                metrics.RPC_TIMEOUTS.inc()
-                return None
-        finally:
-            waiting.pop(msg.id, None)
-            if not waiting:
-                self._pending.pop(msg.correlation_id, None)
+
+        return await self._pending.wait(msg, send, timeout_s=timeout)
 
     async def send_reply(
         self,
@@ -722,10 +705,7 @@ class AmqpBus:
         for task in (self._watchdog, *self._background):
             if task is not None:
                 task.cancel()
-        for waiting in self._pending.values():
-            for future in waiting.values():
-                if not future.done():
-                    future.set_exception(BusError("bus closed while waiting for a reply"))
+        self._pending.fail_all(BusError("bus closed while waiting for a reply"))
         try:
             async with asyncio.timeout(self.op_timeout_s):
                 await self.connection.close()

@@ -7,6 +7,7 @@ between ``amqp://`` and ``memory://``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -20,9 +21,10 @@ from libs.common.bus import (
     ROUTING_KEY_HEADER,
     DeadLetter,
     Handler,
+    metrics,
 )
 from libs.common.bus.outcomes import Reject, Retry
-from libs.common.schemas import decode, encode
+from libs.common.schemas import BusMessage, decode, encode
 from libs.common.topology import QueueSpec
 
 log = structlog.get_logger(__name__)
@@ -113,6 +115,56 @@ def pick_waiter(waiting: Mapping[str, T] | None, headers: Mapping[str, Any] | No
     if isinstance(request_id, str) and request_id in waiting:
         return waiting[request_id]
     return next(iter(waiting.values())) if len(waiting) == 1 else None
+
+
+class PendingReplies:
+    """The requests of one bus waiting for their replies, by correlation id and request id.
+
+    Both backends keep them the same way; only how a request leaves and how a reply arrives
+    differs.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, dict[str, asyncio.Future[bytes]]] = {}
+
+    async def wait(
+        self, msg: BusMessage, send: Callable[[], Awaitable[None]], *, timeout_s: float
+    ) -> bytes | None:
+        """Register ``msg``, ``send`` it (its failure raises), then wait for the reply; None
+        after ``timeout_s``."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(msg.correlation_id, {})
+        waiting[msg.id] = future
+        try:
+            await send()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await future
+            except TimeoutError:
+                metrics.RPC_TIMEOUTS.inc()
+                return None
+        finally:
+            waiting.pop(msg.id, None)
+            if not waiting:
+                self._waiting.pop(msg.correlation_id, None)
+
+    def resolve(
+        self, body: bytes, headers: Mapping[str, Any] | None, correlation_id: str | None
+    ) -> bool:
+        """Hand a reply to the request it answers; False (counted) when none waits for it."""
+        future = pick_waiter(self._waiting.get(correlation_id or ""), headers)
+        if future is None or future.done():
+            metrics.RPC_LATE_REPLIES.inc()
+            log.info("rpc.late_reply")
+            return False
+        future.set_result(body)
+        return True
+
+    def fail_all(self, error: Exception) -> None:
+        for waiting in self._waiting.values():
+            for future in waiting.values():
+                if not future.done():
+                    future.set_exception(error)
 
 
 # --- headers ----------------------------------------------------------------------------------

@@ -250,7 +250,7 @@ class MemoryBus:
         self._closed = False
         self._consumers: list[_Consumer] = []
         self._reply_address = f"memory.reply.{next(self._ids)}"
-        self._pending: dict[str, dict[str, asyncio.Future[bytes]]] = {}
+        self._pending = dl.PendingReplies()
 
     @classmethod
     def shared(cls, url: str = "memory://", **options: Any) -> MemoryBus:
@@ -337,24 +337,13 @@ class MemoryBus:
         routing_key: str | None = None,
         exchange: str | None = None,
     ) -> bytes | None:
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        waiting = self._pending.setdefault(msg.correlation_id, {})
-        waiting[msg.id] = future
-        try:
+        async def send() -> None:
             self.broker.replies[self._reply_address] = self
             self._publish(
                 msg, routing_key=routing_key, exchange=exchange, reply_to=self._reply_address
             )
-            try:
-                async with asyncio.timeout(timeout):
-                    return await future
-            except TimeoutError:
-                metrics.RPC_TIMEOUTS.inc()
-                return None
-        finally:
-            waiting.pop(msg.id, None)
-            if not waiting:
-                self._pending.pop(msg.correlation_id, None)
+
+        return await self._pending.wait(msg, send, timeout_s=timeout)
 
     async def send_reply(
         self,
@@ -365,18 +354,11 @@ class MemoryBus:
     ) -> None:
         """Deliver a reply to the client that asked; dropped (and counted) when nobody waits."""
         requester = self.broker.replies.get(reply_to)
-        if requester is None or not requester.take_reply(body, headers, correlation_id):
+        if requester is None:
             metrics.RPC_LATE_REPLIES.inc()
             log.info("rpc.late_reply")
-
-    def take_reply(
-        self, body: bytes, headers: Mapping[str, Any], correlation_id: str | None
-    ) -> bool:
-        future = dl.pick_waiter(self._pending.get(correlation_id or ""), headers)
-        if future is None or future.done():
-            return False
-        future.set_result(body)
-        return True
+            return
+        requester._pending.resolve(body, headers, correlation_id)
 
     # -- consuming ------------------------------------------------------------------------------
 
@@ -453,10 +435,7 @@ class MemoryBus:
             await asyncio.wait(inflight)
         self._consumers.clear()
         self.broker.replies.pop(self._reply_address, None)
-        for waiting in self._pending.values():
-            for future in waiting.values():
-                if not future.done():
-                    future.set_exception(BusError("bus closed while waiting for a reply"))
+        self._pending.fail_all(BusError("bus closed while waiting for a reply"))
 
     def _check_open(self) -> None:
         if self._closed:
