@@ -200,14 +200,27 @@ async def test_a_push_sent_again_by_wechat_is_one_event(system: System) -> None:
         inbox = await received(system, openid, 2)
 
     assert [a.kind for a in answers] == ["success"] * 6, answers
+    assert texts(inbox) == [texts(inbox)[0]] * 2
+    assert texts(inbox)[0].startswith(FALLBACK)
+    # The facts travel on their own: the observer may hear them after WeChat delivered.
+    await eventually(
+        lambda: len(system.observer.of(Sent, openid=openid)),
+        lambda n: n >= 2,
+        deadline_s=DEADLINE_S,
+        what="both outcome facts",
+    )
     for sent in (push, racing):
         assert isinstance(sent.message, codec.TextMessage)
         events = [e for e in system.observer.of(UserMessage) if e.msg_id == sent.message.msg_id]
         assert len(events) == 1
-        decisions = [d for d in system.observer.of(DecisionMade) if d.event_id == events[0].id]
+        decisions = await eventually(
+            lambda eid=events[0].id: [
+                d for d in system.observer.of(DecisionMade) if d.event_id == eid
+            ],
+            deadline_s=DEADLINE_S,
+            what="the decision fact",
+        )
         assert [d.rule for d in decisions] == ["fallback"]
-    assert texts(inbox) == [texts(inbox)[0]] * 2
-    assert texts(inbox)[0].startswith(FALLBACK)
     assert len(system.observer.of(Sent, openid=openid)) == 2
 
 
