@@ -44,7 +44,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     bus_url: Secret = Secret("memory://")
     """``amqp://user:pass@host:5672/vhost`` or ``memory://`` (one process only)."""
     store_url: Secret = Secret("memory://")
-    """``redis://:pass@host:6379/0`` or ``memory://`` (one process only)."""
+    """``redis://:pass@host:6379/0``, ``redis+sentinel://:pass@s1:26379,s2:26379/MASTER/0``
+    (Redis with Sentinel failover) or ``memory://`` (one process only)."""
     log_format: LogFormat | None = None
     """``json`` or ``console``; unset means console on a terminal, JSON otherwise."""
     log_level: str = "info"

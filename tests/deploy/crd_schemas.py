@@ -1,8 +1,9 @@
 """The parts of the operators' CRD schemas that wxkf's manifests use.
 
 kubernetes-validate carries only the built-in kinds; these subsets check the custom resources
-(RabbitMQ Cluster Operator, KEDA, Prometheus Operator) for the fields we set, their types and
-the values that change behaviour, with unknown fields refused so that a typo cannot pass.
+(RabbitMQ Cluster Operator, KEDA, Prometheus Operator, OT-CONTAINER-KIT redis-operator) for the
+fields we set, their types and the values that change behaviour, with unknown fields refused
+so that a typo cannot pass.
 """
 
 from __future__ import annotations
@@ -203,7 +204,96 @@ PROMETHEUS_RULE = _kind(
     },
 )
 
+_SECRET_KEY = {
+    "type": "object",
+    "required": ["name", "key"],
+    "additionalProperties": False,
+    "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+}
+
+_REDIS_KUBERNETES_CONFIG = {
+    "type": "object",
+    "required": ["image"],
+    "additionalProperties": False,
+    "properties": {
+        "image": {"type": "string"},
+        "imagePullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+        "redisSecret": _SECRET_KEY,
+        "resources": _RESOURCES,
+    },
+}
+
+_REDIS_POD = {
+    # Fields that RedisReplication and RedisSentinel share (OT-CONTAINER-KIT redis-operator).
+    "clusterSize": {"type": "integer", "minimum": 1},
+    "kubernetesConfig": _REDIS_KUBERNETES_CONFIG,
+    "podSecurityContext": {"type": "object"},
+    "securityContext": {"type": "object"},
+    "topologySpreadConstraints": {"type": "array", "items": {"type": "object"}},
+}
+
+_DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
+
+REDIS_REPLICATION = _kind(
+    "redis.redis.opstreelabs.in/v1beta2",
+    "RedisReplication",
+    {
+        "type": "object",
+        "required": ["clusterSize", "kubernetesConfig"],
+        "additionalProperties": False,
+        "properties": {
+            **_REDIS_POD,
+            "redisConfig": {
+                "type": "object",
+                "additionalProperties": False,
+                # The name of a ConfigMap with the key redis-additional.conf.
+                "properties": {"additionalRedisConfig": {"type": "string"}},
+            },
+            "storage": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"volumeClaimTemplate": {"type": "object"}},
+            },
+        },
+    },
+)
+
+REDIS_SENTINEL = _kind(
+    "redis.redis.opstreelabs.in/v1beta2",
+    "RedisSentinel",
+    {
+        "type": "object",
+        "required": ["clusterSize", "kubernetesConfig", "redisSentinelConfig"],
+        "additionalProperties": False,
+        "properties": {
+            **_REDIS_POD,
+            "redisSentinelConfig": {
+                "type": "object",
+                "required": ["redisReplicationName"],
+                "additionalProperties": False,
+                "properties": {
+                    "redisReplicationName": {"type": "string"},
+                    "masterGroupName": {"type": "string"},
+                    # The operator takes these numbers as strings.
+                    "quorum": _DIGITS,
+                    "downAfterMilliseconds": _DIGITS,
+                    "failoverTimeout": _DIGITS,
+                    "parallelSyncs": _DIGITS,
+                    "redisReplicationPassword": {
+                        "type": "object",
+                        "required": ["secretKeyRef"],
+                        "additionalProperties": False,
+                        "properties": {"secretKeyRef": _SECRET_KEY},
+                    },
+                },
+            },
+        },
+    },
+)
+
 BY_KIND: dict[tuple[str, str], dict[str, Any]] = {
+    ("redis.redis.opstreelabs.in/v1beta2", "RedisReplication"): REDIS_REPLICATION,
+    ("redis.redis.opstreelabs.in/v1beta2", "RedisSentinel"): REDIS_SENTINEL,
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"): RABBITMQ_CLUSTER,
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
     ("keda.sh/v1alpha1", "TriggerAuthentication"): TRIGGER_AUTHENTICATION,

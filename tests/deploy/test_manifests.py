@@ -130,14 +130,53 @@ def test_the_rules_config_map_is_hashed_and_mounted_by_the_router() -> None:
 
 
 def test_every_wxkf_pod_the_default_deny_covers_has_its_clients_allowed() -> None:
-    policies = {p["metadata"]["name"]: p["spec"] for p in objects("prod", "NetworkPolicy")}
+    policies = {p["metadata"]["name"]: p["spec"] for p in objects("dev", "NetworkPolicy")}
     redis = policies["wxkf-redis-clients"]
     assert redis["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "wxkf-redis"}
     assert redis["ingress"][0]["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "wxkf"}}}
     ]
-    store = by_name("prod", "StatefulSet", "wxkf-redis")["spec"]["template"]["metadata"]
+    store = by_name("dev", "StatefulSet", "wxkf-redis")["spec"]["template"]["metadata"]
     assert store["labels"]["app.kubernetes.io/part-of"] == "wxkf", "the default deny applies"
+
+
+def test_prod_runs_redis_with_sentinel_failover_and_the_services_can_reach_it() -> None:
+    assert not [s for s in objects("prod", "StatefulSet") if s["metadata"]["name"] == "wxkf-redis"]
+    servers = by_name("prod", "RedisReplication", "wxkf-redis")["spec"]
+    sentinels = by_name("prod", "RedisSentinel", "wxkf-redis")["spec"]
+    assert servers["clusterSize"] == 3
+    assert sentinels["clusterSize"] == 3
+    watch = sentinels["redisSentinelConfig"]
+    assert watch["redisReplicationName"] == "wxkf-redis"
+    # A majority of the sentinels decides, so one lost sentinel neither blocks nor forces one.
+    assert int(watch["quorum"]) == sentinels["clusterSize"] // 2 + 1
+    password = {"name": "wxkf-redis", "key": "password"}
+    assert servers["kubernetesConfig"]["redisSecret"] == password
+    assert watch["redisReplicationPassword"]["secretKeyRef"] == password
+    extra = by_name("prod", "ConfigMap", servers["redisConfig"]["additionalRedisConfig"])
+    conf = extra["data"]["redis-additional.conf"].split("\n")
+    assert "min-replicas-to-write 1" in conf
+    assert "appendonly yes" in conf
+
+    policy = by_name("prod", "NetworkPolicy", "wxkf-redis-ha")["spec"]
+    selects = {e["key"]: set(e["values"]) for e in policy["podSelector"]["matchExpressions"]}
+    assert selects == {
+        "app": {"wxkf-redis", "wxkf-redis-sentinel"},
+        "redis_setup_type": {"replication", "sentinel"},
+    }
+    (rule,) = policy["ingress"]
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "wxkf"}}} in rule["from"]
+    assert {p["port"] for p in rule["ports"]} == {6379, 26379}
+
+
+def test_the_store_url_of_the_secret_template_names_each_deployment() -> None:
+    template = yaml.safe_load((K8S / "base" / "secret.template.yaml").read_text())
+    text = (K8S / "base" / "secret.template.yaml").read_text()
+    assert template["stringData"]["store-url"].startswith("redis+sentinel://")
+    assert "redis+sentinel://:<password>@wxkf-redis-sentinel:26379/wxkf/0" in text
+    assert "redis://:<password>@wxkf-redis:6379/0" in text, "dev's single Redis, in a comment"
+    sentinels = by_name("prod", "RedisSentinel", "wxkf-redis")["spec"]["redisSentinelConfig"]
+    assert sentinels["masterGroupName"] == "wxkf"
 
 
 def test_the_deployed_rules_are_the_shipped_example_and_valid() -> None:

@@ -1,7 +1,7 @@
 """The store: the few shared-state operations the services need, not a general key-value API.
 
-Two backends, chosen by URL: ``redis://`` (redis-py asyncio, Lua for atomic updates) and
-``memory://`` (one process). One behavioural test suite runs against both.
+Two backends, chosen by URL: ``redis://`` or ``redis+sentinel://`` (redis-py asyncio, Lua for
+atomic updates) and ``memory://`` (one process). One behavioural test suite runs against both.
 
 Times are unix seconds (float) passed in by the caller, so tests and the simulator's clock
 control them; TTLs are seconds. Bad arguments (a TTL that is not positive, an unknown grant
@@ -183,8 +183,9 @@ class Store(Protocol):
 
 
 async def connect(url: str, *, prefix: str = "wxkf:") -> Store:
-    """The backend for ``url``: ``redis://``/``rediss://``/``unix://`` or ``memory://``."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    """The backend for ``url``: ``redis://``/``rediss://``/``unix://``, ``redis+sentinel://``
+    (the primary that Sentinel names, followed through failovers) or ``memory://``."""
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
         from libs.common.store.redis import RedisStore
 
         return await RedisStore.connect(url, prefix=prefix)
@@ -193,5 +194,6 @@ async def connect(url: str, *, prefix: str = "wxkf:") -> Store:
 
         return MemoryStore.shared(url, prefix=prefix)
     raise ValueError(
-        f"unsupported store URL scheme in {url.split('://')[0]!r}: use redis:// or memory://"
+        f"unsupported store URL scheme {url.split('://')[0]!r}: use redis://, "
+        "redis+sentinel:// or memory://"
     )

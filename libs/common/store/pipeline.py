@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
-from libs.common.store import StoreError
+from libs.common.store import StoreError, sentinel
 
 MAX_BATCH = 64
 """Calls per pipeline: a burst beyond it goes out as several pipelines, concurrently."""
@@ -117,7 +117,8 @@ class ScriptPipeline:
         if c.future.done():
             return
         if isinstance(exc, RedisError | OSError):
-            error = StoreError(f"redis {c.op} on {self._where} failed: {exc}")
+            reason = sentinel.explain(exc) or exc
+            error = StoreError(f"redis {c.op} on {self._where} failed: {reason}")
             error.__cause__ = exc
             c.future.set_exception(error)
         else:

@@ -1,5 +1,7 @@
 """The ``redis://`` store: redis-py's asyncio client, one pool, Lua for every atomic update.
 
+``redis+sentinel://`` URLs reach the same server through Sentinel (see ``sentinel.py``).
+
 Each script is registered once per client and called by its SHA (redis-py loads it again by
 itself if the server forgot it, e.g. after a restart). The calls made for every send
 (:meth:`RedisStore.claim`, :meth:`RedisStore.set_many`) go out in one pipeline per turn of
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -33,6 +36,7 @@ from libs.common.store import (
     WindowTake,
     Write,
     checks,
+    sentinel,
 )
 from libs.common.store.pipeline import ScriptPipeline
 
@@ -83,8 +87,16 @@ def _check_db(url: str, where: str) -> None:
 class RedisStore:
     """A :class:`~libs.common.store.Store` on Redis."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, where: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        where: str,
+        also_close: Sentinel | None = None,
+    ) -> None:
         self._r = client
+        self._sentinels = also_close
         self._prefix = prefix
         self._where = where
         self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
@@ -105,23 +117,32 @@ class RedisStore:
         more; a timed-out command is not repeated (it may have run: a window slot taken twice
         would be lost to the user).
         """
+        connection: dict[str, Any] = {
+            "max_connections": max_connections,
+            "timeout": timeout_s,
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(
+                ExponentialBackoff(cap=0.2, base=0.05),
+                retries=1,
+                supported_errors=(RedisConnectionError,),
+            ),
+        }
+        if url.startswith(sentinel.SCHEME + "://"):
+            try:
+                target = sentinel.parse(url)
+            except ValueError as exc:
+                raise ValueError(f"store URL for sentinel is malformed: {exc}") from None
+            client, sentinels = sentinel.client(target, **connection)
+            where = target.describe()
+            log.info("store.opened", backend="redis-sentinel", where=where, prefix=prefix)
+            return cls(client, prefix=prefix, where=where, also_close=sentinels)
         where = describe(url)
         _check_db(url, where)
         try:
             # A blocking pool: a burst of callers waits for a free connection (up to the
             # timeout) instead of failing with "too many connections".
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=timeout_s,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                retry=Retry(
-                    ExponentialBackoff(cap=0.2, base=0.05),
-                    retries=1,
-                    supported_errors=(RedisConnectionError,),
-                ),
-            )
+            pool = aioredis.BlockingConnectionPool.from_url(url, **connection)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"store URL for {where} is malformed: {exc}") from None
         client = aioredis.Redis.from_pool(pool)
@@ -133,7 +154,8 @@ class RedisStore:
         try:
             yield
         except (RedisError, OSError) as exc:
-            raise StoreError(f"redis {op} on {self._where} failed: {exc}") from exc
+            reason = sentinel.explain(exc) or exc
+            raise StoreError(f"redis {op} on {self._where} failed: {reason}") from exc
 
     def _k(self, key: str) -> str:
         return self._prefix + checks.key(key)
@@ -282,6 +304,8 @@ class RedisStore:
         await self._batched.close()
         with self._errors("close"):
             await self._r.aclose()
+            if self._sentinels is not None:
+                await self._sentinels.aclose()
 
 
 def _text(word: bytes | str | int) -> str:

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from libs.common.store import Store
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
+from tests.support.redis_sentinel import SentinelGroup
 
 REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -52,19 +53,35 @@ async def raw_redis(prefix: str) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """One primary + replica + sentinel for the whole run (tests that fail it over make their
+    own)."""
+    with SentinelGroup(tmp_path_factory.mktemp("sentinel"), promotable=False) as group:
+        yield group
+
+
+@pytest.fixture(params=["memory", "redis", "sentinel"])
 async def make_store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[StoreFactory]:
-    """Opens stores on this test's backend; ``make_store("a:")`` gets a sibling prefix."""
+    """Opens stores on this test's backend; ``make_store("a:")`` gets a sibling prefix.
+
+    ``sentinel`` is Redis reached through Sentinel (``redis+sentinel://``): the same contract
+    must hold there, scripts and pipelines included.
+    """
     opened: list[Store] = []
     memory_url = f"memory://test-{uuid.uuid4().hex}"
     cleanup: aioredis.Redis | None = None
+    url = REDIS_URL
+    if request.param == "sentinel":
+        group: SentinelGroup = request.getfixturevalue("sentinel_group")
+        url = group.url()
 
     async def make(sub: str = "") -> Store:
         store: Store
         if request.param == "memory":
             store = MemoryStore.shared(memory_url, prefix=prefix + sub)
         else:
-            store = await RedisStore.connect(REDIS_URL, prefix=prefix + sub)
+            store = await RedisStore.connect(url, prefix=prefix + sub)
         opened.append(store)
         return store
 

@@ -129,5 +129,5 @@ async def test_expired_keys_nobody_reads_are_swept(
 
 
 async def test_unknown_url_scheme_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="unsupported store URL scheme in 'mongodb'"):
+    with pytest.raises(ValueError, match="unsupported store URL scheme 'mongodb'"):
         await connect("mongodb://localhost")

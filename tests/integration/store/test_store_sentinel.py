@@ -1,0 +1,124 @@
+"""The store through Sentinel: it follows the primary across failovers without reopening.
+
+Each test has a group of its own (a primary, a replica, a sentinel), since it fails it over.
+The contract itself runs on Sentinel too (the ``sentinel`` backend of ``make_store``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from libs.common.store import Grant, StoreError, Write
+from libs.common.store.redis import RedisStore
+from tests.support.redis_sentinel import PASSWORD, SentinelGroup
+from tests.support.waiting import eventually
+
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    with SentinelGroup(tmp_path) as started:
+        yield started
+
+
+async def test_writes_land_on_the_primary_the_sentinel_names(
+    sentinel_group: SentinelGroup,
+) -> None:
+    group = sentinel_group
+    store = await RedisStore.connect(group.url(db=3), prefix=f"p{id(group)}:")
+    try:
+        await store.set("k", b"v")
+        primary = group.node(group.primary_port())
+        primary.select(3)
+        assert primary.get(f"p{id(group)}:k") == b"v"
+    finally:
+        await store.close()
+
+
+async def test_a_failover_is_followed_with_state_and_scripts_intact(group: SentinelGroup) -> None:
+    store = await RedisStore.connect(group.url(), prefix="f:")
+    try:
+        await store.window_grant("w", Grant(kind="message", count=5, until=NOW + 3600), now=NOW)
+        first = await store.claim(Write(key="mark:1", value=b"1", ttl_s=60), window="w", now=NOW)
+        assert first.ok
+        assert first.window is not None
+        assert first.window.remaining == 4
+        old = group.primary_port()
+        group.sync_replica()
+
+        new = group.failover()
+
+        assert new != old
+        # The old primary is a replica now: the store's connection to it answers READONLY,
+        # which sends the next call to the new primary, without reopening the store.
+        again = await store.claim(Write(key="mark:2", value=b"2", ttl_s=60), window="w", now=NOW)
+        assert again.ok
+        assert again.window is not None
+        assert again.window.remaining == 3
+        assert (await store.claim(Write(key="mark:1", value=b"x", ttl_s=60))).known == b"1"
+        assert group.node(new).get("f:mark:2") == b"2"
+    finally:
+        await store.close()
+
+
+async def test_a_dead_primary_is_a_store_error_until_the_replica_takes_over(
+    group: SentinelGroup,
+) -> None:
+    store = await RedisStore.connect(group.url(), prefix="d:", timeout_s=0.5)
+    try:
+        await store.set("before", b"1")
+        group.sync_replica()
+        old = group.kill_primary()
+
+        # While the sentinel still names the dead primary, calls fail as the store's own error
+        # (callers answer 503 or retry through the bus), and in bounded time.
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="sentinel wxkf-test via") as caught:
+            await store.set("during", b"1")
+        assert time.monotonic() - started < 5
+        assert PASSWORD not in str(caught.value)
+
+        group.await_new_primary(old)
+
+        async def writes() -> bool:
+            try:
+                await store.set("after", b"1")
+            except StoreError:
+                return False
+            return True
+
+        await eventually(writes, what="a write on the promoted replica")
+        assert await store.get("before") == b"1"
+        await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_no_sentinel_answering_is_a_store_error_without_credentials(
+    closed_port: int,
+) -> None:
+    url = f"redis+sentinel://:{quote(PASSWORD, safe='')}@127.0.0.1:{closed_port}/nobody/0"
+    store = await RedisStore.connect(url, timeout_s=0.5)
+    try:
+        with pytest.raises(StoreError) as caught:
+            await store.ping()
+        message = str(caught.value)
+        assert f"sentinel nobody via 127.0.0.1:{closed_port}/0" in message
+        assert "s3cret" not in message
+    finally:
+        await store.close()
+
+
+async def test_a_wrong_password_is_refused_by_the_primary(sentinel_group: SentinelGroup) -> None:
+    store = await RedisStore.connect(sentinel_group.url(password="wrong"), timeout_s=0.5)
+    try:
+        with pytest.raises(StoreError, match="sentinel wxkf-test"):
+            await store.ping()
+    finally:
+        await store.close()
