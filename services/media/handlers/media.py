@@ -160,12 +160,13 @@ async def _stream(
     length = upstream.content_length
     if length is not None:
         resp.content_length = length
-    writer = cache.writer(media_id, upstream.content_type, length) if cache is not None else None
-    sent = 0
     if request.transport is not None:
         # Room for a few upstream chunks while the client reads: fewer stalls on each side.
         request.transport.set_write_buffer_limits(high=_WRITE_BUFFER)
     await resp.prepare(request)
+    # Opened once the answer has started, so that every way out below removes a partial file.
+    writer = cache.writer(media_id, upstream.content_type, length) if cache is not None else None
+    sent = 0
     chunks = upstream.chunks()
     try:
         while True:
@@ -188,6 +189,10 @@ async def _stream(
                 writer.write(chunk)
             await resp.write(chunk)
             sent += len(chunk)
+        if writer is not None:
+            # Kept only when every byte arrived (commit checks); else the partial file goes.
+            writer.commit()
+            writer = None
     except (ConnectionResetError, asyncio.CancelledError) as exc:
         # The client went away (aiohttp may cancel the handler for it) or the service is
         # stopping: nothing more to answer, nothing half-written to keep.
@@ -200,8 +205,7 @@ async def _stream(
         metrics.BYTES.labels("client_out").inc(sent)
         metrics.BYTES.labels("wechat_in").inc(sent)
         if writer is not None:
-            # Kept only when every byte arrived (commit checks); else the partial file goes.
-            writer.commit()
+            writer.abort()  # broken off: nothing half-written is kept
     metrics.DOWNLOADS.labels("ok").inc()
     await resp.write_eof()
     return resp

@@ -2,8 +2,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from structlog.testing import capture_logs
 
 from services.media.cache import DiskCache
+
+CHUNK = 256 * 1024
 
 
 class Clock:
@@ -80,6 +86,27 @@ def test_an_aborted_download_leaves_nothing(tmp_path: Path) -> None:
     assert writer is not None
     writer.write(b"x" * 60)
     writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def full_disk() -> BinaryIO:
+    """A file every write to which fails with ENOSPC, as on a full disk."""
+    return Path("/dev/full").open("wb")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_failing_disk_stops_the_caching_not_the_download(tmp_path: Path) -> None:
+    cache = make(tmp_path, Clock(), max_bytes=8 * CHUNK)
+    writer = cache.writer("id", "image/png", 2 * CHUNK)
+    assert writer is not None
+    writer._file.close()
+    writer._file = full_disk()
+    with capture_logs() as logs:
+        writer.write(b"x" * CHUNK)  # ENOSPC: logged once, the download goes on
+        writer.write(b"x" * CHUNK)
+        assert writer.commit() is None
+    assert [e["event"] for e in logs] == ["media.cache_write_failed"]
+    assert cache.get("id") is None
     assert list(tmp_path.iterdir()) == []
 
 
