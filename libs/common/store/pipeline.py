@@ -1,67 +1,70 @@
-"""Script calls made in the same turn of the event loop, sent to Redis together.
+"""The claims and set_many calls made in one turn of the event loop, in one script call.
 
-Many deliveries in flight each call a script at nearly the same moment; one pipeline (one
-write, one connection taken from the pool, the answers read in one pass) costs the client
-a fraction of what as many separate round trips do. Each script still runs atomically on
-the server, on its own; nothing waits for anything but the loop's next turn, and a batch in
-flight never holds up the next one (each takes its own connection).
+Many deliveries in flight each make a call at nearly the same moment. Gathered per loop turn
+and sent as one run of ``batch.lua`` (one command, one connection taken from the pool, one
+reply to read: the answers packed with msgpack), they cost the client a fraction of what as
+many commands do, even pipelined: redis-py packs and parses every command and every element
+of every answer in Python. Each call is still all or nothing on its own, in the order made,
+and has its own answer or error; nothing waits for anything but the loop's next turn, and a
+batch in flight never holds up the next one (each takes its own connection).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from libs.common.store import StoreError, sentinel
 
 MAX_BATCH = 64
-"""Calls per pipeline: a burst beyond it goes out as several pipelines, concurrently."""
+"""Calls per script run: a burst beyond it goes out as several runs, concurrently."""
 
-Arg = bytes | str | int
+Op = Literal["claim", "set_many"]
+
+_answers = msgspec.msgpack.Decoder(list[list[Any]])
 
 
 class _Call:
-    __slots__ = ("args", "future", "keys", "op", "script")
+    __slots__ = ("future", "op", "spec", "values")
 
     def __init__(
-        self,
-        op: str,
-        script: AsyncScript,
-        keys: Sequence[str],
-        args: Sequence[Arg],
-        future: asyncio.Future[Any],
+        self, op: Op, spec: list[Any], values: Sequence[bytes], future: asyncio.Future[list[Any]]
     ) -> None:
         self.op = op
-        self.script = script
-        self.keys = keys
-        self.args = args
+        self.spec = spec
+        self.values = values
         self.future = future
 
 
-class ScriptPipeline:
-    """Runs :class:`AsyncScript` calls batched per loop turn (see the module docstring)."""
+class Batches:
+    """Runs calls of ``batch.lua`` gathered per loop turn (see the module docstring)."""
 
-    def __init__(self, client: aioredis.Redis, *, where: str) -> None:
+    def __init__(self, client: aioredis.Redis, script: AsyncScript, *, where: str) -> None:
         self._r = client
+        self._script = script
         self._where = where
         self._waiting: list[_Call] = []
         self._running: set[asyncio.Task[None]] = set()
 
-    async def call(
-        self, op: str, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]
-    ) -> Any:
-        """The script's answer; :class:`StoreError` naming ``op`` when Redis failed."""
+    async def call(self, op: Op, spec: list[Any], values: Sequence[bytes]) -> list[Any]:
+        """Run one call as ``batch.lua`` describes it: ``spec`` names its keys, numbers and the
+        lengths of ``values``. Its answer (a ``known`` answer carries its value as bytes), or
+        :class:`StoreError` naming ``op`` when Redis failed or the call did."""
         loop = asyncio.get_running_loop()
         if not self._waiting:
             loop.call_soon(self._flush)
-        future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append(_Call(op, script, keys, args, future))
-        return await future
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._waiting.append(_Call(op, spec, values, future))
+        answer = await future
+        if answer[0] == "err":
+            raise StoreError(f"redis {op} on {self._where} failed: {answer[1]}")
+        return answer
 
     async def close(self) -> None:
         """Wait for the batches in flight (their callers get their answers or errors)."""
@@ -70,20 +73,24 @@ class ScriptPipeline:
 
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, []
+        loop = asyncio.get_running_loop()
         for start in range(0, len(waiting), MAX_BATCH):
-            task = asyncio.get_running_loop().create_task(
-                self._send(waiting[start : start + MAX_BATCH])
-            )
+            task = loop.create_task(self._send(waiting[start : start + MAX_BATCH]))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        for c in batch:
-            pipe.execute_command("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+        calls = msgspec.msgpack.encode([c.spec for c in batch])
+        values = b"".join(v for c in batch for v in c.values)
         try:
-            answers = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
+            # The script object loads the script itself when the server does not know it
+            # (first use, or restarted or flushed since): that run did not happen, so it is
+            # made once more.
+            reply = await self._script(args=[calls, values], client=self._r)
+            answers = _answers.decode(reply[0])
+            if len(answers) != len(batch):
+                raise msgspec.ValidationError(f"{len(answers)} answers to {len(batch)} calls")
+        except (RedisError, OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             for c in batch:
                 self._fail(c, exc)
             return
@@ -92,26 +99,11 @@ class ScriptPipeline:
             for c in batch:
                 self._fail(c, exc)
             raise
-        unknown: list[_Call] = []
         for c, answer in zip(batch, answers, strict=True):
-            if isinstance(answer, NoScriptError):
-                unknown.append(c)
-            elif isinstance(answer, RedisError):
-                self._fail(c, answer)
-            elif not c.future.done():
+            if answer[0] == "known":
+                answer[1] = reply[answer[1]]
+            if not c.future.done():
                 c.future.set_result(answer)
-        # The server does not know the script (first use, or restarted or flushed since):
-        # each script object loads it and runs its call, on a round trip of its own.
-        await asyncio.gather(*(self._alone(c) for c in unknown))
-
-    async def _alone(self, c: _Call) -> None:
-        try:
-            answer = await c.script(keys=list(c.keys), args=list(c.args))
-        except (RedisError, OSError) as exc:
-            self._fail(c, exc)
-            return
-        if not c.future.done():
-            c.future.set_result(answer)
 
     def _fail(self, c: _Call, exc: BaseException) -> None:
         if c.future.done():
@@ -121,5 +113,7 @@ class ScriptPipeline:
             error = StoreError(f"redis {c.op} on {self._where} failed: {reason}")
             error.__cause__ = exc
             c.future.set_exception(error)
+        elif isinstance(exc, msgspec.DecodeError | msgspec.ValidationError):
+            c.future.set_exception(StoreError(f"redis {c.op} on {self._where}: bad answer"))
         else:
             c.future.set_exception(StoreError(f"redis {c.op} on {self._where} was interrupted"))

@@ -4,8 +4,8 @@
 
 Each script is registered once per client and called by its SHA (redis-py loads it again by
 itself if the server forgot it, e.g. after a restart). The calls made for every send
-(:meth:`RedisStore.claim`, :meth:`RedisStore.set_many`) go out in one pipeline per turn of
-the event loop (see ``pipeline.py``). Every key lives under the prefix. Any
+(:meth:`RedisStore.claim`, :meth:`RedisStore.set_many`) go out in one script call per turn
+of the event loop (see ``pipeline.py``). Every key lives under the prefix. Any
 Redis failure (refused, timed out, a key of another kind) surfaces as :class:`StoreError`
 with the operation and the server's address, never the password.
 """
@@ -38,7 +38,7 @@ from libs.common.store import (
     checks,
     sentinel,
 )
-from libs.common.store.pipeline import ScriptPipeline
+from libs.common.store.pipeline import Batches
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +49,7 @@ _SCRIPTS = (
     "window_release",
     "window_close",
     "rate_acquire",
-    "set_many",
-    "claim",
+    "batch",
 )
 
 
@@ -100,7 +99,7 @@ class RedisStore:
         self._prefix = prefix
         self._where = where
         self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
-        self._batched = ScriptPipeline(client, where=where)
+        self._batched = Batches(client, self._scripts["batch"], where=where)
 
     @classmethod
     async def connect(
@@ -245,15 +244,15 @@ class RedisStore:
     # -- several steps in one atomic call ------------------------------------------------------
 
     async def set_many(self, writes: Sequence[Write]) -> None:
-        keys: list[str] = []
-        args: list[bytes | str | int] = []
+        spec: list[Any] = ["set"]
+        values: list[bytes] = []
         for write in writes:
             w = checks.write(write)
-            keys.append(self._k(w.key))
-            args += _value_and_ttl(w)
-        if not keys:
+            spec += (self._k(w.key), len(w.value), _ttl_ms(w))
+            values.append(w.value)
+        if not values:
             return
-        await self._batched.call("set_many", self._scripts["set_many"], keys, args)
+        await self._batched.call("set_many", spec, values)
 
     async def claim(
         self,
@@ -265,35 +264,30 @@ class RedisStore:
         also: Sequence[Write] = (),
     ) -> Claim:
         m = checks.write(mark)
-        keys = [self._k(m.key)]
-        args: list[bytes | str | int] = [*_value_and_ttl(m)]
         at = checks.claim_now(window, now)
-        if window is not None:
-            keys.append(self._k(window))
-            args.append(_num(at))
-        else:
-            args.append("")
+        spec: list[Any] = ["claim", "" if window is None else self._k(window), at]
         if rate is not None:
             r = checks.rate_limit(rate)
-            keys.append(self._k(r.key))
-            args += [_num(r.rate), r.burst, _num(r.now)]
+            spec += (self._k(r.key), float(r.rate), r.burst, float(r.now))
         else:
-            args += ["", "", ""]
+            spec += ("", 0.0, 0, 0.0)
+        spec += (self._k(m.key), len(m.value), _ttl_ms(m))
+        values = [m.value]
         for write in also:
             w = checks.write(write)
-            keys.append(self._k(w.key))
-            args += _value_and_ttl(w)
-        answer = await self._batched.call("claim", self._scripts["claim"], keys, args)
-        word, value = _text(answer[0]), answer[1]
+            spec += (self._k(w.key), len(w.value), _ttl_ms(w))
+            values.append(w.value)
+        answer = await self._batched.call("claim", spec, values)
+        word = answer[0]
         if word == "known":
-            return Claim(ok=False, known=value.encode() if isinstance(value, str) else value)
+            return Claim(ok=False, known=answer[1])
         if word == "window":
-            return Claim(ok=False, window=_refusal(_text(value)))
+            return Claim(ok=False, window=_refusal(answer[1]))
         if word == "wait":
-            return Claim(ok=False, wait_s=float(value))
+            return Claim(ok=False, wait_s=float(answer[1]))
         if window is None:
             return Claim(ok=True)
-        taken = WindowTake(ok=True, kind=checks.kind(_text(value)), remaining=int(answer[2]))
+        taken = WindowTake(ok=True, kind=checks.kind(answer[1]), remaining=int(answer[2]))
         return Claim(ok=True, window=taken)
 
     async def ping(self) -> None:
@@ -308,10 +302,6 @@ class RedisStore:
                 await self._sentinels.aclose()
 
 
-def _text(word: bytes | str | int) -> str:
-    return word.decode() if isinstance(word, bytes) else str(word)
-
-
 def _refusal(reason: str) -> WindowTake:
     if reason == "no_window":
         return WindowTake(ok=False, reason="no_window")
@@ -320,5 +310,6 @@ def _refusal(reason: str) -> WindowTake:
     return WindowTake(ok=False, reason="window_expired")
 
 
-def _value_and_ttl(w: Write) -> tuple[bytes, str]:
-    return w.value, "" if w.ttl_s is None else str(checks.ttl_ms(w.ttl_s))
+def _ttl_ms(w: Write) -> int:
+    """A write's TTL in milliseconds for ``batch.lua``: 0 for none (a TTL is at least 1)."""
+    return 0 if w.ttl_s is None else checks.ttl_ms(w.ttl_s)

@@ -60,6 +60,12 @@ async def test_a_claim_writes_its_mark_once(store: Store) -> None:
     assert (await store.claim(mark(b"third"))).ok
 
 
+async def test_a_known_mark_comes_back_byte_for_byte(store: Store) -> None:
+    value = bytes(range(256))
+    assert (await store.claim(mark(value))).ok
+    assert await store.claim(mark(b"again")) == Claim(ok=False, known=value)
+
+
 async def test_a_claim_takes_the_slot_window_take_would(store: Store) -> None:
     await store.window_grant("w", Grant(kind="enter", count=1, until=NOW + 60), now=NOW)
     await grant(store, count=2)

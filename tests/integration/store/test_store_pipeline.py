@@ -1,4 +1,5 @@
-"""Script calls of one loop turn go to Redis in one pipeline; each keeps its own answer/error."""
+"""Claims and set_many calls of one loop turn go to Redis in one script call; each keeps its own
+answer or error."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from libs.common.store import Grant, StoreError, Write
-from libs.common.store.pipeline import MAX_BATCH, ScriptPipeline
-from libs.common.store.redis import RedisStore
+from libs.common.store.pipeline import MAX_BATCH, Batches
+from libs.common.store.redis import RedisStore, _script
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +23,13 @@ HANG_GUARD_S = 30.0
 
 
 class CountingProxy:
-    """A TCP proxy to Redis that counts the connections made through it."""
+    """A TCP proxy to Redis that counts the connections made through it, and the script
+    calls sent."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.connections = 0
+        self.sent = bytearray()
         self.writers: list[asyncio.StreamWriter] = []
         self.server: asyncio.Server | None = None
 
@@ -39,9 +42,13 @@ class CountingProxy:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         self.writers += [writer, up_writer]
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, upstream: bool
+        ) -> None:
             try:
                 while data := await src.read(65536):
+                    if upstream:
+                        self.sent += data
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -49,7 +56,13 @@ class CountingProxy:
             finally:
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(
+            pipe(reader, up_writer, upstream=True), pipe(up_reader, writer, upstream=False)
+        )
+
+    @property
+    def script_calls(self) -> int:
+        return self.sent.count(b"EVALSHA")
 
     async def close(self) -> None:
         for writer in self.writers:
@@ -71,30 +84,36 @@ async def proxied(
     await proxy.close()
 
 
-async def test_claims_of_one_loop_turn_share_one_connection(
+async def test_claims_of_one_loop_turn_share_one_script_call(
     proxied: tuple[RedisStore, CountingProxy],
 ) -> None:
     store, proxy = proxied
     now = time.time()
     await store.window_grant("w", Grant(kind="message", count=40, until=now + 60), now=now)
     assert proxy.connections == 1
+    before = proxy.script_calls
     async with asyncio.timeout(HANG_GUARD_S):
         claims = await asyncio.gather(
-            *(store.claim(Write(key=f"m{i}", value=b"x"), window="w", now=now) for i in range(50))
+            *(store.claim(Write(key=f"m{i}", value=b"x"), window="w", now=now) for i in range(50)),
+            store.set_many([Write(key="after", value=b"y")]),
         )
-    # Sent one at a time, 50 calls in flight would have needed 50 connections.
+    # Sent one at a time, 51 calls in flight would have needed 51 connections and commands.
     assert proxy.connections == 1
+    assert proxy.script_calls - before == 1
+    assert claims.pop() is None
+    assert await store.get("after") == b"y"
     assert sorted(c.window.remaining for c in claims if c.ok and c.window) == list(range(40))
     assert {c.window.reason for c in claims if not c.ok and c.window} == {"quota_exhausted"}
 
 
-async def test_a_burst_beyond_one_pipeline_is_split(
+async def test_a_burst_beyond_one_batch_is_split(
     proxied: tuple[RedisStore, CountingProxy],
 ) -> None:
-    store, _ = proxied
+    store, proxy = proxied
     writes = [[Write(key=f"k{i}", value=str(i).encode())] for i in range(2 * MAX_BATCH + 5)]
     async with asyncio.timeout(HANG_GUARD_S):
         await asyncio.gather(*(store.set_many(w) for w in writes))
+        assert proxy.script_calls == 3
         assert [await store.get(f"k{i}") for i in range(len(writes))] == [
             str(i).encode() for i in range(len(writes))
         ]
@@ -107,30 +126,48 @@ async def test_one_failing_call_does_not_fail_its_neighbours(
     await redis_store.set("plain", b"v")
     await redis_store.window_grant("w", Grant(kind="message", count=5, until=now + 60), now=now)
     async with asyncio.timeout(HANG_GUARD_S):
-        good, bad = await asyncio.gather(
+        good, bad, later, written = await asyncio.gather(
             redis_store.claim(Write(key="a", value=b"x"), window="w", now=now),
-            redis_store.claim(Write(key="b", value=b"x"), window="plain", now=now),
+            redis_store.claim(
+                Write(key="b", value=b"x"),
+                window="plain",
+                now=now,
+                also=[Write(key="c", value=b"")],
+            ),
+            redis_store.claim(Write(key="d", value=b"x"), window="w", now=now, also=[]),
+            redis_store.set_many([Write(key="e", value=b"y")]),
             return_exceptions=True,
         )
     assert not isinstance(good, BaseException)
     assert good.ok
     assert isinstance(bad, StoreError)
     assert "claim" in str(bad)
+    # The failed claim wrote nothing; the calls after it in the same batch went on.
+    assert await redis_store.get("b") is None
+    assert await redis_store.get("c") is None
+    assert not isinstance(later, BaseException)
+    assert later.ok
+    assert written is None
+    assert await redis_store.get("e") == b"y"
 
 
 async def test_a_script_the_server_does_not_know_is_loaded_and_run(
-    redis_url: str, raw_redis: aioredis.Redis
+    prefix: str, redis_url: str, raw_redis: aioredis.Redis
 ) -> None:
     client = aioredis.Redis.from_url(redis_url)
-    # A script no server has seen: its first pipelined call meets NOSCRIPT.
-    script = client.register_script(f"return ARGV[1] .. '{uuid.uuid4().hex}'")
-    batched = ScriptPipeline(client, where="test")
+    # batch.lua as no server has seen it: its first run meets NOSCRIPT.
+    script = client.register_script(_script("batch") + f"\n-- {uuid.uuid4().hex}\n")
+    batched = Batches(client, script, where="test")
     try:
         async with asyncio.timeout(HANG_GUARD_S):
             answers = await asyncio.gather(
-                *(batched.call("probe", script, [], [f"n{i}"]) for i in range(3))
+                *(
+                    batched.call("set_many", ["set", f"{prefix}n{i}", 1, 0], [b"v"])
+                    for i in range(3)
+                )
             )
-        assert [a.decode()[:2] for a in answers] == ["n0", "n1", "n2"]
+        assert answers == [["ok", 1]] * 3
+        assert await raw_redis.get(f"{prefix}n2") == b"v"
         assert await raw_redis.script_exists(script.sha) == [True]
     finally:
         await batched.close()
