@@ -20,6 +20,7 @@ failed with an ``errmsg`` starting ``ambiguous:`` (maybe lost, never twice).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -60,6 +61,8 @@ from services.sender.errors import NotSendable
 from services.sender.settings import SenderSettings
 
 log = structlog.get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
+"""The standard logger under ``log``, whose level decides (see ``observability/logging.py``)."""
 
 Clock = Callable[[], float]
 
@@ -121,7 +124,7 @@ async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) ->
     structlog.contextvars.bind_contextvars(
         command_id=msg.id, msgtype=msg.msgtype, openid=hash_openid(msg.openid)
     )
-    with Timer(metrics.COMMAND_SECONDS.labels(msg.msgtype).observe), sender.steps.running(msg):
+    with Timer(metrics.command_seconds(msg.msgtype).observe), sender.steps.running(msg):
         try:
             await _process(sender, msg, delivery)
         except StoreError as exc:
@@ -445,11 +448,13 @@ async def _settle(
         await order.mark_done(store, cmd, ttl_s=ttl)
     await publish_fact(sender.bus, fact)
     outcome = fact.routing_key().split(".")[1]
-    metrics.COMMANDS.labels(cmd.msgtype, outcome).inc()
+    metrics.commands(cmd.msgtype, outcome).inc()
     if isinstance(fact, Sent):
         # The common case is counted in metrics; a line per message costs what a store
-        # round trip does, so it is logged at debug only.
-        log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
+        # round trip does, so it is logged at debug only, and not even built below that
+        # (structlog binds and runs its processors before the level drops a line).
+        if _stdlib_log.isEnabledFor(logging.DEBUG):
+            log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
     elif isinstance(fact, Rejected):
         log.info("send.rejected", reason=fact.reason, errcode=fact.errcode)
     elif isinstance(fact, Failed):
@@ -472,7 +477,7 @@ async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> 
         return
     key = windows.window_key(cmd.appid, cmd.openid)
     await sender.store.window_release(key, slot, now=sender.clock())
-    metrics.QUOTA.labels("released").inc()
+    metrics.quota("released").inc()
 
 
 async def _claim(
@@ -504,7 +509,7 @@ async def _claim(
         )
         if claim.ok:
             if spends_slot:
-                metrics.QUOTA.labels("granted").inc()
+                metrics.quota("granted").inc()
             if limited:
                 metrics.RATE_WAIT_SECONDS.observe(waited)
             return claim

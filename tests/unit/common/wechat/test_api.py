@@ -8,6 +8,7 @@ captured and checked byte for byte.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -176,6 +177,25 @@ async def test_send_posts_raw_utf8_with_the_token_in_the_query(serve: Any, seen:
     assert query == {"access_token": TOKEN}
     assert body == '{"msgtype":"text","touser":"oUser","text":{"content":"您好 😀"}}'.encode()
     assert headers["Content-Type"].startswith("application/json")
+
+
+async def test_a_good_call_is_logged_only_when_its_logger_is_at_debug(serve: Any) -> None:
+    client = await serve(ok())
+    level = logging.getLogger(api.__name__).level
+    try:
+        logging.getLogger(api.__name__).setLevel(logging.INFO)
+        with capture_logs() as quiet:
+            await client.send(TOKEN, api.text("oUser", "hi"))
+        logging.getLogger(api.__name__).setLevel(logging.DEBUG)
+        with capture_logs() as loud:
+            await client.send(TOKEN, api.text("oUser", "hi"))
+    finally:
+        logging.getLogger(api.__name__).setLevel(level)
+    assert quiet == []
+    assert [(e["event"], e["api"], e["log_level"]) for e in loud] == [
+        ("wechat.call", "send", "debug")
+    ]
+    assert TOKEN not in repr(loud)
 
 
 async def test_an_errcode_becomes_a_typed_error_with_rid_and_no_token(serve: Any) -> None:
