@@ -8,7 +8,10 @@ rounds alternate between a direct download from the simulator and the same downl
 the service (``GET /v1/media/{id}``), so the machine's noise falls on both alike; the figure is
 the median round. The kernel's high-water mark of the service's resident memory (VmHWM,
 reset before each download) gives the peak per size: it shows whether memory grows with the
-file (it should not: the service passes chunks through).
+file (it should not: the service passes chunks through). The service's CPU per MB streamed
+(from the kernel's per-thread run time) is printed beside the rates: it is the figure to
+compare across runs on a shared machine, where the rates follow what the neighbours leave;
+the load average at the start and the end of the run says how busy the machine was.
 
 Targets (from the issue): through the service at least 80% of the direct throughput, and a
 peak RSS that does not grow with the file size.
@@ -54,6 +57,23 @@ def _status(pid: int, field: str) -> int:
 
 def rss_bytes(pid: int) -> int:
     return _status(pid, "VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Time the process's threads have run, to the nanosecond (``/proc/<pid>/task/*/schedstat``)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stat:
+                total += int(stat.read().split()[0])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+    return total / 1e9
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (5 min {five:.2f}) on {os.cpu_count()} cores"
 
 
 class PeakRss:
@@ -151,11 +171,11 @@ async def run(
 
     print(
         f"media service download, {rounds} rounds per size (median); service RSS idle "
-        f"{idle_rss / MB:.1f} MB"
+        f"{idle_rss / MB:.1f} MB; {load_average()}"
     )
     print(
         f"{'size':>8} {'direct MB/s':>12} {'service MB/s':>13} {'ratio':>6} "
-        f"{'peak RSS MB':>12} {'RSS growth MB':>14}"
+        f"{'service CPU ms/MB':>18} {'peak RSS MB':>12} {'RSS growth MB':>14}"
     )
     ratios: list[float] = []
     growths: list[float] = []
@@ -167,16 +187,20 @@ async def run(
         direct: list[float] = []
         via: list[float] = []
         peak = 0
+        cpu = 0.0
         for _ in range(rounds):
             direct.append(size / MB / await download(session, direct_url, size))
+            before = cpu_seconds(pid)
             with PeakRss(pid) as sampler:
                 via.append(size / MB / await download(session, via_url, size))
+            cpu += cpu_seconds(pid) - before
             peak = max(peak, sampler.peak)
         d, v = statistics.median(direct), statistics.median(via)
         ratios.append(v / d)
         growths.append((peak - idle_rss) / MB)
         print(
-            f"{size_mb:>6}MB {d:>12.0f} {v:>13.0f} {v / d:>6.0%} {peak / MB:>12.1f} "
+            f"{size_mb:>6}MB {d:>12.0f} {v:>13.0f} {v / d:>6.0%} "
+            f"{1000 * cpu / (rounds * size_mb):>18.2f} {peak / MB:>12.1f} "
             f"{(peak - idle_rss) / MB:>14.1f}"
         )
         del state.media.items[item.media_id]
@@ -190,6 +214,7 @@ async def run(
         f"{sizes_mb[0]}-{sizes_mb[-1]} MB files (target: does not grow with size): "
         f"{'met' if flat else 'MISSED'}"
     )
+    print(f"{load_average()} at the end")
 
 
 if __name__ == "__main__":
