@@ -71,6 +71,9 @@ class MemoryBroker:
         self.bindings: dict[str, list[tuple[str, str]]] = {}
         self.queues: dict[str, _Queue] = {}
         self.replies: dict[str, MemoryBus] = {}
+        self._routes: dict[tuple[str, str], tuple[str, ...]] = {}
+        """The queues each exchange and routing key reach, worked out on first use: a
+        publish would otherwise match the key against every binding of its exchange."""
 
     # -- topology -------------------------------------------------------------------------------
 
@@ -95,6 +98,7 @@ class MemoryBroker:
         bindings = self.bindings[exchange]
         if (pattern, queue) not in bindings:
             bindings.append((pattern, queue))
+            self._routes.clear()
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -103,14 +107,17 @@ class MemoryBroker:
         if kind is None:
             raise PublishError(f"no exchange {exchange!r}: declare the topology first")
         key = message.routing_key
-        targets = {
-            queue
-            for pattern, queue in self.bindings[exchange]
-            if (matches(pattern, key) if kind == "topic" else pattern == key)
-        }
+        targets = self._routes.get((exchange, key))
+        if targets is None:
+            bound = {
+                queue
+                for pattern, queue in self.bindings[exchange]
+                if (matches(pattern, key) if kind == "topic" else pattern == key)
+            }
+            targets = self._routes[exchange, key] = tuple(sorted(bound))
         if not targets:
             raise Unroutable(f"unroutable: no queue bound to {exchange!r} matches {key!r}")
-        for name in sorted(targets):
+        for name in targets:
             queue = self.queues[name]
             queue.ready.append(message)
             self.pump(queue)
@@ -124,6 +131,11 @@ class MemoryBroker:
             consumer = ready[queue.turn % len(ready)]
             queue.turn += 1
             consumer.start(queue.ready.popleft())
+
+    def depth(self, queue: str) -> int:
+        """Messages waiting in ``queue`` for a consumer (none when it is not declared)."""
+        found = self.queues.get(queue)
+        return 0 if found is None else len(found.ready)
 
     def publish_raw(
         self,
