@@ -231,6 +231,12 @@ class MediaDownload:
             else None
         )
 
+    @property
+    def content_disposition(self) -> str | None:
+        """WeChat's Content-Disposition as sent, to pass on unchanged: parsing it for
+        :attr:`filename` costs aiohttp about 120 us per download."""
+        return self.response.headers.get("Content-Disposition")
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (after the bytes read ahead to look for an error), never
         re-cut into fixed sizes: re-cutting copies every chunk, a fifth of a stream's speed."""

@@ -153,7 +153,8 @@ async def _stream(
     resp = web.StreamResponse(
         headers={
             "Content-Type": upstream.content_type,
-            "Content-Disposition": f'attachment; filename="{upstream.filename or media_id}"',
+            "Content-Disposition": upstream.content_disposition
+            or f'attachment; filename="{media_id}"',
             "Cache-Control": "no-cache, must-revalidate",
         }
     )
