@@ -10,12 +10,19 @@ consumers stop before the bus they use is closed). A second signal gets the defa
 :func:`serve` runs on uvloop when it can be imported (a dependency wherever it builds), else on
 asyncio's own loop: the same code either way, uvloop's loop only spends less per pass (the
 ingress benchmark measured 2-3% less CPU per push on it).
+
+Once the apps of :func:`serve` have started, :func:`settle_heap` hands what start-up built
+(modules, clients, connections: alive as long as the process) to the collector's permanent
+generation and makes young collections rarer, so that a full collection no longer walks the
+whole start-up heap: on ingress one took 37-49 ms of CPU (52-77 ms of wall time) right after
+start, and 160-370 ms each under a backlog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -32,6 +39,11 @@ T = TypeVar("T")
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a service listens on every interface of its pod
 
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between young collections (CPython's default is 700). A request leaves little
+garbage that needs the collector (refcounts free the rest): at 10,000, ingress collected once
+in 2,400 pushes instead of 22 times, and its longest pause was no longer (3.6 ms of CPU)."""
+
 
 def serve(
     apps: Sequence[AppAndPort],
@@ -40,7 +52,19 @@ def serve(
     shutdown_grace_s: float,
 ) -> None:
     """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop."""
-    run(run_apps(apps, host=host, shutdown_grace_s=shutdown_grace_s))
+    run(run_apps(apps, host=host, shutdown_grace_s=shutdown_grace_s, on_started=settle_heap))
+
+
+def settle_heap() -> None:
+    """Freeze what exists now out of the collector's reach, and collect young objects less often.
+
+    For a process that has finished starting (see the module docstring); the garbage of the
+    start-up is collected first, so that none of it is kept for good.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -64,8 +88,12 @@ async def run_apps(
     host: str = ALL_INTERFACES,
     shutdown_grace_s: float,
     stop: asyncio.Event | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Run ``apps`` until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully."""
+    """Run ``apps`` until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully.
+
+    ``on_started`` is called once every app listens.
+    """
     stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -83,6 +111,8 @@ async def run_apps(
             installed.append(signum)
     try:
         async with running(apps, host=host, shutdown_grace_s=shutdown_grace_s):
+            if on_started is not None:
+                on_started()
             await stop.wait()
     finally:
         for signum in installed:
