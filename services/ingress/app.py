@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from libs.common.bus import Bus
@@ -11,8 +13,9 @@ from libs.common.web import base_app
 from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.push import PushConfig
 from services.ingress import push, verify
+from services.ingress.dedupe import Recorder
 from services.ingress.gate import Gate
-from services.ingress.keys import GATE, PUSH, SETTINGS
+from services.ingress.keys import GATE, PUSH, RECORDER, SETTINGS
 from services.ingress.settings import IngressSettings
 
 
@@ -30,6 +33,12 @@ def push_config(settings: IngressSettings) -> PushConfig:
     )
 
 
+async def _recorded_before_the_store_closes(app: web.Application) -> AsyncIterator[None]:
+    # Cleanup runs last registered first: the answers on their way land before the store closes.
+    yield
+    await app[RECORDER].drain()
+
+
 def create_app(
     settings: IngressSettings, *, bus: Bus | None = None, store: Store | None = None
 ) -> web.Application:
@@ -37,8 +46,13 @@ def create_app(
     app[SETTINGS] = settings
     app[PUSH] = push_config(settings)
     app[GATE] = Gate(settings.max_in_flight)
+    app[RECORDER] = Recorder()
     app.cleanup_ctx.extend(
-        [bus_ctx(settings.bus_url, bus=bus), store_ctx(settings.store_url, store=store)]
+        [
+            bus_ctx(settings.bus_url, bus=bus),
+            store_ctx(settings.store_url, store=store),
+            _recorded_before_the_store_closes,
+        ]
     )
     app.router.add_get(settings.push_path, verify.handle)
     app.router.add_post(settings.push_path, push.handle)

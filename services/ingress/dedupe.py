@@ -12,13 +12,19 @@ Each look at the key is one store call that claims it or reads what holds it
 (:meth:`Store.claim`), and the answer is written with :meth:`Store.set_many`: the two calls
 every push makes are the ones the Redis store sends in one pipeline per turn of the event
 loop, so concurrent pushes share their round trips.
+
+The answer does not wait for "done" to be written: the event is confirmed and the decision
+known, and a retry that comes while the write is on its way finds "pending" and polls until it
+lands, so it still gets the same answer. The :class:`Recorder` holds those writes, and the
+service waits for them before it closes the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import msgspec
 import structlog
@@ -56,6 +62,29 @@ class Settled(msgspec.Struct, frozen=True, kw_only=True):
 Work = Callable[[], Awaitable[Done]]
 """Publishes the event (confirmed) and waits for the decision; raises when not confirmed."""
 
+
+class Recorder:
+    """The "done" writes on their way to the store, after their pushes were answered."""
+
+    __slots__ = ("_writes",)
+
+    def __init__(self) -> None:
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def start(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def drain(self) -> None:
+        """Wait until every write started so far has landed or failed (it logs its failure)."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Pending | Done] = msgspec.json.Decoder(Pending | Done)
 
@@ -73,12 +102,14 @@ async def settle(
     pending_ttl_s: float,
     done_ttl_s: float,
     wait_s: float,
+    recorder: Recorder,
 ) -> Settled:
     """Run ``work`` (publish, then wait for the decision) once per key, or return its answer.
 
-    ``work`` raising releases the claim and propagates. Raises :class:`StoreUnavailable` when
-    the store fails before the event was published and :class:`StillPending` when another
-    attempt still holds the key after ``wait_s``.
+    The first attempt returns as soon as ``work`` did; its answer is written to the store by a
+    task of ``recorder``. ``work`` raising releases the claim and propagates. Raises
+    :class:`StoreUnavailable` when the store fails before the event was published and
+    :class:`StillPending` when another attempt still holds the key after ``wait_s``.
     """
     marker = _encoder.encode(Pending(owner=new_id()))
     mark = Write(key=key, value=marker, ttl_s=pending_ttl_s)
@@ -87,7 +118,9 @@ async def settle(
     while True:
         held = await _claim(store, mark)
         if held is None:
-            return Settled(answer=await _run(store, key, marker, work, done_ttl_s), first=True)
+            answer = await _run(store, key, marker, work)
+            recorder.start(_record(store, key, answer, done_ttl_s))
+            return Settled(answer=answer, first=True)
         state = _state(held, key)
         if isinstance(state, Done):
             metrics.DEDUPE_HITS.labels(state="done").inc()
@@ -126,27 +159,23 @@ def _state(raw: bytes, key: str) -> Pending | Done:
         raise StoreUnavailable(f"unreadable dedupe state under {key}") from exc
 
 
-async def _run(
-    store: Store,
-    key: str,
-    marker: bytes,
-    work: Work,
-    done_ttl_s: float,
-) -> Done:
+async def _run(store: Store, key: str, marker: bytes, work: Work) -> Done:
     try:
-        answer = await work()
+        return await work()
     except BaseException:
         # Cancelled or not confirmed: the next attempt must publish, so give the key back.
         await _release(store, key, marker)
         raise
+
+
+async def _record(store: Store, key: str, answer: Done, done_ttl_s: float) -> None:
     try:
         await store.set_many([Write(key=key, value=_encoder.encode(answer), ttl_s=done_ttl_s)])
     except StoreError:
-        # The event is confirmed, so this attempt answers; a retry after the pending marker
+        # The push was answered (its event is confirmed); a retry after the pending marker
         # expires would publish it again, with the same event id for consumers to drop.
         metrics.STORE_ERRORS.labels(op="done").inc()
         log.warning("dedupe.done_not_recorded", key=key)
-    return answer
 
 
 async def _release(store: Store, key: str, marker: bytes) -> None:

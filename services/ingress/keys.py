@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from libs.common.wechat.push import PushConfig
+from services.ingress.dedupe import Recorder
 from services.ingress.gate import Gate
 from services.ingress.settings import IngressSettings
 
@@ -12,3 +13,5 @@ SETTINGS = web.AppKey("ingress_settings", IngressSettings)
 PUSH = web.AppKey("push_config", PushConfig)
 """How WeChat's console is configured for this URL, as the protocol core reads it."""
 GATE = web.AppKey("in_flight_gate", Gate)
+RECORDER = web.AppKey("done_recorder", Recorder)
+"""The answers being written to the store after their pushes were answered."""

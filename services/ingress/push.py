@@ -30,7 +30,7 @@ from services.ingress.errors import (
     Unconfirmed,
     UnsupportedContentType,
 )
-from services.ingress.keys import GATE, PUSH, SETTINGS
+from services.ingress.keys import GATE, PUSH, RECORDER, SETTINGS
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +95,7 @@ async def _handle(request: web.Request) -> web.Response:
                 pending_ttl_s=settings.dedupe_pending_ttl_s,
                 done_ttl_s=settings.dedupe_ttl_s,
                 wait_s=budget_s + settings.dedupe_wait_margin_ms / 1000,
+                recorder=app[RECORDER],
             )
         except BusError as exc:
             metrics.PUBLISH_FAILURES.inc()

@@ -19,10 +19,22 @@ TRANSFER = Done(transfer=True)
 
 
 def _settle(
-    store: MemoryStore, work: dedupe.Work, *, wait_s: float = 5.0
+    store: MemoryStore,
+    work: dedupe.Work,
+    *,
+    wait_s: float = 5.0,
+    recorder: dedupe.Recorder | None = None,
 ) -> asyncio.Future[dedupe.Settled]:
     return asyncio.ensure_future(
-        settle(store, KEY, work, pending_ttl_s=30.0, done_ttl_s=600.0, wait_s=wait_s)
+        settle(
+            store,
+            KEY,
+            work,
+            pending_ttl_s=30.0,
+            done_ttl_s=600.0,
+            wait_s=wait_s,
+            recorder=dedupe.Recorder() if recorder is None else recorder,
+        )
     )
 
 
@@ -53,10 +65,12 @@ def store() -> MemoryStore:
 
 async def test_first_attempt_publishes_and_records_the_answer(store: MemoryStore) -> None:
     work = Worker()
-    settled = await _settle(store, work)
+    recorder = dedupe.Recorder()
+    settled = await _settle(store, work, recorder=recorder)
     assert settled.first
     assert settled.answer == Done(transfer=True)
     assert work.calls == 1
+    await recorder.drain()
     raw = await store.get(KEY)
     assert raw is not None
     assert b"done" in raw
@@ -66,7 +80,9 @@ async def test_a_retry_after_done_gets_the_same_answer_without_publishing(
     store: MemoryStore,
 ) -> None:
     first, retry = Worker(Done(transfer=True)), Worker(Done(transfer=False))
-    await _settle(store, first)
+    recorder = dedupe.Recorder()
+    await _settle(store, first, recorder=recorder)
+    await recorder.drain()
     settled = await _settle(store, retry)
     assert not settled.first
     assert settled.answer == Done(transfer=True)
@@ -194,9 +210,11 @@ async def test_store_down_after_the_confirm_still_answers() -> None:
     store = BrokenStore("set_many")
     work = Worker(Done(transfer=True))
     before = store_errors("done")
-    settled = await _settle(store, work)
+    recorder = dedupe.Recorder()
+    settled = await _settle(store, work, recorder=recorder)
     assert settled.first
     assert settled.answer.transfer
+    await recorder.drain()
     # The answer was not recorded (the failure was met, and counted), yet it is given.
     assert store_errors("done") == before + 1
 
@@ -234,9 +252,67 @@ async def test_a_claim_left_by_a_dead_attempt_is_taken_over_after_its_ttl() -> N
     assert await store.set_if_absent(KEY, b'{"s":"pending","owner":"gone"}', ttl_s=8.0)
     retry = Worker()
     with pytest.raises(StillPending):
-        await settle(store, KEY, retry, pending_ttl_s=8.0, done_ttl_s=600.0, wait_s=0.02)
+        await _settle(store, retry, wait_s=0.02)
     assert retry.calls == 0
     now[0] += 8.5
-    settled = await settle(store, KEY, retry, pending_ttl_s=8.0, done_ttl_s=600.0, wait_s=0.02)
+    settled = await _settle(store, retry, wait_s=0.02)
     assert settled.first
     assert retry.calls == 1
+
+
+class SlowStore(MemoryStore):
+    """The memory store whose "done" writes wait until the test lets them land."""
+
+    def __init__(self) -> None:
+        super().__init__(prefix="slow:")
+        self.land = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        self.writing.set()
+        await self.land.wait()
+        await super().set_many(writes)
+
+
+async def test_the_answer_does_not_wait_for_done_to_be_written() -> None:
+    store = SlowStore()
+    recorder = dedupe.Recorder()
+    first = Worker(Done(transfer=True))
+    # Bounded only so that an answer waiting for the write fails instead of hanging.
+    async with asyncio.timeout(30):
+        settled = await _settle(store, first, recorder=recorder)
+    assert settled.first
+    assert settled.answer == Done(transfer=True)
+    await store.writing.wait()
+    assert len(recorder) == 1
+    assert b"pending" in (await store.get(KEY) or b"")
+
+
+async def test_a_retry_while_done_is_on_its_way_polls_and_gets_the_same_answer() -> None:
+    store = SlowStore()
+    recorder = dedupe.Recorder()
+    first, retry = Worker(Done(transfer=True)), Worker(Done(transfer=False))
+    await _settle(store, first, recorder=recorder)
+    hits = dedupe_hits("pending")
+    b = _settle(store, retry)
+    await _until(lambda: dedupe_hits("pending") > hits or b.done())
+    assert not b.done()
+    store.land.set()
+    settled = await b
+    assert not settled.first
+    assert settled.answer == Done(transfer=True)
+    assert (first.calls, retry.calls) == (1, 0)
+
+
+async def test_drain_waits_for_the_writes_on_their_way() -> None:
+    store = SlowStore()
+    recorder = dedupe.Recorder()
+    await _settle(store, Worker(Done(transfer=True)), recorder=recorder)
+    drained = asyncio.ensure_future(recorder.drain())
+    await store.writing.wait()
+    await asyncio.sleep(0)
+    assert not drained.done()
+    store.land.set()
+    await drained
+    assert len(recorder) == 0
+    assert b"done" in (await store.get(KEY) or b"")

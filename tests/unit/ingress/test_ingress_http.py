@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
 from libs.common.bus.memory import MemoryBus
+from libs.common.inbound import event_id
 from libs.common.schemas import DecisionReply
 from libs.common.settings import Secret
 from libs.common.store import Claim, RateLimit, StoreError, Write
@@ -26,6 +27,7 @@ from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.push import Mode, build_push
 from libs.common.wechat.signature import sign
 from services.ingress.app import create_app
+from services.ingress.dedupe import key_for
 from services.ingress.settings import IngressSettings
 from tests.support.waiting import eventually
 
@@ -492,3 +494,40 @@ async def test_beyond_the_in_flight_bound_pushes_are_shed_unread() -> None:
         assert await env.post(*second) == (200, replies.SUCCESS)
         assert env.published() == 2
     await bus.stop_consuming()
+
+
+class SlowDoneStore(MemoryStore):
+    """The memory store whose "done" writes land only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__(prefix="slow:")
+        self.land = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        self.writing.set()
+        await self.land.wait()
+        await super().set_many(writes)
+
+
+async def test_the_answer_goes_out_before_done_is_written_and_the_stop_waits_for_it() -> None:
+    store = SlowDoneStore()
+    push = text()
+    settings = conf(push_mode="plain", aes_key=None)
+    key = key_for(event_id(push, appid=settings.appid))
+    env_cm = start(settings, store=store)
+    env = await env_cm.__aenter__()
+    query, body = env.build(push)
+    # Bounded only so that an answer waiting for the write fails instead of hanging.
+    async with asyncio.timeout(30):
+        status, answer = await env.post(query, body)
+    assert (status, answer) == (200, replies.SUCCESS)
+    await store.writing.wait()
+    assert b"pending" in (await store.get(key) or b"")
+    stopping = asyncio.ensure_future(env_cm.__aexit__(None, None, None))
+    for _ in range(50):  # loop turns: a stop that does not wait would be over by now
+        await asyncio.sleep(0)
+    assert not stopping.done()
+    store.land.set()
+    await stopping
+    assert b"done" in (await store.get(key) or b"")
