@@ -166,6 +166,10 @@ def test_prod_runs_redis_with_sentinel_failover_and_the_services_can_reach_it() 
     }
     (rule,) = policy["ingress"]
     assert {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "wxkf"}}} in rule["from"]
+    # The operator itself connects to every server to set up replication.
+    operator = {"kubernetes.io/metadata.name": "ot-operators"}
+    assert {"namespaceSelector": {"matchLabels": operator}} in rule["from"]
+    assert "--namespace ot-operators" in (ROOT / "docs" / "deploy.md").read_text()
     assert {p["port"] for p in rule["ports"]} == {6379, 26379}
 
 
@@ -173,7 +177,10 @@ def test_the_store_url_of_the_secret_template_names_each_deployment() -> None:
     template = yaml.safe_load((K8S / "base" / "secret.template.yaml").read_text())
     text = (K8S / "base" / "secret.template.yaml").read_text()
     assert template["stringData"]["store-url"].startswith("redis+sentinel://")
-    assert "redis+sentinel://:<password>@wxkf-redis-sentinel:26379/wxkf/0" in text
+    sentinel_pods = ",".join(
+        f"wxkf-redis-sentinel-{n}.wxkf-redis-sentinel-headless:26379" for n in range(3)
+    )
+    assert f"redis+sentinel://:<password>@{sentinel_pods}/wxkf/0" in text
     assert "redis://:<password>@wxkf-redis:6379/0" in text, "dev's single Redis, in a comment"
     sentinels = by_name("prod", "RedisSentinel", "wxkf-redis")["spec"]["redisSentinelConfig"]
     assert sentinels["masterGroupName"] == "wxkf"

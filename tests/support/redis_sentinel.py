@@ -1,8 +1,9 @@
 """A Redis primary, its replica and a sentinel of their own, on free loopback ports.
 
 The machine's shared Redis is never touched: each group is three ``redis-server`` processes
-in a temporary folder, password-protected like a deployment, with Sentinel's failure
-detection shortened so that a failover takes about a second instead of thirty.
+in a temporary folder, password-protected like a deployment. The sentinel does not fail
+the group over on its own (its failure detection waits a minute, so a stalled CI machine
+cannot trigger one); tests fail it over with SENTINEL FAILOVER when they mean to.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ class SentinelGroup:
     for tests that never fail the group over.
     """
 
-    def __init__(self, folder: Path, *, down_after_ms: int = 400, promotable: bool = True) -> None:
+    def __init__(
+        self, folder: Path, *, down_after_ms: int = 60_000, promotable: bool = True
+    ) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed; run `make services` first")
@@ -59,8 +62,11 @@ class SentinelGroup:
         self._down_after_ms = down_after_ms
         self._promotable = promotable
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.ports = [_free_port(), _free_port()]
-        self.sentinel_port = _free_port()
+        ports: set[int] = set()
+        while len(ports) < 3:  # a port freed by one call can be handed out by the next
+            ports.add(_free_port())
+        self.ports = sorted(ports)[:2]
+        self.sentinel_port = sorted(ports)[2]
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -112,6 +118,8 @@ class SentinelGroup:
             port,
             "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
             "--dir", str(self._folder), "--requirepass", PASSWORD, "--masterauth", PASSWORD,
+            # Redis waits 5 s by default before a full sync, to batch replicas.
+            "--repl-diskless-sync-delay", "0",
             *extra,
         )  # fmt: skip
         _wait(lambda: self._node(port).ping(), f"redis-server on port {port}")
@@ -170,6 +178,8 @@ class SentinelGroup:
         before = self.primary_port()
         self._sentinel().execute_command("SENTINEL", "FAILOVER", MASTER)
         after = self._await_new_primary(before)
+        if self._procs[before].poll() is not None:
+            return after  # the old primary is dead: nothing to turn around
         # The sentinel turns the old primary around on its next look at it (up to 10 s);
         # doing its step now keeps the test short and changes nothing it checks.
         old = self._node(before)
@@ -182,15 +192,12 @@ class SentinelGroup:
         return after
 
     def kill_primary(self) -> int:
-        """Kill the primary outright (no goodbye to anyone); its port."""
+        """Kill the primary outright (no goodbye to anyone); its port. The sentinel names it
+        until :meth:`failover`."""
         before = self.primary_port()
         self._procs[before].kill()
         self._procs[before].wait(timeout=10)
         return before
-
-    def await_new_primary(self, before: int) -> int:
-        """The port of the primary that replaced ``before``, once it takes writes."""
-        return self._await_new_primary(before)
 
     def _await_new_primary(self, before: int) -> int:
         _wait(lambda: self.primary_port() != before, "the sentinel naming a new primary")

@@ -23,7 +23,6 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from libs.common.store import (
@@ -38,6 +37,7 @@ from libs.common.store import (
     checks,
     sentinel,
 )
+from libs.common.store.connections import NotSent, pool_options
 from libs.common.store.pipeline import Batches
 
 log = structlog.get_logger(__name__)
@@ -112,19 +112,19 @@ class RedisStore:
     ) -> RedisStore:
         """A store on ``url``; connections are opened on first use, so this never blocks.
 
-        ``timeout_s`` bounds connecting and every reply. A refused connection is tried once
-        more; a timed-out command is not repeated (it may have run: a window slot taken twice
-        would be lost to the user).
+        ``timeout_s`` bounds connecting and every reply. A call whose connection could not be
+        made is tried once more; one that was sent is never repeated, whether it timed out
+        or its connection broke (it may have run: a window slot taken twice would be lost
+        to the user).
         """
         connection: dict[str, Any] = {
             "max_connections": max_connections,
             "timeout": timeout_s,
             "socket_timeout": timeout_s,
             "socket_connect_timeout": timeout_s,
+            # Once more, and only when nothing was sent (see connections.py).
             "retry": Retry(
-                ExponentialBackoff(cap=0.2, base=0.05),
-                retries=1,
-                supported_errors=(RedisConnectionError,),
+                ExponentialBackoff(cap=0.2, base=0.05), retries=1, supported_errors=(NotSent,)
             ),
         }
         if url.startswith(sentinel.SCHEME + "://"):
@@ -141,7 +141,7 @@ class RedisStore:
         try:
             # A blocking pool: a burst of callers waits for a free connection (up to the
             # timeout) instead of failing with "too many connections".
-            pool = aioredis.BlockingConnectionPool.from_url(url, **connection)
+            pool = aioredis.BlockingConnectionPool(**pool_options(url, **connection))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"store URL for {where} is malformed: {exc}") from None
         client = aioredis.Redis.from_pool(pool)
@@ -297,9 +297,11 @@ class RedisStore:
     async def close(self) -> None:
         await self._batched.close()
         with self._errors("close"):
-            await self._r.aclose()
-            if self._sentinels is not None:
-                await self._sentinels.aclose()
+            try:
+                await self._r.aclose()
+            finally:
+                if self._sentinels is not None:
+                    await self._sentinels.aclose()
 
 
 def _refusal(reason: str) -> WindowTake:

@@ -55,8 +55,8 @@ async def raw_redis(prefix: str) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture(scope="session")
 def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
-    """One primary + replica + sentinel for the whole run (tests that fail it over make their
-    own)."""
+    """One primary + replica + sentinel for the whole run, never failed over (tests that fail
+    a group over make their own)."""
     with SentinelGroup(tmp_path_factory.mktemp("sentinel"), promotable=False) as group:
         yield group
 

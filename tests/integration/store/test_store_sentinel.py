@@ -6,7 +6,6 @@ The contract itself runs on Sentinel too (the ``sentinel`` backend of ``make_sto
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -74,17 +73,15 @@ async def test_a_dead_primary_is_a_store_error_until_the_replica_takes_over(
     try:
         await store.set("before", b"1")
         group.sync_replica()
-        old = group.kill_primary()
+        group.kill_primary()
 
-        # While the sentinel still names the dead primary, calls fail as the store's own error
-        # (callers answer 503 or retry through the bus), and in bounded time.
-        started = time.monotonic()
+        # While the sentinels still name the dead primary, calls fail as the store's own
+        # error (callers answer 503 or retry through the bus), with no password in it.
         with pytest.raises(StoreError, match="sentinel wxkf-test via") as caught:
             await store.set("during", b"1")
-        assert time.monotonic() - started < 5
         assert PASSWORD not in str(caught.value)
 
-        group.await_new_primary(old)
+        group.failover()
 
         async def writes() -> bool:
             try:

@@ -23,6 +23,12 @@ def test_every_part_of_the_url_is_read() -> None:
     )
 
 
+def test_a_plus_in_a_password_stays_a_plus() -> None:
+    target = parse("redis+sentinel://:a+b%2Bc@s1/m?sentinel_password=x+y%20z")
+    assert target.password == "a+b+c"
+    assert target.sentinel_password == "x+y z"
+
+
 def test_the_defaults_are_db_0_and_no_credentials() -> None:
     assert parse("redis+sentinel://s1/m") == SentinelTarget(sentinels=(("s1", 26379),), master="m")
     assert parse("redis+sentinel://:pw@s1/m").password == "pw"
@@ -68,3 +74,15 @@ async def test_connect_reports_a_malformed_sentinel_url_without_its_password(url
         await connect(url)
     assert "hun" not in str(caught.value)
     assert "ter" not in str(caught.value)
+
+
+async def test_each_sentinel_is_asked_once_per_lookup() -> None:
+    """Without its own retry setting a sentinel client takes redis-py's default (several
+    retries): an unreachable sentinel would cost that many timeouts before the next one."""
+    store = await connect("redis+sentinel://s1,s2/m")
+    try:
+        sentinels = store._sentinels  # type: ignore[attr-defined]  # the store's own detail
+        for client in sentinels.sentinels:
+            assert client.connection_pool.connection_kwargs["retry"].get_retries() == 0
+    finally:
+        await store.close()
