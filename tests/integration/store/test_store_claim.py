@@ -130,6 +130,32 @@ async def test_a_claim_spends_one_token_as_rate_acquire_does(store: Store) -> No
     assert behind.wait_s == pytest.approx(1.0)
 
 
+async def test_concurrent_claims_never_spend_more_tokens_than_the_bucket_holds(
+    store: Store,
+) -> None:
+    claims = await asyncio.gather(
+        *(store.claim(mark(key=f"m{i}"), rate=bucket(burst=5)) for i in range(12)),
+        *(store.claim(mark(key=f"m{i}"), rate=bucket(burst=5)) for i in range(2)),
+    )
+    assert [c.ok for c in claims[:5]] == [True] * 5
+    assert [c.wait_s for c in claims[5:12]] == [pytest.approx(1.0)] * 7
+    assert [c.known for c in claims[12:]] == [b"inflight"] * 2
+    # What they took is in the store for the next caller; half a second on, half a token.
+    later = await store.claim(mark(key="late"), rate=bucket(NOW + 0.5, burst=5))
+    assert later.wait_s == pytest.approx(0.5)
+    assert await store.rate_acquire("r", rate=1.0, burst=5, now=NOW + 1) == 0.0
+
+
+async def test_a_write_over_a_bucket_a_claim_just_used_comes_after_it(store: Store) -> None:
+    took, written = await asyncio.gather(
+        store.claim(mark(), rate=bucket(burst=5)),
+        store.set_many([Write(key="r", value=b"plain")]),
+    )
+    assert took.ok
+    assert written is None
+    assert await store.get("r") == b"plain"
+
+
 async def test_other_writes_are_made_only_with_the_claim(store: Store) -> None:
     await grant(store, count=1)
     extra = [Write(key="x", value=b"1", ttl_s=60), Write(key="y", value=b"2")]

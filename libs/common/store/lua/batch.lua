@@ -1,7 +1,11 @@
 -- The claims and set_many calls one client made in one turn of its event loop, run one after
 -- the other in one script call. Each call is all or nothing on its own and has its own
 -- answer: a call that fails (a key of another kind) answers its error, writes nothing, and
--- the calls after it go on (unless the server refuses every write: see `refused`).
+-- the calls after it go on. When the server refuses writes altogether (a replica: READONLY;
+-- out of memory, too few replicas, a failing disk) the whole run fails with the server's
+-- word instead, so the client sees it as such (a Sentinel-managed client then finds the new
+-- primary) and may run it again: Redis refuses these only before a run's first write, so
+-- nothing was written.
 --
 -- ARGV[1]: the calls, msgpack, each a list:
 --   {'claim', window key, window now, bucket key, rate, burst, bucket now, then the mark
@@ -19,29 +23,28 @@
 local calls = cmsgpack.unpack(ARGV[1])
 local blob, at = ARGV[2], 1
 local answers, held = {}, {}
--- Set when the server refuses writes altogether (a replica: READONLY, out of memory, too
--- few replicas, a failing disk): the whole run fails with the server's word, so the client
--- sees it as such (a Sentinel-managed client then finds the new primary) and may run it
--- again. Redis refuses these only before a run's first write, so nothing was written.
-local refused
 
-local function run(...)
-    local r = redis.pcall(...)
-    if type(r) == 'table' and r.err then
-        local word = string.match(r.err, '^%u+')
-        if word ~= 'WRONGTYPE' and word ~= 'ERR' then
-            refused = r.err
-        end
-        error(r.err, 0)
+-- The rate-limit buckets the claims of this run use, read once and written back once at the
+-- end (or before anything else writes their key), if a claim took a token: the run is
+-- atomic, so this is the state each claim would have read after the previous one wrote it.
+local buckets = {}
+
+local function flush(key)
+    local b = buckets[key]
+    buckets[key] = nil
+    if b and b.taken then
+        redis.call('HSET', key, 'tokens', string.format('%.17g', b.tokens),
+            'ts', string.format('%.17g', b.ts))
+        redis.call('PEXPIRE', key, math.ceil(b.burst / b.rate * 1000) + 1000)
     end
-    return r
 end
 
 local function set(key, value, ttl)
+    flush(key)
     if ttl == 0 then
-        run('SET', key, value)
+        redis.call('SET', key, value)
     else
-        run('SET', key, value, 'PX', string.format('%d', ttl))
+        redis.call('SET', key, value, 'PX', ttl)
     end
 end
 
@@ -55,82 +58,102 @@ local function cut(c, first)
     return values
 end
 
--- Everything is read before anything is written, so a key of another kind fails the call
--- with nothing changed.
-local function claim(c, values)
-    local window, bucket, mark = c[2], c[4], c[8]
+local function known(value)
+    held[#held + 1] = value
+    return {'known', #held}
+end
 
-    local known = run('GET', mark)
-    if known then
-        held[#held + 1] = known
-        return {'known', #held}
-    end
+-- Everything is read before anything is written, so a key of another kind fails the call
+-- with nothing changed. The first obstacle answers: the mark's key exists, then the window,
+-- then the bucket.
+local function claim(c, values)
+    local window, bucket, mark, mark_ttl = c[2], c[4], c[8], c[10]
 
     -- The window's rule is window_take.lua's.
-    local best, best_until = nil, nil
+    local best, best_until, best_count, refusal = nil, nil, 0, nil
     if window ~= '' then
         local now = c[3]
         local seen, in_time = false, false
-        for _, k in ipairs({'message', 'enter'}) do
-            local f = run('HMGET', window, k .. ':until', k .. ':count')
-            local u = tonumber(f[1])
+        local f = redis.call('HMGET', window, 'message:until', 'message:count', 'enter:until',
+            'enter:count')
+        for i, k in ipairs({'message', 'enter'}) do
+            local u = tonumber(f[2 * i - 1])
             if u then
                 seen = true
                 if u > now then
                     in_time = true
-                    local n = tonumber(f[2]) or 0
+                    local n = math.floor(tonumber(f[2 * i]) or 0)
                     if n > 0 and (best == nil or u < best_until) then
-                        best, best_until = k, u
+                        best, best_until, best_count = k, u, n
                     end
                 end
             end
         end
         if not best then
-            if not seen then
-                return {'window', 'no_window'}
-            end
-            if in_time then
-                return {'window', 'quota_exhausted'}
-            end
-            return {'window', 'window_expired'}
+            refusal = (not seen and 'no_window') or (in_time and 'quota_exhausted')
+                or 'window_expired'
         end
     end
 
     -- The bucket's rule is rate_acquire.lua's.
-    local rate, burst, tokens, ts
-    if bucket ~= '' then
-        rate, burst = c[5], c[6]
-        local now = c[7]
-        local f = run('HMGET', bucket, 'tokens', 'ts')
-        tokens, ts = tonumber(f[1]), tonumber(f[2])
-        if tokens == nil or ts == nil then
-            tokens, ts = burst, now
+    local b, wait
+    if bucket ~= '' and not refusal then
+        local rate, burst, now = c[5], c[6], c[7]
+        b = buckets[bucket]
+        if not b then
+            local f = redis.call('HMGET', bucket, 'tokens', 'ts')
+            local tokens, ts = tonumber(f[1]), tonumber(f[2])
+            if tokens == nil or ts == nil then
+                tokens, ts = burst, now
+            end
+            b = {tokens = tokens, ts = ts}
         end
-        if now > ts then
-            tokens = math.min(burst, tokens + (now - ts) * rate)
-            ts = now
+        b.rate, b.burst = rate, burst
+        if now > b.ts then
+            b.tokens = math.min(burst, b.tokens + (now - b.ts) * rate)
+            b.ts = now
         end
-        if tokens < 1 then
-            return {'wait', (1 - tokens) / rate}
+        buckets[bucket] = b
+        if b.tokens < 1 then
+            wait = (1 - b.tokens) / rate
         end
     end
 
-    local left = 0
-    if best then
-        left = run('HINCRBY', window, best .. ':count', -1)
+    if refusal or wait then
+        local value = redis.call('GET', mark)
+        if value then
+            return known(value)
+        end
+        if refusal then
+            return {'window', refusal}
+        end
+        return {'wait', wait}
     end
-    set(mark, values[1], c[10])
-    if bucket ~= '' then
-        run('HSET', bucket, 'tokens', string.format('%.17g', tokens - 1),
-            'ts', string.format('%.17g', ts))
-        run('PEXPIRE', bucket, string.format('%d', math.ceil(burst / rate * 1000) + 1000))
+
+    -- The mark, unless its key exists: then its value answers and nothing is written (SET
+    -- with both NX and GET: Redis 7.0 or later).
+    flush(mark)
+    local value
+    if mark_ttl == 0 then
+        value = redis.call('SET', mark, values[1], 'NX', 'GET')
+    else
+        value = redis.call('SET', mark, values[1], 'PX', mark_ttl, 'NX', 'GET')
+    end
+    if value then
+        return known(value)
+    end
+    if best then
+        redis.call('HSET', window, best .. ':count', best_count - 1)
+    end
+    if b then
+        b.tokens, b.taken = b.tokens - 1, true
     end
     local v = 2
     for i = 11, #c, 3 do
         set(c[i], values[v], c[i + 2])
         v = v + 1
     end
-    return {'ok', best or '', left}
+    return {'ok', best or '', best and best_count - 1 or 0}
 end
 
 local function set_many(c, values)
@@ -149,14 +172,19 @@ for n, c in ipairs(calls) do
     else
         ok, answer = pcall(set_many, c, cut(c, 2))
     end
-    if refused then
-        return redis.error_reply(refused)
-    end
     if ok then
         answers[n] = answer
     else
-        answers[n] = {'err', tostring(answer)}
+        local message = type(answer) == 'table' and answer.err or tostring(answer)
+        local word = string.match(message, '^%u+')
+        if word and word ~= 'WRONGTYPE' and word ~= 'ERR' then
+            return redis.error_reply(message)
+        end
+        answers[n] = {'err', message}
     end
+end
+for key in pairs(buckets) do
+    flush(key)
 end
 
 local reply = {cmsgpack.pack(answers)}
