@@ -203,6 +203,7 @@ def image_extension(data: bytes) -> str | None:
 
 
 _CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".gif": "image/gif"}
+_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 
 # --- media download ---------------------------------------------------------------------------
@@ -426,9 +427,7 @@ class ApiClient:
         query = dict(params or {})
         if token is not None:
             query["access_token"] = token
-        headers = (
-            {"Content-Type": "application/json; charset=utf-8"} if isinstance(body, bytes) else None
-        )
+        headers = _JSON_HEADERS if isinstance(body, bytes) else None
         start = time.perf_counter()
         try:
             async with self._session.post(
@@ -487,6 +486,9 @@ def _call_seconds(service: str, api: str) -> Histogram:
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int, path: str) -> bytes:
+    if resp.content_length is not None and resp.content_length <= cap:
+        # Announced and small (WeChat's answers): read at once, not chunk by chunk.
+        return await resp.read()
     parts: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():

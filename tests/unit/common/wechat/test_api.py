@@ -273,6 +273,25 @@ async def test_an_oversized_answer_is_refused(serve: Any) -> None:
         await client.send(TOKEN, api.text("oUser", "hi"))
 
 
+@pytest.mark.parametrize("size", [10, api.MAX_REPLY_BYTES + 10])
+async def test_an_answer_without_a_length_is_read_up_to_the_cap(serve: Any, size: int) -> None:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b'{"errcode":0,"errmsg":"ok"')
+        await response.write(b" " * size + b"}")
+        return response
+
+    client = await serve(chunked)
+    if size > api.MAX_REPLY_BYTES:
+        with pytest.raises(WeChatUnavailable, match="larger than") as info:
+            await client.send(TOKEN, api.text("oUser", "hi"))
+        assert info.value.ambiguous
+    else:
+        assert await client.send(TOKEN, api.text("oUser", "hi")) > 0
+
+
 async def test_a_timeout_after_sending_is_ambiguous_and_never_quotes_the_url(serve: Any) -> None:
     release = asyncio.Event()
 
