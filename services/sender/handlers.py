@@ -139,9 +139,11 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
     if cmd.appid != settings.appid:
         await _settle(sender, cmd, delivery, _failed(cmd, delivery, f"command for app {cmd.appid}"))
         return
-    # A wait for a send in progress here, bounded like the busy mark other replicas read.
-    await sender.steps.predecessor(cmd, timeout_s=_busy_for(settings))
-    waiting, retry_at = await order.waiting_for(store, cmd)
+    waiting, retry_at = False, None
+    if order.ordered(cmd):
+        # A wait for a send in progress here, bounded like the busy mark other replicas read.
+        await sender.steps.predecessor(cmd, timeout_s=_busy_for(settings))
+        waiting, retry_at = await order.waiting_for(store, cmd)
     if waiting:
         if not delivery.final:
             # Back off like any retry (a waiting command spends attempts too, so its wait must

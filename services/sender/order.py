@@ -75,18 +75,21 @@ async def mark_retrying(store: Store, cmd: SendCommand, *, at: float, ttl_s: flo
     await store.set_many(retrying(cmd, at=at, ttl_s=ttl_s))
 
 
+_NOTHING = contextlib.nullcontext()
+
+
 class InFlight:
     """The steps this process is handling now, so a successor can wait for one in place."""
 
     def __init__(self) -> None:
         self._steps: dict[str, asyncio.Event] = {}
 
-    @contextlib.contextmanager
-    def running(self, cmd: SendCommand) -> Iterator[None]:
+    def running(self, cmd: SendCommand) -> contextlib.AbstractContextManager[None]:
         """While the body runs, a successor of ``cmd`` in this process waits for it."""
-        if not has_successor(cmd):
-            yield
-            return
+        return self._running(cmd) if has_successor(cmd) else _NOTHING
+
+    @contextlib.contextmanager
+    def _running(self, cmd: SendCommand) -> Iterator[None]:
         key = step_key(cmd.cause_id, cmd.seq)
         finished = self._steps[key] = asyncio.Event()
         try:
