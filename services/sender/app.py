@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from aiohttp import web
@@ -25,29 +23,6 @@ from services.sender.keys import CLOCK, SENDER, SETTINGS
 from services.sender.settings import SenderSettings
 
 SERVICE = "sender"
-
-YOUNG_GC_THRESHOLD = 10_000
-"""Allocations between two collections of the young generation while the sender consumes.
-
-A batch of store answers or WeChat replies wakes dozens of deliveries at once, each holding
-a few dozen objects the collector tracks (coroutines, futures, dicts) until it settles. At
-CPython's 700 the young generation was collected every few sends, each time walking
-everything in flight: about 65 us of CPU per send in bench_sender, against 3-9 us at
-2000 and above. Garbage without cycles is freed at once whatever the threshold; this only
-says how often the collector looks for cycles.
-"""
-
-
-@contextlib.contextmanager
-def young_generation(threshold: int = YOUNG_GC_THRESHOLD) -> Iterator[None]:
-    """Collect the young generation only every ``threshold`` allocations (never more often
-    than it was) while the block runs; the thresholds as they were after it."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(threshold, before[0]), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def commands_queue(settings: SenderSettings) -> QueueSpec:
@@ -120,18 +95,17 @@ async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncItera
     )
     app[SENDER] = sender
     bus = app[BUS]
-    with young_generation():
-        await bus.consume(
-            commands,
-            functools.partial(handlers.handle_command, sender),
-            prefetch=settings.prefetch,
-        )
-        await bus.consume(
-            SENDER_WINDOWS,
-            functools.partial(handlers.handle_window_event, sender),
-            prefetch=settings.prefetch,
-        )
-        try:
-            yield
-        finally:
-            await bus.stop_consuming()
+    await bus.consume(
+        commands,
+        functools.partial(handlers.handle_command, sender),
+        prefetch=settings.prefetch,
+    )
+    await bus.consume(
+        SENDER_WINDOWS,
+        functools.partial(handlers.handle_window_event, sender),
+        prefetch=settings.prefetch,
+    )
+    try:
+        yield
+    finally:
+        await bus.stop_consuming()
