@@ -212,8 +212,9 @@ class Conn:
 GENERATOR = "generator"
 """This process, the load generator: its CPU is shown beside the servers', never in their sum."""
 
-ANSWER_LOST = (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError)
-"""The connection reset or closed, or no status line: an error of that push, not of the run."""
+ANSWER_LOST = (OSError, asyncio.IncompleteReadError, ValueError, IndexError)
+"""No connection (refused, timed out: a full accept queue), a reset or closed one, or no status
+line: an error of that push, not of the run."""
 
 
 @dataclass
@@ -256,7 +257,10 @@ async def closed_loop(
                 result.sent += 1
                 result.errors += 1
                 conn.close()
-                conns[i] = await Conn.open(port)
+                try:
+                    conns[i] = await Conn.open(port)
+                except OSError:
+                    return  # this worker's connection is gone; the others go on
                 continue
             result.sent += 1
             if status == 200 and body == b"success":
@@ -283,13 +287,15 @@ async def open_loop(
     tasks = []
 
     async def one(raw: bytes, due: float) -> None:
-        conn = idle.pop() if idle else await Conn.open(port)
+        conn = None
         try:
+            conn = idle.pop() if idle else await Conn.open(port)
             status, body = await conn.send(raw)
         except ANSWER_LOST:
             result.sent += 1
             result.errors += 1
-            conn.close()
+            if conn is not None:
+                conn.close()
             return
         done = clock()
         idle.append(conn)
