@@ -172,6 +172,12 @@ def document(body: bytes, fmt: Format, *, max_bytes: int = MAX_BYTES) -> dict[st
     except UnicodeDecodeError as exc:
         raise BadEncoding(f"not UTF-8 at byte {exc.start}") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        # msgspec 0.23 reports bytes that are not UTF-8 as a DecodeError, earlier releases as a
+        # UnicodeDecodeError: look at the bytes only once the document was refused.
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise BadEncoding(f"not UTF-8 at byte {bad.start}") from None
         # ValidationError: a number beyond what JSON numbers can hold here (e.g. 1e400).
         raise MalformedJson(str(exc)) from None
     except RecursionError:
