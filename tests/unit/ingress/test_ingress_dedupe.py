@@ -13,6 +13,7 @@ from libs.common.store.memory import MemoryStore
 from services.ingress import dedupe
 from services.ingress.dedupe import Done, settle
 from services.ingress.errors import StillPending, StoreUnavailable
+from tests.support.slow_store import SlowDoneStore
 
 KEY = dedupe.key_for("event-1")
 TRANSFER = Done(transfer=True)
@@ -260,22 +261,8 @@ async def test_a_claim_left_by_a_dead_attempt_is_taken_over_after_its_ttl() -> N
     assert retry.calls == 1
 
 
-class SlowStore(MemoryStore):
-    """The memory store whose "done" writes wait until the test lets them land."""
-
-    def __init__(self) -> None:
-        super().__init__(prefix="slow:")
-        self.land = asyncio.Event()
-        self.writing = asyncio.Event()
-
-    async def set_many(self, writes: Sequence[Write]) -> None:
-        self.writing.set()
-        await self.land.wait()
-        await super().set_many(writes)
-
-
 async def test_the_answer_does_not_wait_for_done_to_be_written() -> None:
-    store = SlowStore()
+    store = SlowDoneStore()
     recorder = dedupe.Recorder()
     first = Worker(Done(transfer=True))
     # Bounded only so that an answer waiting for the write fails instead of hanging.
@@ -289,7 +276,7 @@ async def test_the_answer_does_not_wait_for_done_to_be_written() -> None:
 
 
 async def test_a_retry_while_done_is_on_its_way_polls_and_gets_the_same_answer() -> None:
-    store = SlowStore()
+    store = SlowDoneStore()
     recorder = dedupe.Recorder()
     first, retry = Worker(Done(transfer=True)), Worker(Done(transfer=False))
     await _settle(store, first, recorder=recorder)
@@ -305,7 +292,7 @@ async def test_a_retry_while_done_is_on_its_way_polls_and_gets_the_same_answer()
 
 
 async def test_drain_waits_for_the_writes_on_their_way() -> None:
-    store = SlowStore()
+    store = SlowDoneStore()
     recorder = dedupe.Recorder()
     await _settle(store, Worker(Done(transfer=True)), recorder=recorder)
     drained = asyncio.ensure_future(recorder.drain())

@@ -29,6 +29,7 @@ from libs.common.wechat.signature import sign
 from services.ingress.app import create_app
 from services.ingress.dedupe import key_for
 from services.ingress.settings import IngressSettings
+from tests.support.slow_store import SlowDoneStore
 from tests.support.waiting import eventually
 
 TOKEN = "unit-token"
@@ -494,20 +495,6 @@ async def test_beyond_the_in_flight_bound_pushes_are_shed_unread() -> None:
         assert await env.post(*second) == (200, replies.SUCCESS)
         assert env.published() == 2
     await bus.stop_consuming()
-
-
-class SlowDoneStore(MemoryStore):
-    """The memory store whose "done" writes land only when the test says so."""
-
-    def __init__(self) -> None:
-        super().__init__(prefix="slow:")
-        self.land = asyncio.Event()
-        self.writing = asyncio.Event()
-
-    async def set_many(self, writes: Sequence[Write]) -> None:
-        self.writing.set()
-        await self.land.wait()
-        await super().set_many(writes)
 
 
 async def test_the_answer_goes_out_before_done_is_written_and_the_stop_waits_for_it() -> None:
