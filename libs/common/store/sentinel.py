@@ -182,8 +182,10 @@ def client(target: SentinelTarget, **connection: Any) -> tuple[aioredis.Redis, S
     timeouts = {key: value for key, value in connection.items() if key.startswith("socket_")}
     # No retries per sentinel: the next sentinel in the list is the retry.
     asking = {**timeouts, "password": target.sentinel_password, "retry": Retry(NoBackoff(), 0)}
-    # redis-py leaves Sentinel.__init__ unannotated.
-    manager = Sentinel(list(target.sentinels), sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
+    # redis-py before 8 leaves Sentinel.__init__ unannotated; 8 annotates it.
+    manager = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
+        list(target.sentinels), sentinel_kwargs=asking
+    )
     primary = manager.master_for(
         target.master,
         connection_pool_class=_BlockingSentinelPool,

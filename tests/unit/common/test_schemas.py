@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import typing
+import uuid
 from typing import Any
 
 import msgspec
@@ -179,6 +180,23 @@ def test_ids_and_times_have_defaults_and_derived_ids_are_stable() -> None:
     assert a.v == schemas.SCHEMA_VERSION
     assert derived_id("push", "123") == derived_id("push", "123")
     assert derived_id("push", "123") != derived_id("push", "1", "23")
+
+
+@pytest.mark.parametrize("parts", [("push", "123"), ("decision", "d" * 32, "0"), ("微信", "")])
+def test_derived_ids_are_the_uuid5_of_their_parts(parts: tuple[str, ...]) -> None:
+    # Ids already in ledgers and dedupe marks were made this way: they must not change.
+    expected = uuid.uuid5(uuid.UUID("6f1d3a52-8c1e-4f1e-9a55-7b0c1f3e2d10"), "\x1f".join(parts))
+    assert derived_id(*parts) == expected.hex
+
+
+def test_new_ids_are_random_version_4_uuids() -> None:
+    ids = {schemas.new_id() for _ in range(200)}
+    assert len(ids) == 200
+    for one in ids:
+        parsed = uuid.UUID(hex=one)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert parsed.hex == one
 
 
 @pytest.mark.parametrize(
