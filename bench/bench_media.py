@@ -5,13 +5,16 @@ Run: .venv/bin/python bench/bench_media.py [--sizes-mb 16 64 256] [--rounds 5]
 The simulated WeChat runs in this process and holds one temporary media per size; the media
 service runs as its own process (``python -m services.media``) in front of it. For each size,
 rounds alternate between a direct download from the simulator and the same download through
-the service (``GET /v1/media/{id}``), so the machine's noise falls on both alike; the figure is
-the median round. The kernel's high-water mark of the service's resident memory (VmHWM,
-reset before each download) gives the peak per size: it shows whether memory grows with the
-file (it should not: the service passes chunks through). The service's CPU per MB streamed
-(from the kernel's per-thread run time) is printed beside the rates: it is the figure to
-compare across runs on a shared machine, where the rates follow what the neighbours leave;
-the load average at the start and the end of the run says how busy the machine was.
+the service (``GET /v1/media/{id}``), so the machine's noise falls on both alike. The rates
+are the median rounds; the ratio is the median over the rounds of the service's rate against
+the direct round just before it (the machine's speed drifts within seconds, and a pair shares
+its moment), with the lowest and highest pair beside it. The kernel's high-water mark of the
+service's resident memory (VmHWM, reset before each download) gives the peak per size: it
+shows whether memory grows with the file (it should not: the service passes chunks through).
+The service's CPU per MB streamed (from the kernel's per-thread run time) is printed beside
+the rates: it is the figure to compare across runs on a shared machine, where the rates
+follow what the neighbours leave; the load average at the start and the end of the run says
+how busy the machine was.
 
 Targets (from the issue): through the service at least 80% of the direct throughput, and a
 peak RSS that does not grow with the file size.
@@ -174,7 +177,7 @@ async def run(
         f"{idle_rss / MB:.1f} MB; {load_average()}"
     )
     print(
-        f"{'size':>8} {'direct MB/s':>12} {'service MB/s':>13} {'ratio':>6} "
+        f"{'size':>8} {'direct MB/s':>12} {'service MB/s':>13} {'ratio':>6} {'range':>10} "
         f"{'service CPU ms/MB':>18} {'peak RSS MB':>12} {'RSS growth MB':>14}"
     )
     ratios: list[float] = []
@@ -196,10 +199,13 @@ async def run(
             cpu += cpu_seconds(pid) - before
             peak = max(peak, sampler.peak)
         d, v = statistics.median(direct), statistics.median(via)
-        ratios.append(v / d)
+        paired = sorted(b / a for a, b in zip(direct, via, strict=True))
+        ratio = statistics.median(paired)
+        ratios.append(ratio)
         growths.append((peak - idle_rss) / MB)
         print(
-            f"{size_mb:>6}MB {d:>12.0f} {v:>13.0f} {v / d:>6.0%} "
+            f"{size_mb:>6}MB {d:>12.0f} {v:>13.0f} {ratio:>6.0%} "
+            f"{paired[0]:>5.0%}-{paired[-1]:<4.0%} "
             f"{1000 * cpu / (rounds * size_mb):>18.2f} {peak / MB:>12.1f} "
             f"{(peak - idle_rss) / MB:>14.1f}"
         )

@@ -5,7 +5,8 @@
                                  [--latency-ms 50]
 
 Every row runs in this one process against the same in-process WeChat simulator, at the same
-concurrency, for the same number of text messages:
+concurrency, for the same number of text messages, on the loop the services run on (uvloop
+where it builds, as ``serve()`` picks):
 
 - bare: ``POST /cgi-bin/message/custom/send`` with a valid token from a plain aiohttp loop
   (the ceiling: what the simulator and aiohttp allow on this machine right now);
@@ -50,7 +51,7 @@ from libs.common import bus as bus_lib
 from libs.common.bus import Bus
 from libs.common.bus.memory import MemoryBus
 from libs.common.observability.logging import configure
-from libs.common.runner import settle_heap
+from libs.common.runner import run, settle_heap
 from libs.common.schemas import AnyMessage, SendText, Sent, TextReceived
 from libs.common.settings import load
 from libs.common.store.redis import RedisStore
@@ -297,6 +298,4 @@ if __name__ == "__main__":
     # As the service logs in production (JSON at info), into the void.
     with open(os.devnull, "w") as void:
         configure("sender", fmt="json", level="info", stream=void)
-        asyncio.run(
-            main(args.sends, args.concurrency, args.rounds, args.bus, args.redis, args.latency_ms)
-        )
+        run(main(args.sends, args.concurrency, args.rounds, args.bus, args.redis, args.latency_ms))
