@@ -221,14 +221,11 @@ async def _call_send(sender: Sender, message: CustomMessage) -> float:
 
 
 async def _window_has_room(sender: Sender, cmd: SendCommand) -> str | None:
-    """Typing needs a window with room but spends none of it: take a slot and give it back."""
+    """Typing needs a window with room but spends none of it (nor holds one for a moment: a
+    concurrent send may need the last slot)."""
     key = windows.window_key(cmd.appid, cmd.openid)
-    now = sender.clock()
-    take = await sender.store.window_take(key, now=now)
-    if not take.ok or take.kind is None:
-        return f"reply window: {take.reason}"
-    await sender.store.window_release(key, take.kind, now=now)
-    return None
+    room = await sender.store.window_room(key, now=sender.clock())
+    return None if room.ok else f"reply window: {room.reason}"
 
 
 # --- the call ----------------------------------------------------------------------------------

@@ -129,6 +129,12 @@ class Store(Protocol):
         """
         ...
 
+    async def window_room(self, key: str, *, now: float) -> WindowTake:
+        """What :meth:`window_take` would answer now, taking nothing: a check that must not
+        hold a slot a concurrent send may need (``remaining``: the slots left before a take).
+        """
+        ...
+
     async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
         """Give back a slot taken from ``kind`` (WeChat definitely did not deliver).
 

@@ -205,6 +205,14 @@ class MemoryStore:
         state.count -= 1
         return WindowTake(ok=True, kind=kind, remaining=state.count)
 
+    async def window_room(self, key: str, *, now: float) -> WindowTake:
+        full, at = self._k(key), checks.now(now)
+        found = _slot(self._typed(full, _Window), at)
+        if isinstance(found, WindowTake):
+            return found
+        kind, state = found
+        return WindowTake(ok=True, kind=kind, remaining=state.count)
+
     async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
         full, which, at = self._k(key), checks.kind(kind), checks.now(now)
         window = self._typed(full, _Window)

@@ -216,8 +216,14 @@ class RedisStore:
         )
 
     async def window_take(self, key: str, *, now: float) -> WindowTake:
+        return await self._window_take(key, now, spend=True)
+
+    async def window_room(self, key: str, *, now: float) -> WindowTake:
+        return await self._window_take(key, now, spend=False)
+
+    async def _window_take(self, key: str, now: float, *, spend: bool) -> WindowTake:
         full, at = self._k(key), checks.now(now)
-        ok, word, remaining = await self._run("window_take", full, _num(at))
+        ok, word, remaining = await self._run("window_take", full, _num(at), "1" if spend else "0")
         text = word.decode() if isinstance(word, bytes) else str(word)
         if ok:
             return WindowTake(ok=True, kind=checks.kind(text), remaining=int(remaining))

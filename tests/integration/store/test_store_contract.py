@@ -162,6 +162,27 @@ async def test_a_grant_gives_exactly_its_count(store: Store) -> None:
     assert takes[-1] == WindowTake(ok=False, reason="quota_exhausted")
 
 
+async def test_window_room_answers_what_a_take_would_and_takes_nothing(store: Store) -> None:
+    assert await store.window_room("w", now=NOW) == WindowTake(ok=False, reason="no_window")
+    await store.window_grant("w", message(count=2, until=NOW + H48), now=NOW)
+    await store.window_grant("w", enter(count=1, until=NOW + 60), now=NOW)
+    # The grant that expires first, as window_take picks it; asked twice, the same answer.
+    for _ in range(2):
+        assert await store.window_room("w", now=NOW) == WindowTake(
+            ok=True, kind="enter", remaining=1
+        )
+    takes = await take_all(store, "w")
+    assert [(t.kind, t.remaining) for t in takes if t.ok] == [
+        ("enter", 0),
+        ("message", 1),
+        ("message", 0),
+    ]
+    assert await store.window_room("w", now=NOW) == WindowTake(ok=False, reason="quota_exhausted")
+    assert await store.window_room("w", now=NOW + H48) == WindowTake(
+        ok=False, reason="window_expired"
+    )
+
+
 async def test_a_grant_past_its_until_is_expired(store: Store) -> None:
     await store.window_grant("w", message(count=5, until=NOW + 10), now=NOW)
     assert (await store.window_take("w", now=NOW + 9.999)).ok

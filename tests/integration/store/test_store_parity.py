@@ -39,6 +39,8 @@ async def apply(store: Store, op: tuple[Any, ...]) -> object:
         return await store.window_grant(key, Grant(kind=kind, count=count, until=until), now=now)
     if name == "take":
         return await store.window_take(key, now=now)
+    if name == "room":
+        return await store.window_room(key, now=now)
     if name == "release":
         return await store.window_release(key, rest[0], now=now)
     if name == "close":
@@ -60,8 +62,10 @@ def history(rng: random.Random, length: int) -> list[tuple[Any, ...]]:
             # Reuse an earlier start now and then: a redelivered event.
             start = now - rng.choice([0.0, 0.0, 10.0, 100.0])
             ops.append(("grant", key, now, kind, rng.randint(0, 5), start + span))
-        elif pick < 0.65:
+        elif pick < 0.55:
             ops.append(("take", key, now))
+        elif pick < 0.65:
+            ops.append(("room", key, now))
         elif pick < 0.8:
             ops.append(("release", key, now, rng.choice(["message", "enter"])))
         elif pick < 0.85:

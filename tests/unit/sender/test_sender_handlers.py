@@ -25,17 +25,18 @@ from libs.common.schemas import (
     Outcome,
     Rejected,
     SendText,
+    SendTyping,
     SessionEntered,
     encode,
 )
 from libs.common.settings import load
-from libs.common.store import Grant, Store
+from libs.common.store import Grant, GrantKind, Store, WindowTake
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
 from libs.common.topology import EVENTS, SENDER_COMMANDS, QueueSpec
 from libs.common.wechat.api import ApiClient
 from libs.common.wechat.token import AccessToken
-from services.sender import handlers, ledger
+from services.sender import handlers, ledger, windows
 from services.sender.handlers import Sender
 from services.sender.settings import SenderSettings
 
@@ -251,3 +252,33 @@ async def test_window_events_of_another_app_or_kind_open_nothing(world: World) -
         await handlers.handle_window_event(sender, event, delivery())
     take = await sender.store.window_take("sender:window:wx0123456789abcdef:oUser", now=0.0)
     assert take.reason == "no_window"
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting the window's slot moves."""
+
+    def __init__(self) -> None:
+        super().__init__(prefix=f"t{uuid.uuid4().hex[:6]}:")
+        self.moves = 0
+
+    async def window_take(self, key: str, *, now: float) -> WindowTake:
+        self.moves += 1
+        return await super().window_take(key, now=now)
+
+    async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
+        self.moves += 1
+        await super().window_release(key, kind, now=now)
+
+
+async def test_typing_checks_the_window_without_holding_its_last_slot(world: World) -> None:
+    # Taking a slot and giving it back would refuse, in between, a send that needs it.
+    store = CountingStore()
+    sender = world.sender(store)
+    typing = SendTyping(appid=APPID, openid="oUser", correlation_id="c")
+    key = windows.window_key(APPID, "oUser")
+    assert await handlers._window_has_room(sender, typing) == "reply window: no_window"
+    await store.window_grant(key, Grant(kind="message", count=1, until=2e9), now=1.7e9)
+    assert await handlers._window_has_room(sender, typing) is None
+    assert store.moves == 0
+    assert (await store.window_take(key, now=1.7e9)).remaining == 0
+    assert await handlers._window_has_room(sender, typing) == "reply window: quota_exhausted"
