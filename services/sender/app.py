@@ -6,7 +6,6 @@ import functools
 import time
 from collections.abc import AsyncIterator, Callable
 
-import msgspec
 from aiohttp import web
 
 from libs.common.bus import Bus
@@ -25,13 +24,6 @@ from services.sender.settings import SenderSettings
 SERVICE = "sender"
 
 
-def commands_queue(settings: SenderSettings) -> QueueSpec:
-    """The commands queue with the configured backoff (each delay is a delay queue)."""
-    return msgspec.structs.replace(
-        SENDER_COMMANDS, retry_base_s=settings.retry_base_s, retry_cap_s=settings.retry_cap_s
-    )
-
-
 def create_app(
     settings: SenderSettings,
     *,
@@ -42,7 +34,7 @@ def create_app(
     app = base_app(service=SERVICE)
     app[SETTINGS] = settings
     app[CLOCK] = clock or time.time
-    commands = commands_queue(settings)
+    commands = settings.commands_queue()
     queues = CORE_QUEUES if commands == SENDER_COMMANDS else (*CORE_QUEUES, commands)
     app.cleanup_ctx.extend(
         [

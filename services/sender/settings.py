@@ -11,6 +11,7 @@ from typing import Annotated
 import msgspec
 
 from libs.common.settings import Secret, WeChatApiSettings
+from libs.common.topology import SENDER_COMMANDS, QueueSpec
 from libs.common.wechat.api import TYPING_PATHS
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -78,6 +79,12 @@ class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
         for field, problem in _problems(self):
             raise ValueError(f"{problem} - at `$.{field}`")
 
+    def commands_queue(self) -> QueueSpec:
+        """The commands queue with the configured backoff (each delay is a delay queue)."""
+        return msgspec.structs.replace(
+            SENDER_COMMANDS, retry_base_s=self.retry_base_s, retry_cap_s=self.retry_cap_s
+        )
+
     @property
     def ambiguous_retried(self) -> frozenset[str]:
         return frozenset(_split(self.ambiguous_retry))
@@ -98,6 +105,17 @@ def _problems(s: SenderSettings) -> list[tuple[str, str]]:
         problems.append(("typing_path", "must start with '/'"))
     if s.retry_cap_s < s.retry_base_s:
         problems.append(("retry_cap_s", "must not be below WXKF_RETRY_BASE_S"))
+    else:
+        longest = s.commands_queue().delay_steps()[-1]
+        if s.rate_limited_pause_s > longest:
+            # A pause is spent in one of the delay queues: a longer one would be cut short.
+            problems.append(
+                (
+                    "rate_limited_pause_s",
+                    f"must not exceed the longest retry delay, {longest:g} s with "
+                    "WXKF_RETRY_BASE_S and WXKF_RETRY_CAP_S as set",
+                )
+            )
     if s.media_url and not s.media_url.startswith(("http://", "https://")):
         problems.append(("media_url", "must be an http:// or https:// URL"))
     if not s.wechat_api_base.startswith(("http://", "https://")):

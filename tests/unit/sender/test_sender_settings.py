@@ -66,6 +66,8 @@ def test_the_internal_token_may_come_from_a_file(tmp_path: Path) -> None:
         ({"WXKF_SENDER_PORT": "70000"}, "WXKF_SENDER_PORT"),
         ({"WXKF_SEND_RATE_BURST": "0"}, "WXKF_SEND_RATE_BURST"),
         ({"WXKF_RETRY_BASE_S": "10", "WXKF_RETRY_CAP_S": "5"}, "WXKF_RETRY_CAP_S"),
+        # The default delays are 1, 2, ... 64 s: a longer pause would be cut to 64 s.
+        ({"WXKF_RATE_LIMITED_PAUSE_S": "65"}, "WXKF_RATE_LIMITED_PAUSE_S"),
         ({"WXKF_PREFETCH": "many"}, "WXKF_PREFETCH"),
         ({"WXKF_WECHAT_TIMEOUT_S": "0"}, "WXKF_WECHAT_TIMEOUT_S"),
         ({"WXKF_WECHAT_API_BASE": "api.weixin.qq.com"}, "WXKF_WECHAT_API_BASE"),
