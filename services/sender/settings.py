@@ -53,8 +53,10 @@ class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
     retry_base_s: Positive = 1.0
     """First retry delay; doubles per attempt up to ``retry_cap_s`` (delay queues)."""
     retry_cap_s: Positive = 300.0
+    """Longest retry delay (the defaults' 7 doubling delays end at 64 s, below it)."""
     rate_limited_pause_s: Positive = 60.0
-    """Wait after WeChat's 45011 (minute-level frequency limit)."""
+    """Wait after WeChat's 45011 (minute-level frequency limit); at most the longest retry
+    delay, since the wait is spent in one of the delay queues."""
     ambiguous_retry: str = ""
     """Comma-separated message types sent again after an ambiguous failure (a timeout or a
     dropped connection after WeChat may have accepted): at least once, so maybe twice. Every
