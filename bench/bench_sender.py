@@ -1,7 +1,7 @@
 """Sends per second through the sender, beside bare aiohttp calls to the same simulator.
 
     python bench/bench_sender.py [--sends 3000] [--concurrency 32] [--rounds 3]
-                                 [--bus memory://] [--redis redis://127.0.0.1:6379/0]
+                                 [--bus memory://] [--store redis://127.0.0.1:6379/0]
                                  [--latency-ms 50]
 
 Every row runs in this one process against the same in-process WeChat simulator, at the same
@@ -29,7 +29,8 @@ two bus messages, its bookkeeping).
 
 The first table is the CPU-bound ceiling (the simulator answers at once); the second has the
 simulator answer after ``--latency-ms``, as WeChat does, where the question is whether the
-sender's cost shows. Needs Redis (``make services``).
+sender's cost shows. Needs Redis (``make services``) unless ``--store memory://``, which shows
+what the store costs.
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from libs.common import bus as bus_lib
+from libs.common import store as store_lib
 from libs.common.bus import Bus
 from libs.common.bus.memory import MemoryBus
 from libs.common.observability.logging import configure
 from libs.common.runner import run, settle_heap
 from libs.common.schemas import AnyMessage, SendText, Sent, TextReceived
 from libs.common.settings import load
-from libs.common.store.redis import RedisStore
 from libs.common.topology import CORE_QUEUES, EVENTS, QueueSpec
 from libs.common.wechat.api import SEND_PATH
 from services.sender.app import create_app
@@ -112,12 +113,12 @@ async def through_sender(
     sends: int,
     concurrency: int,
     bus_url: str,
-    redis_url: str,
+    store_url: str,
     *,
     rate_limit: bool = True,
 ) -> Round:
     prefix = f"wxkf-bench:{uuid.uuid4().hex}:"
-    store = await RedisStore.connect(redis_url, prefix=prefix)
+    store = await store_lib.connect(store_url, prefix=prefix)
     # A memory broker of its own per run, so the previous run's queues take no deliveries.
     url_of_run = f"{bus_url}-{uuid.uuid4().hex[:6]}" if bus_url.startswith("memory://") else bus_url
     bus: Bus = await bus_lib.connect(url_of_run)
@@ -176,11 +177,12 @@ async def through_sender(
         await sent.close()
         await bus.close()
         await store.close()
-        raw = aioredis.Redis.from_url(redis_url)
-        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=500)]
-        if keys:
-            await raw.delete(*keys)
-        await raw.aclose()
+        if not store_url.startswith("memory://"):
+            raw = aioredis.Redis.from_url(store_url)
+            keys = [k async for k in raw.scan_iter(match=prefix + "*", count=500)]
+            if keys:
+                await raw.delete(*keys)
+            await raw.aclose()
 
 
 class FactCounter:
@@ -227,7 +229,7 @@ def command(user: str) -> SendText:
 
 
 async def table(
-    sends: int, concurrency: int, rounds: int, bus_url: str, redis_url: str, latency_ms: float
+    sends: int, concurrency: int, rounds: int, bus_url: str, store_url: str, latency_ms: float
 ) -> None:
     state = SimState(SimConfig(window_message_count=10**9), clock=SimClock())
     users = [f"oBenchUser{i:018d}" for i in range(USERS)]
@@ -250,7 +252,7 @@ async def table(
         # The garbage collector as serve() leaves it in every service process once started
         # (start-up heap frozen, young collections every 10,000 allocations), for every row.
         settle_heap()
-        args = (url, state, users, sends, concurrency, bus_url, redis_url)
+        args = (url, state, users, sends, concurrency, bus_url, store_url)
         for _ in range(rounds):
             bare_row.append(await bare(url, token, users, sends, concurrency))
             limited.append(await through_sender(*args))
@@ -272,15 +274,16 @@ async def table(
 
 
 async def main(
-    sends: int, concurrency: int, rounds: int, bus_url: str, redis_url: str, latency_ms: float
+    sends: int, concurrency: int, rounds: int, bus_url: str, store_url: str, latency_ms: float
 ) -> None:
-    print(f"bus {bus_url}; windows, ledger, rate limit and token in Redis; target ratio 0.70")
+    where = "memory" if store_url.startswith("memory://") else "Redis"
+    print(f"bus {bus_url}; windows, ledger, rate limit and token in {where}; target ratio 0.70")
     # The ceiling: everything in this process is CPU, so this is the sender's cost per send.
-    await table(sends, concurrency, rounds, bus_url, redis_url, 0.0)
+    await table(sends, concurrency, rounds, bus_url, store_url, 0.0)
     # WeChat's answer time: what the sender's overhead costs in throughput in practice.
     if latency_ms:
         await table(
-            max(sends // 3, concurrency), concurrency, rounds, bus_url, redis_url, latency_ms
+            max(sends // 3, concurrency), concurrency, rounds, bus_url, store_url, latency_ms
         )
 
 
@@ -290,7 +293,11 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bus", default="memory://bench-sender")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--store",
+        default="redis://127.0.0.1:6379/0",
+        help="the sender's store: Redis, or memory:// to see what the store costs",
+    )
     parser.add_argument(
         "--latency-ms", type=float, default=50.0, help="WeChat's answer time (0: skip)"
     )
@@ -298,4 +305,4 @@ if __name__ == "__main__":
     # As the service logs in production (JSON at info), into the void.
     with open(os.devnull, "w") as void:
         configure("sender", fmt="json", level="info", stream=void)
-        run(main(args.sends, args.concurrency, args.rounds, args.bus, args.redis, args.latency_ms))
+        run(main(args.sends, args.concurrency, args.rounds, args.bus, args.store, args.latency_ms))
