@@ -14,7 +14,10 @@ shows whether memory grows with the file (it should not: the service passes chun
 The service's CPU per MB streamed (from the kernel's per-thread run time) is printed beside
 the rates: it is the figure to compare across runs on a shared machine, where the rates
 follow what the neighbours leave; the load average at the start and the end of the run says
-how busy the machine was.
+how busy the machine was. The last columns say how busy each process was (its CPU time over
+the wall time, median round): the benchmark's during a direct download, then the
+benchmark's and the service's while the service relays; a relay whose two processes both
+stay below 100% is losing its time in hand-offs between them, not in either one's CPU.
 
 Targets (from the issue): through the service at least 80% of the direct throughput, and a
 peak RSS that does not grow with the file size.
@@ -178,7 +181,8 @@ async def run(
     )
     print(
         f"{'size':>8} {'direct MB/s':>12} {'service MB/s':>13} {'ratio':>6} {'range':>10} "
-        f"{'service CPU ms/MB':>18} {'peak RSS MB':>12} {'RSS growth MB':>14}"
+        f"{'service CPU ms/MB':>18} {'peak RSS MB':>12} {'RSS growth MB':>14} "
+        f"{'busy: direct':>12} {'relay (bench/service)':>21}"
     )
     ratios: list[float] = []
     growths: list[float] = []
@@ -191,23 +195,37 @@ async def run(
         via: list[float] = []
         peak = 0
         cpu = 0.0
+        # How busy each process was (CPU time over wall time): the bench's alone, then the
+        # bench's and the service's while the service relays.
+        busy_direct: list[float] = []
+        busy_via: list[tuple[float, float]] = []
         for _ in range(rounds):
+            own = time.process_time()
             direct.append(size / MB / await download(session, direct_url, size))
-            before = cpu_seconds(pid)
+            busy_direct.append((time.process_time() - own) * direct[-1] * MB / size)
+            before, own = cpu_seconds(pid), time.process_time()
             with PeakRss(pid) as sampler:
                 via.append(size / MB / await download(session, via_url, size))
-            cpu += cpu_seconds(pid) - before
+            relayed = cpu_seconds(pid) - before
+            wall = size / MB / via[-1]
+            busy_via.append(((time.process_time() - own) / wall, relayed / wall))
+            cpu += relayed
             peak = max(peak, sampler.peak)
         d, v = statistics.median(direct), statistics.median(via)
         paired = sorted(b / a for a, b in zip(direct, via, strict=True))
         ratio = statistics.median(paired)
         ratios.append(ratio)
         growths.append((peak - idle_rss) / MB)
+        relay_busy = (
+            f"{statistics.median(b for b, _ in busy_via):.0%}"
+            f"/{statistics.median(v for _, v in busy_via):.0%}"
+        )
         print(
             f"{size_mb:>6}MB {d:>12.0f} {v:>13.0f} {ratio:>6.0%} "
             f"{paired[0]:>5.0%}-{paired[-1]:<4.0%} "
             f"{1000 * cpu / (rounds * size_mb):>18.2f} {peak / MB:>12.1f} "
-            f"{(peak - idle_rss) / MB:>14.1f}"
+            f"{(peak - idle_rss) / MB:>14.1f} {statistics.median(busy_direct):>12.0%} "
+            f"{relay_busy:>21}"
         )
         del state.media.items[item.media_id]
 
