@@ -146,6 +146,7 @@ async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
         wechat=app[WECHAT],
         bus=app[BUS],
         max_bytes=settings.archive_max_bytes,
+        appid=settings.appid,
     )
     await app[BUS].consume(MEDIA_ARCHIVE, archive.handler(archiver))
     log.info("media.archive_consuming", queue=MEDIA_ARCHIVE.name)

@@ -8,7 +8,8 @@ file. A ``media.archived`` fact then names that path (relative to the directory)
 
 Failures go through the bus, never a wait in the consumer: WeChat busy or unreachable →
 ``Retry``; an id WeChat no longer knows, or an image over the size cap → ``Reject``
-(dead-lettered, counted, logged).
+(dead-lettered, counted, logged). An image sent to another app than the configured
+``WXKF_APPID`` is skipped (acknowledged, counted as ``other_app``, logged), never downloaded.
 """
 
 from __future__ import annotations
@@ -51,12 +52,21 @@ class Archiver(msgspec.Struct, frozen=True, kw_only=True):
     wechat: WeChatMedia
     bus: Bus
     max_bytes: int
+    appid: str
+    """The configured app: its token cannot download another app's media."""
 
 
 def handler(archiver: Archiver) -> Handler:
     async def handle(msg: AnyMessage, delivery: Delivery) -> None:
-        if isinstance(msg, ImageReceived):
-            await archive(archiver, msg, delivery)
+        if not isinstance(msg, ImageReceived):
+            return
+        if msg.appid != archiver.appid:
+            # Not ours to download (our token is not that app's): skip it, without a retry
+            # or a dead letter that no fix on our side would ever clear.
+            metrics.ARCHIVED.labels("other_app").inc()
+            log.warning("media.archive_other_app", event_id=msg.id, appid=msg.appid)
+            return
+        await archive(archiver, msg, delivery)
 
     return handle
 

@@ -10,7 +10,8 @@ from prometheus_client import Counter, Gauge
 
 UPLOADS = Counter(
     "wxkf_media_uploads_total",
-    "Uploads asked of the service, by outcome (uploaded, reused, or the error code).",
+    "Media ids asked of the service (uploads and asset media_ids), by outcome (uploaded, "
+    "reused, or the error code).",
     ["outcome"],
 )
 DOWNLOADS = Counter(

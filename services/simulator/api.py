@@ -75,8 +75,9 @@ async def typing(request: web.Request) -> web.Response:
     return ok()
 
 
-async def _media_part(request: web.Request, limit: int) -> bytes:
-    """The bytes of the multipart file part ``media``; 41005 without one, 45001 past limit."""
+async def _media_part(request: web.Request, limit: int) -> tuple[bytes, str]:
+    """The bytes and file name of the multipart file part ``media``; 41005 without one, 45001
+    past limit."""
     if not request.content_type.startswith("multipart/"):
         raise ApiError(41005)
     try:
@@ -92,7 +93,7 @@ async def _media_part(request: web.Request, limit: int) -> bytes:
                 if size > limit:
                     raise ApiError(45001)
                 chunks.append(chunk)
-            return b"".join(chunks)
+            return b"".join(chunks), part.filename
     except ValueError:
         # aiohttp's multipart reader says ValueError for a broken boundary or part header.
         raise ApiError(41005, "media data missing: malformed multipart body") from None
@@ -104,7 +105,8 @@ async def upload(request: web.Request) -> web.Response:
     state.check_token(request.query.get("access_token"))
     if request.query.get("type") != "image":
         raise ApiError(40004)
-    media = state.upload_media(await _media_part(request, state.config.media_max_bytes))
+    data, filename = await _media_part(request, state.config.media_max_bytes)
+    media = state.upload_media(data, filename=filename)
     return json_answer(
         {
             "errcode": 0,

@@ -1,9 +1,17 @@
-"""Temporary media as WeChat keeps it (WECHAT.md §9): images only, by magic bytes, 3 days."""
+"""Temporary media as WeChat keeps it (WECHAT.md §9): images only, by magic bytes, 3 days.
+
+An upload's checks, in order: no bytes 41005; over the size limit 45001; a file name without
+an extension 40005 "invalid file type" (WeChat refuses such files; WECHAT.md gives no errcode
+for it, so the simulator answers with WeChat's global code of that name); bytes that are not
+JPG, PNG or GIF 40004. The name an upload came with is kept with the media
+(:attr:`Media.received_filename`) for tests to look at; downloads are named after the media_id.
+"""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Literal
 
 from services.simulator.config import SimConfig
@@ -26,6 +34,11 @@ def sniff(data: bytes) -> ImageKind | None:
     return None
 
 
+def has_extension(filename: str) -> bool:
+    """``a.jpg`` has one; ``a``, ``a.`` and ``.jpg`` (a hidden file's name) do not."""
+    return bool(PurePosixPath(filename).suffix)
+
+
 @dataclass(frozen=True, slots=True)
 class Media:
     media_id: str
@@ -33,6 +46,8 @@ class Media:
     kind: ImageKind
     created_at: float
     expires_at: float
+    received_filename: str | None = None
+    """The file name of the upload's multipart part; None for an image a user sent."""
 
     @property
     def content_type(self) -> str:
@@ -48,11 +63,14 @@ class MediaStore:
         self.config = config
         self.items: dict[str, Media] = {}
 
-    def put(self, data: bytes, now: float) -> Media:
+    def put(self, data: bytes, now: float, *, filename: str | None = None) -> Media:
+        """Keep ``data``; ``filename`` is the upload's (None: an image a user sent)."""
         if not data:
             raise ApiError(41005)
         if len(data) > self.config.media_max_bytes:
             raise ApiError(45001)
+        if filename is not None and not has_extension(filename):
+            raise ApiError(40005, f"invalid file type: {filename[:64]!r} has no extension")
         kind = sniff(data)
         if kind is None:
             raise ApiError(40004)
@@ -64,6 +82,7 @@ class MediaStore:
             kind=kind,
             created_at=now,
             expires_at=now + self.config.media_ttl_s,
+            received_filename=filename,
         )
         self.items[media.media_id] = media
         return media

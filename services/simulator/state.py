@@ -117,8 +117,10 @@ class SimState:
 
     # -- media ---------------------------------------------------------------------------------
 
-    def upload_media(self, data: bytes) -> Media:
-        return self.media.put(data, self.now())
+    def upload_media(self, data: bytes, *, filename: str | None = None) -> Media:
+        """``/cgi-bin/media/upload`` with the part's ``filename``; without one, an image a user
+        sent (what an image push's MediaId names)."""
+        return self.media.put(data, self.now(), filename=filename)
 
     def get_media(self, media_id: str | None) -> Media:
         return self.media.get(media_id, self.now())

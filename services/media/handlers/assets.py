@@ -15,7 +15,12 @@ from services.media import metrics, records
 from services.media.assets import AssetDir, check_name
 from services.media.errors import AssetsDisabled, MediaError
 from services.media.handlers.body import receive_upload
-from services.media.handlers.media import MediaAnswer, check_media_id, json_response
+from services.media.handlers.media import (
+    check_media_id,
+    counted_upload,
+    json_response,
+    upload_answer,
+)
 from services.media.intake import Intake
 from services.media.keys import ASSETS, SETTINGS, UPLOADER
 from services.media.uploads import obtain
@@ -38,10 +43,12 @@ def _assets(request: web.Request) -> AssetDir:
 
 
 async def put(request: web.Request) -> web.Response:
+    # Stores the bytes only: the first media_id request uploads them (and is counted there).
     with _counted("put"):
         assets = _assets(request)
         name = check_name(request.match_info["name"])
         with await receive_upload(request, request.app[SETTINGS]) as intake:
+            metrics.BYTES.labels("client_in").inc(intake.size)
             stored = await asyncio.to_thread(assets.put, name, intake)
         log.info("media.asset_stored", asset=name, size=stored.size)
         return json_response(
@@ -52,8 +59,12 @@ async def put(request: web.Request) -> web.Response:
 
 
 async def media_id(request: web.Request) -> web.Response:
-    """A media_id valid now for the asset; ``?refused=<id>`` when WeChat just refused that id."""
-    with _counted("media_id"):
+    """A media_id valid now for the asset; ``?refused=<id>`` when WeChat just refused that id.
+
+    Counted among the uploads (``wxkf_media_uploads_total``) like ``POST /v1/media``: reused,
+    uploaded, or the error's code.
+    """
+    with _counted("media_id"), counted_upload():
         assets = _assets(request)
         name = check_name(request.match_info["name"])
         asset = await asyncio.to_thread(assets.describe, name)
@@ -68,9 +79,7 @@ async def media_id(request: web.Request) -> web.Response:
             return await asyncio.to_thread(assets.load, name)
 
         record, reused = await obtain(request.app[UPLOADER], asset.sha256, load)
-        if not reused:
-            metrics.BYTES.labels("wechat_out").inc(record.size)
-        return json_response(MediaAnswer.of(record, reused=reused))
+        return upload_answer(record, reused=reused)
 
 
 async def get(request: web.Request) -> web.StreamResponse:

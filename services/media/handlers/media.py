@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import Iterator
 
 import aiohttp
 import msgspec
@@ -61,22 +63,33 @@ def json_response(body: msgspec.Struct, *, status: int = 200) -> web.Response:
 
 async def upload(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    try:
+    with counted_upload():
         intake = await receive_upload(request, settings)
+        metrics.BYTES.labels("client_in").inc(intake.size)
+
+        async def load() -> Intake:
+            return intake
+
+        with intake:
+            record, reused = await obtain(request.app[UPLOADER], intake.sha256, load)
+    return upload_answer(record, reused=reused)
+
+
+@contextlib.contextmanager
+def counted_upload() -> Iterator[None]:
+    """Count a request for a media_id (an upload, or an asset's) that failed, by error code.
+
+    Its success is counted by :func:`upload_answer`.
+    """
+    try:
+        yield
     except MediaError as exc:
         metrics.UPLOADS.labels(exc.code).inc()
         raise
-    metrics.BYTES.labels("client_in").inc(intake.size)
 
-    async def load() -> Intake:
-        return intake
 
-    with intake:
-        try:
-            record, reused = await obtain(request.app[UPLOADER], intake.sha256, load)
-        except MediaError as exc:
-            metrics.UPLOADS.labels(exc.code).inc()
-            raise
+def upload_answer(record: MediaRecord, *, reused: bool) -> web.Response:
+    """The answer to a request for a media_id, counted as ``reused`` or ``uploaded``."""
     outcome = "reused" if reused else "uploaded"
     metrics.UPLOADS.labels(outcome).inc()
     if not reused:

@@ -90,6 +90,48 @@ async def test_a_refused_token_is_force_refreshed_once(media: Media) -> None:
     assert media.sim.stats.tokens["stable_forced"] == 1
 
 
+def refreshes_ok() -> float:
+    """Token refreshes of the media service that brought a token (normal or forced)."""
+    return sum(
+        counter("wxkf_wechat_token_refreshes_total", service="media", kind=kind, outcome="ok")
+        for kind in ("normal", "forced")
+    )
+
+
+async def test_a_token_wechat_ended_early_is_refreshed_once_and_the_download_succeeds(
+    media: Media,
+) -> None:
+    data = image()
+    media_id = await upload(media, data)
+    before, refreshed = media.sim.stats.tokens["stable_token"], refreshes_ok()
+    # WeChat ends the token at its natural end while the service still counts it valid (its
+    # clock, or WeChat's, off by a little): the download is answered 42001.
+    media.sim.tokens.current["stable_token"].expires_at = media.sim.now()
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 200
+    assert await resp.read() == data
+    assert media.sim.stats.total(GET, 42001) == 1
+    assert media.sim.stats.total(GET, 0) == 1
+    assert media.sim.stats.tokens["stable_token"] == before + 1
+    assert media.sim.stats.tokens["stable_rotated"] == 1
+    assert media.sim.stats.tokens["stable_forced"] == 0
+    assert refreshes_ok() == refreshed + 1
+
+
+async def test_a_42001_for_a_live_token_is_force_refreshed_once(media: Media) -> None:
+    data = image()
+    media_id = await upload(media, data)
+    refreshed = refreshes_ok()
+    media.sim.faults.add(FaultRule(path=GET, sequence=[Fault(errcode=42001)]))
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 200
+    assert await resp.read() == data
+    assert media.sim.stats.total(GET, 42001) == 1
+    # The normal refresh hands back the refused token (WeChat still holds it valid): forced.
+    assert media.sim.stats.tokens["stable_forced"] == 1
+    assert refreshes_ok() == refreshed + 1
+
+
 @pytest.mark.parametrize(
     "fault",
     [Fault(errcode=-1), Fault(status=502), Fault(drop=True), Fault(errcode=45011)],
@@ -155,6 +197,27 @@ async def test_the_cache_does_not_outlive_the_media(make_media: MakeMedia, tmp_p
     resp = await media.client.get(f"/v1/media/{media_id}")
     assert resp.status == 410
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+async def test_a_cache_entry_ends_with_the_media_even_when_it_is_younger(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    media = await make_media(media_cache_dir=str(tmp_path / "cache"))
+    data = image()
+    media_id = await upload(media, data)
+    media.sim.clock.advance(2 * 86400)  # first downloaded (and cached) two days after upload
+    assert await (await media.client.get(f"/v1/media/{media_id}")).read() == data
+    media.sim.clock.advance(86400 - 1)  # the media's last second: the cache still answers
+    assert await (await media.client.get(f"/v1/media/{media_id}")).read() == data
+    assert media.downloads() == 1
+    expired = counter("wxkf_media_downloads_total", outcome="media_expired")
+    media.sim.clock.advance(1)  # 3 days after the upload; the cache entry is one day old
+    resp = await media.client.get(f"/v1/media/{media_id}")
+    assert resp.status == 410
+    body = await resp.json()
+    assert (body["error"], body["errcode"]) == ("media_expired", 40007)
+    assert counter("wxkf_media_downloads_total", outcome="media_expired") == expired + 1
+    assert list((tmp_path / "cache").iterdir()) == []  # the entry is gone with the media
 
 
 async def test_a_download_wechat_breaks_off_ends_short_and_is_not_cached(

@@ -7,7 +7,14 @@ import aiohttp
 import pytest
 
 from services.simulator.faults import Fault, FaultRule
-from tests.integration.media.harness import JPEG_MAGIC, MakeMedia, Media, image
+from tests.integration.media.harness import (
+    GIF_MAGIC,
+    JPEG_MAGIC,
+    PNG_MAGIC,
+    MakeMedia,
+    Media,
+    image,
+)
 
 UPLOAD = "/cgi-bin/media/upload"
 
@@ -43,6 +50,27 @@ async def test_a_multipart_upload_reaches_wechat_with_the_detected_extension(med
     kept = media.sim.media.items[body["media_id"]]
     assert kept.data == data
     assert kept.kind == "jpeg"
+    # WeChat refuses a file name without an extension; the service names the file after the
+    # bytes' type, never the client's name.
+    assert kept.received_filename is not None
+    assert kept.received_filename.endswith(".jpg")
+    assert "photo" not in kept.received_filename
+
+
+@pytest.mark.parametrize(
+    ("magic", "ext"),
+    [(JPEG_MAGIC, "jpg"), (PNG_MAGIC, "png"), (GIF_MAGIC, "gif")],
+    ids=["jpeg", "png", "gif"],
+)
+async def test_a_raw_upload_reaches_wechat_named_after_its_type(
+    media: Media, magic: bytes, ext: str
+) -> None:
+    # A raw body has no name at all: the service must still give WeChat one with an extension.
+    resp = await media.client.post("/v1/media", data=image(magic))
+    assert resp.status == 200, await resp.text()
+    kept = media.sim.media.items[(await resp.json())["media_id"]]
+    assert kept.received_filename is not None
+    assert kept.received_filename.endswith(f".{ext}")
 
 
 async def test_the_same_bytes_twice_make_one_wechat_upload(media: Media) -> None:

@@ -110,6 +110,25 @@ async def test_upload_refusals(client: Client, token: str, state: SimState) -> N
     assert state.media.items == {}
 
 
+@pytest.mark.parametrize("filename", ["photo", "photo.", ".jpg"])
+async def test_an_upload_whose_file_name_has_no_extension_is_refused(
+    client: Client, token: str, state: SimState, filename: str
+) -> None:
+    answer = await upload(client, token, form(JPEG, filename=filename))
+    assert answer["errcode"] == 40005
+    assert answer["errmsg"].startswith("invalid file type: ")
+    assert state.media.items == {}
+
+
+async def test_the_file_name_an_upload_came_with_is_kept(
+    client: Client, token: str, state: SimState
+) -> None:
+    # The name's extension need not match the bytes: WeChat judges the bytes.
+    media_id = (await upload(client, token, form(JPEG, filename="holiday.png")))["media_id"]
+    assert state.media.items[media_id].received_filename == "holiday.png"
+    assert state.upload_media(PNG).received_filename is None  # an image a user sent
+
+
 @pytest.mark.parametrize("config", [SimConfig(media_max_bytes=1000)])
 async def test_upload_size_limit(client: Client, token: str, state: SimState) -> None:
     assert "media_id" in await upload(client, token, form(JPEG + b"\x00" * (1000 - len(JPEG))))
