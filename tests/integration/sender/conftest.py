@@ -8,6 +8,11 @@ sender's queues, so each test looks only at its own users and commands.
 
 The rig publishes what ingress and the router would (user-message events, send commands)
 and collects the sender's outcome facts from a queue of its own bound to ``outbound.#``.
+
+A replica started with ``own_bus`` / ``own_store`` has connections of its own, as another
+process would: a RabbitMQ connection, and a Redis client of its own under the same prefix
+(on ``memory://`` the same URL, which is the one store of this process). ``handled_by`` says
+which replica handled which delivery.
 """
 
 from __future__ import annotations
@@ -39,10 +44,13 @@ from libs.common.schemas import (
 )
 from libs.common.settings import load
 from libs.common.store import Store
+from libs.common.store import connect as connect_store
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
 from libs.common.topology import EVENTS, QueueSpec
+from services.sender import handlers
 from services.sender.app import create_app
+from services.sender.keys import SENDER
 from services.sender.settings import SenderSettings
 from services.simulator.app import create_app as create_sim
 from services.simulator.app import running
@@ -87,31 +95,29 @@ class Rig:
     """Where ``wxkf`` commands find the bus (memory:// only inside this process)."""
     facts: list[Outcome] = field(default_factory=list)
     make_bus: Callable[[], Awaitable[Bus]] | None = None
+    make_store: Callable[[], Awaitable[Store]] | None = None
     servers: list[TestServer] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- senders ---------------------------------------------------------------------------------
 
     def settings(self, **overrides: Any) -> SenderSettings:
-        values = {**FAST, **overrides}
-        return load(
-            SenderSettings,
-            {},
-            appid=DEMO_APPID,
-            app_secret=DEMO_SECRET,
-            wechat_api_base=self.sim_url,
-            **values,
-        )
+        values = {"wechat_api_base": self.sim_url, **FAST, **overrides}
+        return load(SenderSettings, {}, appid=DEMO_APPID, app_secret=DEMO_SECRET, **values)
 
-    async def start_sender(self, *, own_bus: bool = False, **overrides: Any) -> web.Application:
-        """A sender replica; ``own_bus``: with a connection of its own (another process)."""
-        bus = self.bus
+    async def start_sender(
+        self, *, own_bus: bool = False, own_store: bool = False, **overrides: Any
+    ) -> web.Application:
+        """A sender replica; ``own_bus`` / ``own_store``: with a bus connection / a store
+        client of its own (another process), else the rig's."""
+        bus, store = self.bus, self.store
         if own_bus:
             assert self.make_bus is not None
             bus = await self.make_bus()
-        app = create_app(
-            self.settings(**overrides), bus=bus, store=self.store, clock=self.sim.clock.now
-        )
+        if own_store:
+            assert self.make_store is not None
+            store = await self.make_store()
+        app = create_app(self.settings(**overrides), bus=bus, store=store, clock=self.sim.clock.now)
         server = TestServer(app)
         await server.start_server()
         self.servers.append(server)
@@ -217,6 +223,7 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
     state, sim_url = sim
     prefix = f"wxkf-test:{uuid.uuid4().hex}:"
     buses: list[Bus] = []
+    stores: list[Store] = []
     store: Store
     if request.param == "memory":
         memory = MemoryBus.fresh()
@@ -231,12 +238,19 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
 
     else:
         amqp_url = bus_url = request.getfixturevalue("amqp_url")
+        store_url = REDIS_URL
         store = await RedisStore.connect(REDIS_URL, prefix=prefix)
 
         async def make_bus() -> Bus:
             client = await bus_lib.connect(amqp_url)
             buses.append(client)
             return client
+
+    async def make_store() -> Store:
+        # What a replica in a process of its own opens: a client of its own, same prefix.
+        client = await connect_store(store_url, prefix=prefix)
+        stores.append(client)
+        return client
 
     bus = await make_bus()
     rig = Rig(
@@ -247,6 +261,7 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
         backend=request.param,
         bus_url=bus_url,
         make_bus=make_bus,
+        make_store=make_store,
     )
     outcomes = QueueSpec(
         name=f"test.outcomes.{uuid.uuid4().hex[:8]}",
@@ -270,6 +285,8 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
         for client in reversed(buses):
             await client.stop_consuming()
             await client.close()
+        for extra in reversed(stores):
+            await extra.close()
         await store.close()
         if request.param == "real":
             raw = aioredis.Redis.from_url(REDIS_URL)
@@ -284,3 +301,46 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
 async def dead_ids(bus: Bus, queue: str) -> list[str]:
     """The message ids in a work queue's dead-letter queue (other tests' included)."""
     return [msgspec.json.decode(d.body, type=AnyMessage).id for d in await bus.dead_letters(queue)]
+
+
+class HandledBy:
+    """Every delivery of a command, and the sender replica (its ``Sender``) that handled it."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[handlers.Sender, str]] = []
+
+    def of(self, app: web.Application, commands: list[SendCommand]) -> list[str]:
+        """The ids of ``commands`` delivered to this replica, once per delivery."""
+        ids = {c.id for c in commands}
+        return [cid for sender, cid in self.deliveries if sender is app[SENDER] and cid in ids]
+
+    def count(self, command: SendCommand) -> int:
+        return sum(1 for _, cid in self.deliveries if cid == command.id)
+
+
+@pytest.fixture
+def handled_by(monkeypatch: pytest.MonkeyPatch) -> HandledBy:
+    """Wraps the command handler of the replicas started after it (each app binds the
+    handler when its consumers start)."""
+    tracker = HandledBy()
+    original = handlers.handle_command
+
+    async def counting(sender: handlers.Sender, msg: AnyMessage, delivery: Delivery) -> None:
+        tracker.deliveries.append((sender, msg.id))
+        await original(sender, msg, delivery)
+
+    monkeypatch.setattr(handlers, "handle_command", counting)
+    return tracker
+
+
+def sample(name: str, **labels: str) -> float:
+    """A sample of the process-wide registry (0 when not yet created); compare before/after."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def retries(reason: str) -> float:
+    return sample("wxkf_sender_retries_total", reason=reason)
+
+
+def ambiguous(msgtype: str, policy: str) -> float:
+    return sample("wxkf_sender_ambiguous_total", msgtype=msgtype, policy=policy)

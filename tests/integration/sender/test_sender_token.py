@@ -6,17 +6,20 @@ from __future__ import annotations
 from libs.common.schemas import Sent
 from services.simulator.api import SEND
 from services.simulator.faults import Fault
-from tests.integration.sender.conftest import Rig
+from tests.integration.sender.conftest import HandledBy, Rig
 
 
 def stable_calls(rig: Rig) -> int:
     return rig.sim.stats.tokens["stable_token"]
 
 
-async def test_expiry_under_20_concurrent_sends_costs_one_refresh(rig: Rig) -> None:
-    # Two replicas, each with a connection of its own, sharing the store.
-    await rig.start_sender(own_bus=True)
-    await rig.start_sender(own_bus=True)
+async def test_expiry_under_20_concurrent_sends_costs_one_refresh(
+    rig: Rig, handled_by: HandledBy
+) -> None:
+    # Two replicas, each with a bus connection and a store client of its own (as two
+    # processes): they share the token only through the store.
+    one = await rig.start_sender(own_bus=True, own_store=True)
+    two = await rig.start_sender(own_bus=True, own_store=True)
     warmup_user, *users = [rig.openid() for _ in range(5)]
     for user in (warmup_user, *users):
         await rig.user_message(user)
@@ -33,11 +36,18 @@ async def test_expiry_under_20_concurrent_sends_costs_one_refresh(rig: Rig) -> N
     assert all(isinstance(o, Sent) for o in outcomes.values())
     assert stable_calls(rig) == 2
     assert rig.sim.stats.tokens["stable_rotated"] == 1
+    # Both replicas handled some of the twenty, each with a stale copy of the token: one
+    # refreshed it, the other took the new one from the store (or waited for it there).
+    by_one, by_two = handled_by.of(one, commands), handled_by.of(two, commands)
+    assert by_one, by_two
+    assert by_two, by_one
 
 
-async def test_a_token_wechat_stopped_accepting_is_replaced_once(rig: Rig) -> None:
-    await rig.start_sender()
-    await rig.start_sender(own_bus=True)
+async def test_a_token_wechat_stopped_accepting_is_replaced_once(
+    rig: Rig, handled_by: HandledBy
+) -> None:
+    one = await rig.start_sender()
+    two = await rig.start_sender(own_bus=True, own_store=True)
     users = [rig.openid() for _ in range(4)]
     for user in users:
         await rig.user_message(user)
@@ -61,6 +71,8 @@ async def test_a_token_wechat_stopped_accepting_is_replaced_once(rig: Rig) -> No
     assert stable_calls(rig) == calls + 1
     assert rig.sim.stats.tokens["stable_forced"] == 1  # the test's own
     assert rig.sim.stats.total(SEND, 40001) >= 1
+    assert handled_by.of(one, commands)
+    assert handled_by.of(two, commands)
 
 
 async def test_an_injected_40001_forces_one_refresh_and_the_send_succeeds(rig: Rig) -> None:

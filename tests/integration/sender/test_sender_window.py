@@ -182,3 +182,38 @@ async def test_a_window_wechat_closed_is_not_reopened_by_a_command(rig: Rig) -> 
     assert isinstance(outcomes[second.id], Rejected)
     assert outcomes[second.id].reason == "window_expired"
     assert rig.sim.stats.total(SEND) == 1
+
+
+async def test_the_entry_grant_lasts_60_seconds(rig: Rig) -> None:
+    """Entering the chat (no message from the user) allows a welcome within 60 s of the
+    event's CreateTime only; past it the grant has ended although a slot was left."""
+    await rig.start_sender()
+    user = rig.openid()
+    await rig.entered(user)
+    rig.sim.clock.advance(59)
+    in_time = rig.texts(user, ["welcome"])
+    await rig.send(*in_time)
+    assert isinstance((await rig.settled(in_time))[in_time[0].id], Sent)
+    rig.sim.clock.advance(2)  # 61 s after entering; one of the two slots still unused
+    late = rig.texts(user, ["anything else?"])
+    await rig.send(*late)
+    outcome = (await rig.settled(late))[late[0].id]
+    assert isinstance(outcome, Rejected)
+    assert (outcome.reason, outcome.errcode) == ("window_expired", None)
+    assert rig.received(user) == ["welcome"]
+    assert rig.sim.stats.total(SEND) == 1  # refused by our own view: WeChat was not asked
+
+
+async def test_a_welcome_past_the_entry_grant_is_refused_without_a_call(rig: Rig) -> None:
+    await rig.start_sender()
+    user = rig.openid()
+    await rig.entered(user)
+    rig.sim.clock.advance(61)
+    [cmd] = rig.texts(user, ["welcome, a little late"])
+    await rig.send(cmd)
+    outcome = (await rig.settled([cmd]))[cmd.id]
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason == "window_expired"
+    assert outcome.routing_key() == "outbound.rejected.window_expired"
+    assert rig.sim.stats.total(SEND) == 0
+    assert rig.received(user) == []
