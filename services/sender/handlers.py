@@ -308,7 +308,7 @@ async def _refused(
         return
     if exc.kind in ("transient", "token"):
         await _not_delivered(sender, cmd, slot)
-        delay = sender.settings.rate_limited_pause_s if exc.errcode == 45011 else None
+        delay = sender.settings.rate_limited_pause() if exc.errcode == 45011 else None
         await _retry_or_fail(
             sender,
             cmd,

@@ -18,6 +18,9 @@ Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 
+_RATE_LIMITED_PAUSE_S = 60.0
+"""WeChat's 45011 is a limit per minute."""
+
 MSGTYPES = ("text", "image", "link", "miniprogrampage", "typing")
 
 
@@ -54,9 +57,10 @@ class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
     """First retry delay; doubles per attempt up to ``retry_cap_s`` (delay queues)."""
     retry_cap_s: Positive = 300.0
     """Longest retry delay (the defaults' 7 doubling delays end at 64 s, below it)."""
-    rate_limited_pause_s: Positive = 60.0
-    """Wait after WeChat's 45011 (minute-level frequency limit); at most the longest retry
-    delay, since the wait is spent in one of the delay queues."""
+    rate_limited_pause_s: Positive | None = None
+    """Wait after WeChat's 45011 (minute-level frequency limit). Unset: 60 s, or the longest
+    retry delay where that is shorter; a value set must not exceed the longest retry delay,
+    since the wait is spent in one of the delay queues."""
     ambiguous_retry: str = ""
     """Comma-separated message types sent again after an ambiguous failure (a timeout or a
     dropped connection after WeChat may have accepted): at least once, so maybe twice. Every
@@ -87,6 +91,12 @@ class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
             SENDER_COMMANDS, retry_base_s=self.retry_base_s, retry_cap_s=self.retry_cap_s
         )
 
+    def rate_limited_pause(self) -> float:
+        """The wait after 45011 (see ``rate_limited_pause_s``)."""
+        if self.rate_limited_pause_s is not None:
+            return self.rate_limited_pause_s
+        return min(_RATE_LIMITED_PAUSE_S, self.commands_queue().delay_steps()[-1])
+
     @property
     def ambiguous_retried(self) -> frozenset[str]:
         return frozenset(_split(self.ambiguous_retry))
@@ -109,7 +119,7 @@ def _problems(s: SenderSettings) -> list[tuple[str, str]]:
         problems.append(("retry_cap_s", "must not be below WXKF_RETRY_BASE_S"))
     else:
         longest = s.commands_queue().delay_steps()[-1]
-        if s.rate_limited_pause_s > longest:
+        if s.rate_limited_pause_s is not None and s.rate_limited_pause_s > longest:
             # A pause is spent in one of the delay queues: a longer one would be cut short.
             problems.append(
                 (

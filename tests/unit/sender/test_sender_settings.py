@@ -47,6 +47,17 @@ def test_values_come_from_the_environment() -> None:
     assert s.internal_token == "tok"
 
 
+def test_the_pause_after_45011_fits_the_retry_delays() -> None:
+    assert settings().commands_queue().delay_steps() == (1, 2, 4, 8, 16, 32, 64)
+    assert settings().rate_limited_pause() == 60
+    # Short delays (tests, a dev stack): unset, the pause follows them instead of failing.
+    short = settings(WXKF_RETRY_BASE_S="0.2", WXKF_RETRY_CAP_S="0.4")
+    assert short.rate_limited_pause() == 0.4
+    assert settings(WXKF_RATE_LIMITED_PAUSE_S="64").rate_limited_pause() == 64
+    with pytest.raises(SettingsError, match=r"WXKF_RATE_LIMITED_PAUSE_S.*longest retry delay, 64"):
+        settings(WXKF_RATE_LIMITED_PAUSE_S="65")
+
+
 def test_the_internal_token_may_come_from_a_file(tmp_path: Path) -> None:
     secret = tmp_path / "token"
     secret.write_text("from-a-file\n")
