@@ -41,8 +41,9 @@ class Media:
         """Uploads WeChat accepted."""
         return self.sim.stats.total("/cgi-bin/media/upload", 0)
 
-    def downloads(self) -> int:
-        return self.sim.stats.total("/cgi-bin/media/get")
+    def downloads(self, errcode: int | None = None) -> int:
+        """Download calls WeChat answered (with ``errcode`` only, 0 for the bytes)."""
+        return self.sim.stats.total("/cgi-bin/media/get", errcode)
 
 
 MakeMedia = Callable[..., Awaitable[Media]]

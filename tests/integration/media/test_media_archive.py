@@ -131,7 +131,7 @@ async def test_only_images_are_archived(
     await bus.publish(image_event(media.sim.upload_media(image()).media_id))
     await eventually(lambda: observer.facts, what="the image's fact")
     assert len(observer.facts) == 1
-    assert media.downloads() == 1
+    assert media.downloads(0) == 1
 
 
 async def test_an_image_sent_to_another_app_is_skipped_and_counted(
@@ -153,7 +153,7 @@ async def test_an_image_sent_to_another_app_is_skipped_and_counted(
     )
     facts = await eventually(lambda: observer.facts, what="our image's fact")
     assert [fact.event_id for fact in facts] == [ours.id]
-    assert media.downloads() == 1  # the other app's image was not even fetched
+    assert media.downloads(0) == 1  # the other app's image was not even fetched
     # Acknowledged: neither retried nor dead-lettered.
     assert counter("wxkf_bus_deliveries_total", queue=MEDIA_ARCHIVE.name, outcome="retry") == (
         retried
@@ -187,7 +187,9 @@ async def test_a_busy_wechat_is_retried_through_the_bus(
     await bus.publish(image_event(pushed.media_id))
     facts = await eventually(lambda: observer.facts, what="the fact after a retry")
     assert facts[0].size == len(data)
-    assert media.downloads() == 2
+    # By answer: a retry left in the module's broker by an earlier test may still come in, for
+    # a media this simulator never had (40007).
+    assert (media.downloads(-1), media.downloads(0)) == (1, 1)
 
 
 async def test_an_image_over_the_archive_cap_is_dead_lettered(
