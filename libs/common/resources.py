@@ -67,11 +67,19 @@ def store_ctx(url: str, *, store: Store | None = None, prefix: str = "wxkf:") ->
 
 
 def http_ctx(
-    *, timeout_s: float, limit: int = 100, limit_per_host: int = 0, connect_timeout_s: float = 5.0
+    *,
+    timeout_s: float,
+    limit: int = 100,
+    limit_per_host: int = 0,
+    connect_timeout_s: float = 5.0,
+    read_bufsize: int | None = None,
 ) -> CleanupCtx:
     """``app[HTTP]``: one client session for the app's outgoing calls.
 
-    ``timeout_s`` bounds each whole call; ``limit`` caps open connections (0: no cap).
+    ``timeout_s`` bounds each whole call; ``limit`` caps open connections (0: no cap);
+    ``read_bufsize`` is how much of a response body aiohttp buffers before it stops reading
+    the connection (twice that, in fact); None leaves aiohttp's default (256 KB in 3.14,
+    64 KB in 3.13 and before).
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
@@ -81,7 +89,14 @@ def http_ctx(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host)
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(connect_timeout_s, timeout_s))
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        session = (
+            aiohttp.ClientSession(connector=connector, timeout=timeout)
+            if read_bufsize is None
+            else aiohttp.ClientSession(
+                connector=connector, timeout=timeout, read_bufsize=read_bufsize
+            )
+        )
+        async with session:
             app[HTTP] = session
             yield
 

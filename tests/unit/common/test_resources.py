@@ -7,6 +7,7 @@ import uuid
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from libs.common.bus import BusError
 from libs.common.bus.memory import MemoryBus
@@ -122,6 +123,24 @@ async def test_http_ctx_gives_one_session_with_limits_and_closes_it() -> None:
     assert (connector.limit, connector.limit_per_host) == (7, 2)
     await runner.cleanup()
     assert session.closed
+
+
+async def test_http_ctx_buffers_a_body_up_to_its_read_bufsize() -> None:
+    async def body(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 100)
+
+    server = web.Application()
+    server.router.add_get("/", body)
+    async with TestServer(server) as upstream:
+        for given, low in ((2**16, 2**16), (2**20, 2**20)):
+            app = web.Application()
+            app.cleanup_ctx.append(http_ctx(timeout_s=3.0, read_bufsize=given))
+            runner = await started(app)
+            async with app[HTTP].get(upstream.make_url("/")) as resp:
+                # The body's reader shows its limits: aiohttp stops reading at ``high``.
+                assert f"low={low} high={2 * low}" in repr(resp.content)
+                assert await resp.read() == b"x" * 100
+            await runner.cleanup()
 
 
 @pytest.mark.parametrize(
