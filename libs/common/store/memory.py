@@ -197,20 +197,19 @@ class MemoryStore:
         self._expire(full, max(latest - at, 0.0) + WINDOW_LINGER_S)
 
     async def window_take(self, key: str, *, now: float) -> WindowTake:
-        full, at = self._k(key), checks.now(now)
-        found = _slot(self._typed(full, _Window), at)
-        if isinstance(found, WindowTake):
-            return found
-        kind, state = found
-        state.count -= 1
-        return WindowTake(ok=True, kind=kind, remaining=state.count)
+        return self._window_take(key, now, spend=True)
 
     async def window_room(self, key: str, *, now: float) -> WindowTake:
+        return self._window_take(key, now, spend=False)
+
+    def _window_take(self, key: str, now: float, *, spend: bool) -> WindowTake:
         full, at = self._k(key), checks.now(now)
         found = _slot(self._typed(full, _Window), at)
         if isinstance(found, WindowTake):
             return found
         kind, state = found
+        if spend:
+            state.count -= 1
         return WindowTake(ok=True, kind=kind, remaining=state.count)
 
     async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
