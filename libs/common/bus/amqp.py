@@ -266,6 +266,7 @@ class AmqpBus:
         self.consumer_check_s = consumer_check_s
         self.inflight: set[asyncio.Task[Any]] = set()
         self.blocked: dict[str, str] = {}
+        self._lost: set[str] = set()
         """Connection (``publish``, ``consume``) → why the broker blocks it, while it does."""
         self._consumers: list[_Consumer] = []
         self._declared: dict[str, QueueSpec] = {}
@@ -637,6 +638,7 @@ class AmqpBus:
                 log.exception("consumer.check_failed")
 
     def _on_reconnect(self, role: str, connection: AbstractRobustConnection) -> None:
+        self._lost.discard(role)
         metrics.RECONNECTS.inc()
         log.info("bus.reconnected", connection=role, node=_node_of(connection))
         self._watch_flow(role, connection)
@@ -646,7 +648,9 @@ class AmqpBus:
             self._spawn(self._after_reconnect())
 
     def _on_connection_lost(self, role: str, *args: Any) -> None:
-        if not self._closed:
+        # Called again on every failed reconnect: said once per outage.
+        if not self._closed and role not in self._lost:
+            self._lost.add(role)
             error = args[-1] if args else None
             log.warning("bus.connection_lost", connection=role, error=repr(error))
 
