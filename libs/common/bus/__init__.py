@@ -51,6 +51,8 @@ ROUTING_KEY_HEADER = "x-wxkf-routing-key"
 """The key a message was first published with; retries travel under the queue's name."""
 REQUEST_ID_HEADER = "x-wxkf-request-id"
 """On a reply: the message id of the request it answers (correlation ids may repeat)."""
+NOTE_HEADER = "x-wxkf-note"
+"""What the previous attempt left for this one (``Retry(note=...)``)."""
 REPEAT_HEADER = "x-wxkf-repeat"
 """This copy may repeat one that was handled before: set by a publisher that cannot rule it
 out, and by the bus on the retry of a delivery that may have done part of its work."""
@@ -78,6 +80,11 @@ class Delivery(Protocol):
         never delivered before (or every earlier delivery retried with nothing done), and
         its publisher did not mark it a possible repeat. Consumers that deduplicate through
         the store use it when the store may have forgotten (see ``libs.common.store``)."""
+        ...
+
+    @property
+    def note(self) -> str | None:
+        """What the previous attempt of this message left for this one (``Retry(note=…)``)."""
         ...
 
     @property

@@ -197,7 +197,9 @@ class _Consumer:
             key = message.routing_key or ""
             if verdict.outcome == "retry":
                 target, routing_key = RETRY, spec.delay_queue(verdict.delay_s)
-                headers = dl.retry_headers(message.headers, key, repeat=verdict.repeat)
+                headers = dl.retry_headers(
+                    message.headers, key, repeat=verdict.repeat, note=verdict.note
+                )
             else:
                 target, routing_key = DEAD, spec.name
                 headers = dl.dead_headers(message.headers, key, verdict.reason)

@@ -17,6 +17,7 @@ import structlog
 from libs.common.bus import (
     ATTEMPT_HEADER,
     DEATH_REASON_HEADER,
+    NOTE_HEADER,
     REPEAT_HEADER,
     REQUEST_ID_HEADER,
     ROUTING_KEY_HEADER,
@@ -59,6 +60,13 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     def fresh(self) -> bool:
         return not self.redelivered and not is_repeat(self.headers)
 
+    @property
+    def note(self) -> str | None:
+        raw = self.headers.get(NOTE_HEADER)
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        return raw if isinstance(raw, str) and raw else None
+
     async def reply(self, body: msgspec.Struct) -> None:
         if not self.reply_to:
             return
@@ -75,6 +83,8 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     delay_s: float = 0.0
     repeat: bool = True
     """For a retry: whether its copy may repeat work this delivery (or an earlier) did."""
+    note: str | None = None
+    """For a retry: what its copy carries to the next attempt."""
 
 
 async def handle(spec: QueueSpec, handler: Handler, body: bytes, delivery: Delivery) -> Verdict:
@@ -95,7 +105,7 @@ async def handle(spec: QueueSpec, handler: Handler, body: bytes, delivery: Deliv
     except Retry as exc:
         log.info("delivery.retry_requested", reason=exc.reason)
         clean = exc.nothing_done and delivery.fresh
-        return _retry(spec, delivery, exc.reason, exc.delay_s, repeat=not clean)
+        return _retry(spec, delivery, exc.reason, exc.delay_s, repeat=not clean, note=exc.note)
     except Exception as exc:  # the bus edge: any other handler failure is a retry
         log.warning("delivery.handler_failed", error_type=type(exc).__name__, exc_info=exc)
         return _retry(spec, delivery, f"{type(exc).__name__}: {exc}", None, repeat=True)
@@ -103,12 +113,20 @@ async def handle(spec: QueueSpec, handler: Handler, body: bytes, delivery: Deliv
 
 
 def _retry(
-    spec: QueueSpec, delivery: Delivery, reason: str, delay_s: float | None, *, repeat: bool
+    spec: QueueSpec,
+    delivery: Delivery,
+    reason: str,
+    delay_s: float | None,
+    *,
+    repeat: bool,
+    note: str | None = None,
 ) -> Verdict:
     if delivery.final:
         return Verdict(outcome="dead_letter", reason=_bounded(f"attempts exhausted: {reason}"))
     delay = spec.retry_delay(delivery.attempt, delay_s)
-    return Verdict(outcome="retry", reason=_bounded(reason), delay_s=delay, repeat=repeat)
+    return Verdict(
+        outcome="retry", reason=_bounded(reason), delay_s=delay, repeat=repeat, note=note
+    )
 
 
 def _bounded(text: str) -> str:
@@ -216,13 +234,22 @@ def original_key(headers: Mapping[str, Any] | None, routing_key: str) -> str:
 
 
 def retry_headers(
-    headers: Mapping[str, Any] | None, routing_key: str, *, repeat: bool = True
+    headers: Mapping[str, Any] | None,
+    routing_key: str,
+    *,
+    repeat: bool = True,
+    note: str | None = None,
 ) -> dict[str, Any]:
     out = _own(headers)
     out[ROUTING_KEY_HEADER] = original_key(headers, routing_key)
     out[ATTEMPT_HEADER] = attempt_of(headers) + 1
     out.pop(DEATH_REASON_HEADER, None)
     _mark(out, repeat or is_repeat(headers))
+    # A note is for the very next attempt only.
+    if note:
+        out[NOTE_HEADER] = note
+    else:
+        out.pop(NOTE_HEADER, None)
     return out
 
 

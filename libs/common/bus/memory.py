@@ -216,7 +216,9 @@ class _Consumer:
         if verdict.outcome == "ack":
             return
         if verdict.outcome == "retry":
-            headers = dl.retry_headers(message.headers, message.routing_key, repeat=verdict.repeat)
+            headers = dl.retry_headers(
+                message.headers, message.routing_key, repeat=verdict.repeat, note=verdict.note
+            )
             again = msgspec.structs.replace(
                 message, routing_key=spec.name, headers=headers, returns=0
             )

@@ -10,7 +10,12 @@ class Retry(Exception):
     """
 
     def __init__(
-        self, reason: str, *, delay_s: float | None = None, nothing_done: bool = False
+        self,
+        reason: str,
+        *,
+        delay_s: float | None = None,
+        nothing_done: bool = False,
+        note: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -20,6 +25,9 @@ class Retry(Exception):
         """This delivery left nothing behind that the next one must know of (it changed
         nothing outside the store, or undid what it changed): the retried copy stays
         :attr:`~libs.common.bus.Delivery.fresh` if this one was."""
+        self.note = note
+        """Handed to the next attempt as :attr:`~libs.common.bus.Delivery.note` (e.g. which
+        claim in the store this attempt may have left behind)."""
 
 
 class Reject(Exception):

@@ -323,3 +323,25 @@ async def test_a_copy_says_whether_it_may_repeat_one_handled_before(
         ("dirty", 2, False),
         ("new", 1, True),
     ]
+
+
+async def test_a_retry_leaves_a_note_for_the_next_attempt_only(harness: Harness, ns: str) -> None:
+    bus = await harness.bus()
+    spec = work_spec(ns, max_attempts=4)
+
+    async def behave(msg: AnyMessage, delivery: Delivery) -> None:
+        if delivery.attempt == 1:
+            raise Retry("claimed, then lost the answer", nothing_done=True, note="owner-1")
+        if delivery.attempt == 2:
+            raise Retry("again, saying nothing")
+
+    recorder = Recorder(behave)
+    await bus.consume(spec, recorder)
+    await bus.publish(text("noted"), routing_key=f"{ns}.msg.text")
+    seen = await recorder.wait_for(3)
+    await bus.stop_consuming()
+    assert [(s.delivery.attempt, s.delivery.note) for s in seen] == [
+        (1, None),
+        (2, "owner-1"),
+        (3, None),
+    ]
