@@ -57,10 +57,17 @@ fi
 if ! rabbit_ready; then
     if ! answers "$AMQP_PORT"; then
         echo "ensure-services: starting rabbitmq-server on 127.0.0.1:$AMQP_PORT"
-        # Tests create a vhost per module; RabbitMQ's file-handle budget derives from this
-        # limit, and the usual 1024 runs short when many queues are declared and dropped.
+        # Tests create a vhost per module and two connections per bus client; RabbitMQ's
+        # socket budget derives from this limit, and the usual 1024 runs short.
         ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-        rabbitmq-server -detached
+        if [ "$(id -u)" = 0 ] && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && id rabbitmq >/dev/null 2>&1; then
+            # Debian's wrapper switches user through su, whose PAM session resets the limit:
+            # raise it inside the switched shell instead.
+            su rabbitmq -s /bin/sh -c "cd /var/lib/rabbitmq && ulimit -n $(ulimit -n) && \
+                exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached"
+        else
+            rabbitmq-server -detached
+        fi
     fi
     wait_for rabbitmq rabbit_ready
 fi

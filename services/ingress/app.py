@@ -11,14 +11,14 @@ from aiohttp import web
 from libs.common.bus import Bus
 from libs.common.keys import BUS, STORE
 from libs.common.resources import bus_ctx, store_ctx
-from libs.common.store import Recall, Store
+from libs.common.store import Store
 from libs.common.web import READY_WITH_ONE_OF, base_app
 from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.push import PushConfig
 from services.ingress import push, verify
 from services.ingress.dedupe import Recorder
 from services.ingress.gate import Gate
-from services.ingress.keys import GATE, PUSH, RECALL, RECORDER, RELAY, SETTINGS
+from services.ingress.keys import GATE, PUSH, RECORDER, RELAY, SETTINGS
 from services.ingress.settings import IngressSettings
 from services.ingress.spool import Relay
 
@@ -71,7 +71,6 @@ def create_app(
     app[PUSH] = push_config(settings)
     app[GATE] = Gate(settings.max_in_flight)
     app[RECORDER] = Recorder()
-    app[RECALL] = Recall()
     app.cleanup_ctx.extend(
         [
             bus_ctx(settings.bus_url, bus=bus),

@@ -37,7 +37,7 @@ import structlog
 
 from libs.common.bus import BusError
 from libs.common.schemas import new_id
-from libs.common.store import Claim, Recall, Store, StoreError, Write
+from libs.common.store import Claim, Store, StoreError, Write, forgotten
 from services.ingress import metrics, spool
 from services.ingress.errors import SpoolFull, StillPending, StoreUnavailable
 
@@ -120,8 +120,20 @@ class Push(msgspec.Struct, frozen=True, kw_only=True):
 
     key: str
     born: float
-    """Unix seconds the push was made (its CreateTime): whether the store may have forgotten
-    an earlier attempt of it depends on it (see ``libs.common.store.Recall``)."""
+    """Unix seconds the push was made (its CreateTime)."""
+    arrived: float
+    """Unix seconds this attempt arrived."""
+
+    def may_repeat(self, claim: Claim) -> bool:
+        """Whether an earlier attempt of this push may have been published and the store
+        forgotten it since: the store's memory is younger than the push, and this attempt
+        comes late enough to be one of WeChat's retries (see :data:`RETRY_HINT_S`)."""
+        return forgotten(claim, self.born) and self.arrived - self.born > RETRY_HINT_S
+
+
+RETRY_HINT_S = 3.0
+"""WeChat sends a push as it is made and resends it 5 s apart; an attempt that comes later
+than this after the push's CreateTime is one of the resends."""
 
 
 async def settle(
@@ -130,7 +142,6 @@ async def settle(
     publish: Publish,
     keep: Keep | None,
     *,
-    recall: Recall,
     pending_ttl_s: float,
     done_ttl_s: float,
     wait_s: float,
@@ -158,7 +169,7 @@ async def settle(
             # same event id, which the consumers drop.
             return Settled(answer=await publish(False), path="unclaimed")
         if claim.ok:
-            repeat = recall.forgotten(claim, push.born)
+            repeat = push.may_repeat(claim)
             answer, path = await _run(store, push.key, marker, publish, keep, claim, repeat)
             recorder.start(_record(store, push.key, answer, done_ttl_s))
             return Settled(answer=answer, path=path)

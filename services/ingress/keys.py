@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from libs.common.store import Recall
 from libs.common.wechat.push import PushConfig
 from services.ingress.dedupe import Recorder
 from services.ingress.gate import Gate
@@ -19,5 +18,3 @@ RECORDER = web.AppKey("done_recorder", Recorder)
 """The answers being written to the store after their pushes were answered."""
 RELAY = web.AppKey("spool_relay", Relay)
 """Publishes what the spool keeps; a push that spools wakes it."""
-RECALL = web.AppKey("store_recall", Recall)
-"""Whether the store has forgotten since this process first used it."""

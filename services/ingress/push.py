@@ -30,7 +30,7 @@ from services.ingress.errors import (
     Unconfirmed,
     UnsupportedContentType,
 )
-from services.ingress.keys import GATE, PUSH, RECALL, RECORDER, RELAY, SETTINGS
+from services.ingress.keys import GATE, PUSH, RECORDER, RELAY, SETTINGS
 
 log = structlog.get_logger(__name__)
 
@@ -98,10 +98,13 @@ async def _handle(request: web.Request) -> web.Response:
         try:
             settled = await dedupe.settle(
                 store,
-                dedupe.Push(key=dedupe.key_for(event.id), born=float(event.create_time)),
+                dedupe.Push(
+                    key=dedupe.key_for(event.id),
+                    born=float(event.create_time),
+                    arrived=event.time_ms / 1000,
+                ),
                 publish,
                 keep if settings.spool_limit else None,
-                recall=app[RECALL],
                 pending_ttl_s=settings.dedupe_pending_ttl_s,
                 done_ttl_s=settings.dedupe_ttl_s,
                 wait_s=budget_s + settings.dedupe_wait_margin_ms / 1000,

@@ -11,7 +11,7 @@ happens; one whose plan is unfinished has the same plan carried out again: the s
 and command ids, published as possible repeats, which the sender deduplicates. A failure of
 the store or the bus becomes a :class:`Retry`, so the bus delivers the event again later.
 
-When the store has lost its memory (see ``libs.common.store.Recall``) a missing plan proves
+When the store has lost its memory (see ``libs.common.store.forgotten``) a missing plan proves
 nothing for an event older than the loss that may have been handled before (its delivery is
 not fresh): its plan is carried out as possible repeats, so the sender, which cannot trust
 its own ledger for it either, reports its commands instead of sending them twice.
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 import structlog
@@ -37,7 +37,7 @@ from libs.common.schemas import (
     UserMessage,
     now_ms,
 )
-from libs.common.store import Recall, Store, StoreError, Write
+from libs.common.store import Store, StoreError, Write, forgotten
 from libs.common.topology import extension_key
 from services.router import metrics, plans, sessions
 from services.router.plans import Plan
@@ -59,8 +59,6 @@ class Router:
     session_ttl_s: float
     plan_ttl_s: float
     clock_ms: Callable[[], int] = now_ms
-    recall: Recall = field(default_factory=Recall)
-    """Whether the store has forgotten since this process began using it."""
 
 
 def event_time(event: InboundEvent) -> float:
@@ -130,7 +128,7 @@ async def handle_event(router: Router, msg: AnyMessage, delivery: Delivery) -> N
         if plan.done:
             return
         fresh, repeat = None, True
-    elif not delivery.fresh and router.recall.forgotten(claim, event_time(event)):
+    elif not delivery.fresh and forgotten(claim, event_time(event)):
         metrics.REDELIVERED.labels("forgotten").inc()
         log.warning("decision.plan_forgotten", rule=plan.rule)
         repeat = True

@@ -15,7 +15,7 @@ rate limit's pace, bounded by ``max_pace_wait_s``.
 Ambiguous failures (WeChat may have delivered; its send API has no idempotency key) follow
 ``ambiguous_retry``: types listed there are sent again (maybe twice), the others are reported
 failed with an ``errmsg`` starting ``ambiguous:`` (maybe lost, never twice). A command the
-ledger may have forgotten is one of them: the store lost its memory (``Recall``) after the
+ledger may have forgotten is one of them: the store lost its memory (``forgotten``) after the
 command was made, and this copy may repeat one handled before (its delivery is not fresh).
 
 Every retry this module asks for says whether its delivery left anything done that the next
@@ -56,7 +56,7 @@ from libs.common.schemas import (
     new_id,
     now_ms,
 )
-from libs.common.store import Claim, GrantKind, RateLimit, Recall, Store, StoreError, Write
+from libs.common.store import Claim, GrantKind, RateLimit, Store, StoreError, Write, forgotten
 from libs.common.topology import QueueSpec
 from libs.common.wechat.api import ApiClient, CustomMessage
 from libs.common.wechat.apierrors import (
@@ -104,8 +104,6 @@ class Sender(msgspec.Struct, frozen=True, kw_only=True):
     """Real time: rate limit, ledger ages, how old a command is."""
     steps: order.InFlight = msgspec.field(default_factory=order.InFlight)
     """Commands with a successor being handled in this process right now."""
-    recall: Recall = msgspec.field(default_factory=Recall)
-    """Whether the store has forgotten since this process began using it."""
     recording: set[asyncio.Task[None]] = msgspec.field(default_factory=set)
     """Outcomes of calls that WeChat took, being written to a store that failed to take them
     at once (the app waits for them before it closes the store)."""
@@ -593,8 +591,8 @@ async def _claim(
                 metrics.quota("granted").inc()
             if limited:
                 metrics.RATE_WAIT_SECONDS.observe(waited)
-            forgotten = not delivery.fresh and sender.recall.forgotten(claim, born(cmd))
-            if forgotten and cmd.msgtype not in settings.ambiguous_retried:
+            lost = not delivery.fresh and forgotten(claim, born(cmd))
+            if lost and cmd.msgtype not in settings.ambiguous_retried:
                 # The ledger cannot say whether an earlier copy was sent before the store
                 # forgot: report it, never send it twice (unless its type may be).
                 metrics.LEDGER_FORGOTTEN.inc()

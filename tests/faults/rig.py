@@ -176,6 +176,12 @@ class Tally:
         return [f for f in facts if isinstance(f, Failed) and f.errmsg.startswith("ambiguous")]
 
 
+def forgotten(fact: Outcome) -> bool:
+    """The report of a copy the store may have forgotten: it stands beside the command's own
+    fact (the copy may repeat one that was sent), not instead of it."""
+    return isinstance(fact, Failed) and "lost its memory" in fact.errmsg
+
+
 @dataclass
 class Report:
     """The counts a scenario prints, and every broken promise found."""
@@ -188,6 +194,8 @@ class Report:
     replies: int = 0
     duplicates: int = 0
     ambiguous: int = 0
+    forgotten: int = 0
+    """Of ``ambiguous``: copies the store may have forgotten, reported instead of sent."""
     pending: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -195,7 +203,8 @@ class Report:
         return (
             f"pushes={self.pushes} gave_up={self.gave_up} events={self.events} "
             f"(copies {self.event_copies}) decisions={self.decisions} replies={self.replies} "
-            f"duplicates={self.duplicates} ambiguous={self.ambiguous} pending={self.pending}"
+            f"duplicates={self.duplicates} ambiguous={self.ambiguous} "
+            f"(forgotten {self.forgotten}) pending={self.pending}"
         )
 
 
@@ -406,9 +415,12 @@ class Rig:
             if len({f.command_id for f in ambiguous}) != len(ambiguous):
                 report.problems.append(f"{text!r}: more than one ambiguous fact per command")
             facts = tally.outcomes.get(event, []) if event else []
-            kinds = {(f.command_id, type(f).__name__) for f in facts}
+            report.forgotten += sum(1 for f in facts if forgotten(f))
+            kinds = {(f.command_id, type(f).__name__) for f in facts if not forgotten(f)}
             if len(kinds) > len({f.command_id for f in facts}):
                 report.problems.append(f"{text!r}: a command ended in two kinds of fact {kinds}")
+            if event is not None and not tally.decisions.get(event) and got:
+                report.problems.append(f"{text!r}: answered without a decision on the bus")
             if not result.ok:
                 report.gave_up += 1
                 statuses = {a.status for a in result.answers}

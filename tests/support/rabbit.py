@@ -3,11 +3,15 @@ the connections of one vhost only (other people's tests share the broker)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import shutil
+import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import quote
 
 HOST = "127.0.0.1"
@@ -20,15 +24,11 @@ def rabbitmqctl(*args: str, attempts: int = 12) -> str:
     Each CLI run is a small Erlang node on one of a few distribution ports; when several test
     runs call it at once the ports run out ("Distribution failed"), which passes in a moment.
     """
-    exe = shutil.which("rabbitmqctl")
-    if exe is None:
-        raise RuntimeError("rabbitmqctl is not installed; run `make services` first")
+    exe, env = machine_cli("rabbitmqctl")
     problem = ""
     for attempt in range(attempts):
         try:
-            done = subprocess.run(  # noqa: S603 - a fixed executable with arguments we build
-                [exe, "-q", *args], capture_output=True, text=True, timeout=45, check=False
-            )
+            done = run_cli([exe, "-q", *args], timeout_s=45, env=env)
         except subprocess.TimeoutExpired:
             problem = "timed out"
         else:
@@ -40,6 +40,59 @@ def rabbitmqctl(*args: str, attempts: int = 12) -> str:
         # A pause between tries of a shared CLI, not a wait for a test condition.
         time.sleep(0.3 + random.random() * min(2.0, 0.3 * 2**attempt))
     raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {problem}")
+
+
+SCRIPTS = Path("/usr/lib/rabbitmq/bin")
+"""Where Debian keeps the CLI scripts its /usr/sbin wrappers call through ``su``."""
+MACHINE_HOME = Path("/var/lib/rabbitmq")
+
+
+def tool(name: str) -> str:
+    direct = SCRIPTS / name
+    if direct.exists():
+        return str(direct)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed; run `make services` first")
+    return found
+
+
+def machine_cli(name: str) -> tuple[str, dict[str, str] | None]:
+    """The CLI for the machine's broker, and its environment. As root on Debian: the script
+    itself with the broker's cookie, not the wrapper, whose ``su`` starts a session of its own
+    that a timeout could not end (see :func:`run_cli`)."""
+    cookie = MACHINE_HOME / ".erlang.cookie"
+    direct = SCRIPTS / name
+    if os.geteuid() == 0 and direct.exists() and cookie.exists():
+        return str(direct), {**os.environ, "HOME": str(MACHINE_HOME)}
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed; run `make services` first")
+    return found, None
+
+
+def run_cli(
+    argv: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run an Erlang CLI in a session of its own, and end the whole session when it overruns:
+    killing only the wrapper (``su`` on Debian) would leave its Erlang node behind, holding
+    one of the few CLI node names that every later call needs."""
+    proc = subprocess.Popen(  # noqa: S603 - a fixed executable with arguments we build
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def add_vhost(prefix: str = "wxkf-test") -> str:

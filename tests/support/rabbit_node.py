@@ -27,6 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.support.rabbit import run_cli
+from tests.support.rabbit import tool as _tool
+
 HOST = "127.0.0.1"
 START_DEADLINE_S = 90.0
 """A node starts in about 6 s on an idle 2-core machine; several at once, or a busy machine,
@@ -46,18 +49,6 @@ def _free_ports(count: int) -> list[int]:
         for sock in socks:
             sock.close()
     return sorted(ports)
-
-
-def _tool(name: str) -> str:
-    # Debian's /usr/sbin wrappers switch to the rabbitmq user, who cannot read a test's
-    # folder; the scripts they call run as whoever calls them.
-    direct = Path("/usr/lib/rabbitmq/bin") / name
-    if direct.exists():
-        return str(direct)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} is not installed; run `make services` first")
-    return found
 
 
 class RabbitNode:
@@ -153,13 +144,10 @@ class RabbitNode:
     # -- rabbitmqctl -----------------------------------------------------------------------------
 
     def ctl(self, *args: str, timeout_s: float = 60) -> str:
-        done = subprocess.run(  # noqa: S603 - a fixed executable with our arguments
+        done = run_cli(
             [_tool("rabbitmqctl"), "-q", "-n", self.node, *args],
             env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
+            timeout_s=timeout_s,
         )
         if done.returncode != 0:
             problem = done.stderr.strip() or done.stdout.strip()

@@ -10,10 +10,9 @@ before anything is written.
 
 What the store remembers, it may forget: a Redis that restarts without its data, or a replica
 that Sentinel promotes before it caught up with its primary, has lost writes. Every
-:meth:`Store.claim` therefore also answers ``since``: when the store's present memory began
-(:class:`Recall` turns it into "has this store forgotten since I first used it?"). A
-consumer that deduplicates by a key the store holds treats a missing key as proof that a
-message is new only when the message cannot be older than that memory.
+:meth:`Store.claim` therefore also answers ``since``: when the store's present memory began.
+A consumer that deduplicates by a key the store holds takes a missing key as proof that a
+message is new only when the message cannot be older than that memory (:func:`forgotten`).
 """
 
 from __future__ import annotations
@@ -30,12 +29,12 @@ __all__ = [
     "Grant",
     "GrantKind",
     "RateLimit",
-    "Recall",
     "Store",
     "StoreError",
     "WindowTake",
     "Write",
     "connect",
+    "forgotten",
 ]
 
 
@@ -97,38 +96,21 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     wait_s: float = 0.0
     """The bucket has no token for this many seconds."""
     since: float = 0.0
-    """Unix seconds (the store's own clock) when the store's present memory began."""
+    """Unix seconds (the store's own clock) when the store's present memory began; 0.0 for
+    a memory that is never lost while the process that holds it lives (``memory://``)."""
     flagged: bool = False
     """The key named by ``flag`` existed, read in the same atomic step."""
 
 
-class Recall:
-    """One process's view of whether the store has forgotten since the process first used it.
+def forgotten(claim: Claim, born: float) -> bool:
+    """Whether the store may have forgotten something of an item made at ``born`` (unix
+    seconds): its present memory began after the item was made.
 
-    The first ``since`` a claim answers is the memory this process started with; a later
-    one that differs means the store lost what it held (restarted without its data, or
-    failed over to a replica that had not caught up). A process started after such a loss
-    cannot know of it: this is a second line of defence, not a first.
+    Also true for the items of a brand-new store's first moments, which nothing can tell
+    from those of a store that lost its data; callers use it only for a copy that may
+    repeat one handled before, which a brand-new deployment has hardly any of.
     """
-
-    __slots__ = ("first", "lost_at")
-
-    def __init__(self) -> None:
-        self.first: float | None = None
-        self.lost_at: float | None = None
-        """When the store's memory last began anew, once this process has seen it happen."""
-
-    def heard(self, claim: Claim) -> None:
-        if self.first is None:
-            self.first = claim.since
-        elif claim.since != self.first and claim.since != self.lost_at:
-            self.lost_at = claim.since
-
-    def forgotten(self, claim: Claim, born: float) -> bool:
-        """Whether the store may have forgotten something of an item born at ``born`` (unix
-        seconds): it lost its memory, as this process saw, after the item was born."""
-        self.heard(claim)
-        return self.lost_at is not None and born < self.lost_at
+    return born < claim.since
 
 
 class Store(Protocol):

@@ -76,8 +76,9 @@ class _Space:
         self.clock = clock
         self.entries: dict[str, _Entry] = {}
         self.writes = 0
-        self.since = time.time()
-        """This memory began with the process; it is never lost without the process."""
+        self.since = 0.0
+        """0.0 while this memory was never lost (it goes with the process), else when
+        :meth:`MemoryStore.lose_everything` began it anew."""
 
 
 class MemoryStore:
@@ -113,6 +114,12 @@ class MemoryStore:
         cls._spaces.pop(url, None)
         for url_prefix in [k for k in cls._instances if k[0] == url]:
             del cls._instances[url_prefix]
+
+    def lose_everything(self) -> None:
+        """Drop every key and begin a new memory, as a Redis restarted without its data does
+        (for tests of what such a loss costs)."""
+        self._space.entries.clear()
+        self._space.since = time.time()
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -54,8 +54,9 @@ _SCRIPTS = (
     "stream_remove",
 )
 
-MEMORY_KEY = "store:memory"
-"""Under the prefix: when this Redis's present memory began (see ``lua/batch.lua``)."""
+MEMORY_KEY = "wxkf-store:memory"
+"""When this Redis's present memory began (see ``lua/batch.lua``): one key for the server,
+whatever prefix each client uses, since its memory is the server's."""
 
 
 def _script(name: str) -> str:
@@ -104,9 +105,7 @@ class RedisStore:
         self._prefix = prefix
         self._where = where
         self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
-        self._batched = Batches(
-            client, self._scripts["batch"], where=where, memory_key=prefix + MEMORY_KEY
-        )
+        self._batched = Batches(client, self._scripts["batch"], where=where, memory_key=MEMORY_KEY)
 
     @classmethod
     async def connect(

@@ -9,8 +9,10 @@ reported and acked, never sent again. A copy of a command that the store may hav
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +21,12 @@ from prometheus_client import REGISTRY
 
 from libs.common.schemas import Failed, SendText, Sent
 from libs.common.store import Claim, Store, StoreError, Write
+from libs.common.store.memory import MemoryStore
+from libs.common.store.redis import RedisStore
 from services.sender import ledger
 from services.sender.app import create_app
-from services.sender.keys import SENDER
 from tests.integration.sender.conftest import Rig
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -108,9 +112,24 @@ async def test_a_send_whose_outcome_the_store_refused_is_reported_and_never_rese
     assert [type(f) for f in rig.outcomes(user)] == [Sent]
 
 
-async def test_a_copy_the_store_may_have_forgotten_is_reported_not_sent_twice(rig: Rig) -> None:
-    store = Faulty(rig.store)
-    app = await start(rig, store)
+async def test_a_copy_the_store_may_have_forgotten_is_reported_not_sent_twice(
+    rig: Rig, tmp_path: Path
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if isinstance(rig.store, MemoryStore):
+            inner: Store = rig.store
+            lose = rig.store.lose_everything
+        else:
+            # A Redis of the test's own, restarted without its data: a real loss.
+            server = stack.enter_context(RedisServer.started(tmp_path))
+            inner = await RedisStore.connect(server.url(), prefix="t:")
+            stack.push_async_callback(inner.close)
+            lose = server.restart_empty
+        await start(rig, Faulty(inner))
+        await _a_forgotten_copy_is_reported(rig, lose)
+
+
+async def _a_forgotten_copy_is_reported(rig: Rig, lose: Callable[[], None]) -> None:
     user = rig.openid()
     await rig.user_message(user)
     made = int(time.time()) - 60
@@ -125,9 +144,8 @@ async def test_a_copy_the_store_may_have_forgotten_is_reported_not_sent_twice(ri
     )
     await rig.send(cmd)
     await rig.settled([cmd])
-    # The store forgets: the ledger is gone, and its memory began anew after the event.
-    await rig.store.delete(ledger.ledger_key(cmd.id))
-    app[SENDER].recall.heard(Claim(ok=True, since=float(made - 3600)))
+    # The store forgets everything: the ledger, the window; its memory begins anew.
+    lose()
     forgotten = counter("wxkf_sender_ledger_forgotten_total")
     await rig.bus.publish(cmd, repeat=True)  # the router redid its plan
     await eventually(lambda: len(rig.outcomes(user)), lambda n: n == 2, what="a second fact")
@@ -138,6 +156,7 @@ async def test_a_copy_the_store_may_have_forgotten_is_reported_not_sent_twice(ri
     assert rig.received(user) == ["answered before the loss"]
     assert counter("wxkf_sender_ledger_forgotten_total") == forgotten + 1
     # A fresh copy in the same store is trusted: the loss says nothing about it.
+    await rig.user_message(user)  # the window went with the rest
     [new] = rig.texts(user, ["after the loss"])
     await rig.send(new)
     assert isinstance((await rig.settled([new]))[new.id], Sent)

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from libs.common.bus import BusError, PublishError
-from libs.common.store import Claim, RateLimit, Recall, StoreError, Write
+from libs.common.store import Claim, RateLimit, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from services.ingress import dedupe
 from services.ingress import spool as spool_module
@@ -28,16 +28,15 @@ def _settle(
     wait_s: float = 5.0,
     recorder: dedupe.Recorder | None = None,
     spool: Spool | None = None,
-    recall: Recall | None = None,
     born: float = 1_000.0,
+    arrived: float = 1_000.0,
 ) -> asyncio.Future[dedupe.Settled]:
     return asyncio.ensure_future(
         settle(
             store,
-            dedupe.Push(key=KEY, born=born),
+            dedupe.Push(key=KEY, born=born, arrived=arrived),
             work,
             spool,
-            recall=Recall() if recall is None else recall,
             pending_ttl_s=30.0,
             done_ttl_s=600.0,
             wait_s=wait_s,
@@ -285,14 +284,23 @@ async def test_an_event_neither_the_broker_nor_the_spool_took_releases_its_key(
     assert await store.get(KEY) is None
 
 
-async def test_a_push_older_than_the_stores_memory_is_published_as_a_possible_repeat(
-    store: MemoryStore,
+@pytest.mark.parametrize(
+    ("made_s_ago", "late_s", "repeat"),
+    [
+        (60, 10, True),  # a resend of a push made before the store forgot: it may repeat
+        (60, 0.1, False),  # a first attempt, however old: nothing was published before it
+        (-5, 10, False),  # made after the store's memory began: the claim is the proof
+    ],
+)
+async def test_a_resend_of_a_push_the_store_may_have_forgotten_is_a_possible_repeat(
+    store: MemoryStore, made_s_ago: float, late_s: float, repeat: bool
 ) -> None:
-    recall = Recall()
-    recall.heard(Claim(ok=True, since=store._space.since - 100))  # the memory it began with
+    store.lose_everything()
+    began = store._space.since
     work = Worker(Done(transfer=False))
-    await _settle(store, work, recall=recall, born=store._space.since - 1)
-    assert work.repeats == [True]
+    born = began - made_s_ago
+    await _settle(store, work, born=born, arrived=born + late_s)
+    assert work.repeats == [repeat]
 
 
 async def test_store_down_after_the_confirm_still_answers() -> None:

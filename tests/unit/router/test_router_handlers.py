@@ -211,9 +211,9 @@ async def test_a_plan_carried_out_whose_done_mark_is_lost_is_not_carried_out_aga
 async def test_a_plan_the_store_may_have_forgotten_is_carried_out_as_possible_repeats(
     harness: Harness, redelivered: bool, fresh: bool
 ) -> None:
-    # This process first saw the store's memory begin long ago; it has begun anew since,
-    # after the event was made (WECHAT's CreateTime of the test events is in the past).
-    harness.router.recall.heard(Claim(ok=True, since=1.0))
+    # The store lost its memory after the event was made (the test events' CreateTime is in
+    # the past).
+    harness.store.inner.lose_everything()
     forgotten = counter("wxkf_router_redelivered_events_total", {"outcome": "forgotten"})
     await handle_event(harness.router, text("hi"), delivery(Answers(), redelivered=redelivered))
     await until(lambda: harness.sent, lambda s: len(s) == 1, what="the command")
