@@ -18,6 +18,12 @@ import msgspec
 
 PREFIX = "WXKF_"
 
+LOCAL_BUS_URL = "amqp://guest:guest@127.0.0.1:5672/"
+"""RabbitMQ as its OS package installs it: what ``wxkf up`` and the admin commands use on one
+machine when ``WXKF_BUS_URL`` is not set (a service itself defaults to ``memory://``)."""
+LOCAL_STORE_URL = "redis://127.0.0.1:6379/0"
+"""Redis as its OS package installs it, for ``wxkf up`` when ``WXKF_STORE_URL`` is not set."""
+
 
 class Secret(str):
     """A string that never shows itself in ``repr`` (and so never in logs or tracebacks)."""

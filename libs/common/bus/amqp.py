@@ -669,6 +669,55 @@ class AmqpBus:
             await _quietly(channel.close(), "dlq.close_failed")
         return moved
 
+    async def dead_letter_count(self, queue: str) -> int:
+        self._check_open()
+        channel = await self._side_channel()
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                dlq = await self._passive_dlq(channel, queue)
+        except TimeoutError:
+            raise BusError(f"counting {queue}.dlq took over {self.op_timeout_s}s") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot count {queue}.dlq: {exc}") from None
+        finally:
+            await _quietly(channel.close(), "dlq.close_failed")
+        return dlq.declaration_result.message_count or 0
+
+    async def drop_dead_letters(self, queue: str) -> int:
+        self._check_open()
+        channel = await self._side_channel()
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                dlq = await self._passive_dlq(channel, queue)
+                purged = await dlq.purge()
+        except TimeoutError:
+            raise BusError(f"dropping {queue}.dlq took over {self.op_timeout_s}s") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot drop {queue}.dlq: {exc}") from None
+        finally:
+            await _quietly(channel.close(), "dlq.close_failed")
+        return purged.message_count or 0
+
+    async def purge(self, spec: QueueSpec) -> int:
+        self._check_open()
+        purged = 0
+        for name in (spec.name, *map(spec.delay_queue, spec.delay_steps()), spec.dlq):
+            # A channel per queue: a queue that does not exist costs RabbitMQ the channel.
+            channel = await self._side_channel()
+            try:
+                async with asyncio.timeout(self.op_timeout_s):
+                    found = await channel.declare_queue(name, passive=True, robust=False)
+                    purged += (await found.purge()).message_count or 0
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                continue
+            except TimeoutError:
+                raise BusError(f"purging {name} took over {self.op_timeout_s}s") from None
+            except _LINK_ERRORS as exc:
+                raise BusError(f"cannot purge {name}: {exc}") from None
+            finally:
+                await _quietly(channel.close(), "purge.close_failed")
+        return purged
+
     async def _side_channel(self) -> AbstractRobustChannel:
         try:
             async with asyncio.timeout(self.op_timeout_s):

@@ -420,6 +420,28 @@ class MemoryBus:
                 raise
         return count
 
+    async def dead_letter_count(self, queue: str) -> int:
+        self._check_open()
+        return len(self._dlq(queue).ready)
+
+    async def drop_dead_letters(self, queue: str) -> int:
+        self._check_open()
+        dlq = self._dlq(queue)
+        dropped = len(dlq.ready)
+        dlq.ready.clear()
+        return dropped
+
+    async def purge(self, spec: QueueSpec) -> int:
+        # Retries wait on timers here, not in delay queues: only what is ready can go.
+        self._check_open()
+        purged = 0
+        for name in (spec.name, spec.dlq):
+            found = self.broker.queues.get(name)
+            if found is not None:
+                purged += len(found.ready)
+                found.ready.clear()
+        return purged
+
     def _dlq(self, queue: str) -> _Queue:
         dlq = self.broker.queues.get(queue + ".dlq")
         if dlq is None:
