@@ -54,8 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("services", nargs="+", choices=(*SERVICES, "all"), metavar="SERVICE")
     run.set_defaults(func=_delegate("services.launcher", "run"))
 
-    up = sub.add_parser("up", help="run every service as its own process (RabbitMQ, Redis)")
-    up.set_defaults(func=_delegate("services.launcher", "up"))
+    up = sub.add_parser(
+        "up",
+        help="run every service as its own process on RabbitMQ and Redis, with the simulator",
+    )
+    up.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start clean: forget wxkf's keys in Redis, the messages of its queues and the "
+        "simulator's state (kept between runs otherwise)",
+    )
+    up.set_defaults(func=_delegate("services.up.run", "main"))
 
     demo = sub.add_parser("demo", help="play a scripted conversation against the whole system")
     demo.add_argument("--exit", action="store_true", help="stop after the script; 0 if all passed")

@@ -1,5 +1,5 @@
 """A running wxkf for the live monitoring test: the four services and the WeChat simulator as
-separate processes (``wxkf up``'s launcher) on the real RabbitMQ and Redis, and a real
+separate processes (``wxkf up``'s processes) on the real RabbitMQ and Redis, and a real
 Prometheus scraping them and RabbitMQ's Prometheus plugin the way the PodMonitors do.
 
 Isolation on the shared machine: a RabbitMQ vhost of its own, a Redis database leased for the
@@ -27,8 +27,9 @@ import aiohttp
 import redis.asyncio as aioredis
 import yaml
 
-from services.launcher import up_environment, up_processes
 from services.simulator.config import DEMO_AES_KEY, DEMO_TOKEN
+from services.up import processes
+from services.up.plan import plan
 from tests.deploy import monitoring_files as files
 from tests.support import rabbit
 from tests.support.waiting import eventually
@@ -132,21 +133,22 @@ def system_environment(system: System, store_url: str, rules: Path) -> dict[str,
         "WXKF_ROUTER_SESSION_TTL_S": "900",
         "WXKF_LEDGER_TTL_S": "900",
         "WXKF_LOG_FORMAT": "console",
+        "WXKF_UP_DIR": str(system.workdir / "up"),
     }
     base = {k: v for k, v in os.environ.items() if not k.startswith("WXKF_")}
-    return up_environment({**base, **overrides})
+    return {**base, **overrides}
 
 
 @contextlib.asynccontextmanager
 async def running(system: System) -> AsyncIterator[None]:
     """The simulator and the four services, each its own process, until the block ends."""
     stop = asyncio.Event()
-    task = asyncio.create_task(up_processes(system.env, stop=stop, ready_timeout_s=90))
+    task = asyncio.create_task(processes.run(plan(system.env), stop=stop, ready_timeout_s=90))
 
     async def all_ready() -> bool:
         if task.done():
-            task.result()  # raises why the launcher gave up
-            raise AssertionError("the launcher stopped before the services were ready")
+            outcome = task.result()
+            raise AssertionError(f"the processes stopped before they were ready: {outcome}")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             for name in SERVICES:
                 try:

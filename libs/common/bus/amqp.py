@@ -760,7 +760,7 @@ class AmqpBus:
                 await self.connection.close()
         except (TimeoutError, *_LINK_ERRORS) as exc:
             log.warning("bus.close_failed", error=repr(exc))
-        log.info("bus.closed")
+        log.debug("bus.closed")
 
     def _check_open(self) -> None:
         if self._closed:
