@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 import yaml
 
 from services.simulator.config import DEMO_AES_KEY, DEMO_TOKEN
@@ -34,13 +32,11 @@ from tests.deploy import monitoring_files as files
 from tests.support import rabbit
 from tests.support.waiting import eventually
 
-REDIS = os.environ.get("WXKF_TEST_REDIS_HOST_URL", "redis://127.0.0.1:6379")
 RABBIT_METRICS = f"127.0.0.1:{os.environ.get('WXKF_TEST_RABBIT_METRICS_PORT', '15692')}"
 """RabbitMQ's Prometheus plugin (scripts/ensure-tools.sh turns it on)."""
 NAMESPACE = "wxkf-monitoring-test"
 """The namespace label every target gets, as the PodMonitors give the cluster's."""
 SERVICES = ("ingress", "router", "sender", "media")
-_LEASE = "wxkf-test:redis-db-lease:"
 
 
 def free_ports(*names: str) -> dict[str, int]:
@@ -56,35 +52,6 @@ def free_ports(*names: str) -> dict[str, int]:
     finally:
         for sock in held:
             sock.close()
-
-
-@contextlib.asynccontextmanager
-async def redis_database() -> AsyncIterator[str]:
-    """A Redis database no other run uses now (leased in database 0), emptied of wxkf's keys
-    afterwards: the services' key prefix is fixed, so the database is what sets them apart."""
-    lease = secrets.token_hex(8)
-    admin = aioredis.Redis.from_url(f"{REDIS}/0")
-    try:
-        # Database 14 is the e2e suites' own (tests/e2e/deployments.py), 0 everyone else's.
-        for db in range(13, 0, -1):
-            if await admin.set(f"{_LEASE}{db}", lease, nx=True, ex=1800):
-                break
-        else:
-            raise RuntimeError("every Redis database 1-13 is leased by another test run")
-        try:
-            yield f"{REDIS}/{db}"
-        finally:
-            data = aioredis.Redis.from_url(f"{REDIS}/{db}")
-            try:
-                keys = [k async for k in data.scan_iter(match="wxkf:*", count=500)]
-                if keys:
-                    await data.delete(*keys)
-            finally:
-                await data.aclose()
-            if await admin.get(f"{_LEASE}{db}") == lease.encode():
-                await admin.delete(f"{_LEASE}{db}")
-    finally:
-        await admin.aclose()
 
 
 @dataclass
