@@ -74,7 +74,7 @@ def safe_url(url: str) -> str:
 
 
 def work_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
-    return {
+    arguments: dict[str, Any] = {
         "x-queue-type": "quorum",
         # RabbitMQ 3.x has no default: without a limit a poison message loops forever.
         "x-delivery-limit": spec.delivery_limit,
@@ -84,6 +84,16 @@ def work_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
         # at-least-once dead-lettering requires it; these queues have no length limit anyway.
         "x-overflow": "reject-publish",
     }
+    if spec.max_length is not None:
+        # Dropping the oldest, not refusing the publish: a full queue of an extension must
+        # never make ingress's publish fail. RabbitMQ dead-letters what drop-head drops only
+        # at most once.
+        arguments |= {
+            "x-max-length": spec.max_length,
+            "x-overflow": "drop-head",
+            "x-dead-letter-strategy": "at-most-once",
+        }
+    return arguments
 
 
 def delay_queue_arguments(spec: QueueSpec, delay_s: float) -> dict[str, Any]:
@@ -97,8 +107,11 @@ def delay_queue_arguments(spec: QueueSpec, delay_s: float) -> dict[str, Any]:
     }
 
 
-def dead_letter_queue_arguments() -> dict[str, Any]:
-    return {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
+def dead_letter_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
+    if spec.max_length is not None:
+        arguments |= {"x-max-length": spec.max_length, "x-overflow": "drop-head"}
+    return arguments
 
 
 def properties(
@@ -332,7 +345,7 @@ class AmqpBus:
                 await work.bind(spec.exchange, pattern, robust=False)
             await work.bind(RETRY, spec.name, robust=False)
             dlq = await ch.declare_queue(
-                spec.dlq, durable=True, arguments=dead_letter_queue_arguments(), robust=False
+                spec.dlq, durable=True, arguments=dead_letter_queue_arguments(spec), robust=False
             )
             await dlq.bind(DEAD, spec.name, robust=False)
             for delay in spec.delay_steps():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.bus import BusError
+from libs.common.bus import BusError, DeadLetter
 from libs.common.bus.outcomes import Reject
 from libs.common.schemas import AnyMessage, TextReceived, decode, encode
 from libs.common.topology import CORE_QUEUES, DEAD, ROUTER_EVENTS
@@ -20,6 +20,7 @@ from tests.integration.bus.harness import (
     Harness,
     Recorder,
     text,
+    wait_depth,
     work_spec,
 )
 from tests.support.waiting import eventually
@@ -279,3 +280,33 @@ async def test_dlq_reads_the_local_broker_when_no_url_is_set() -> None:
     assert code == 0, err
     local = "amqp://guest:***@127.0.0.1:5672/"
     assert f"WXKF_BUS_URL is not set; reading the local broker {local}" in err
+
+
+async def test_a_bounded_queue_keeps_the_newest_and_dead_letters_the_oldest(
+    harness: Harness, ns: str
+) -> None:
+    bus = await harness.bus()
+    spec = work_spec(ns, max_length=3)
+    await bus.declare([spec])
+    for i in range(5):  # nobody consumes: an extension that is stopped
+        await bus.publish(text(f"n{i}"), routing_key=f"{ns}.msg.text")
+    await wait_depth(harness, spec.name, 3)
+    dropped = await eventually(
+        lambda: bus.dead_letters(spec.name), lambda ls: len(ls) == 2, what="dropped ones"
+    )
+    assert [letter.reason for letter in dropped] == ["maxlen", "maxlen"]
+    assert said(dropped) == ["n0", "n1"]
+    for i in range(5, 9):
+        await bus.publish(text(f"n{i}"), routing_key=f"{ns}.msg.text")
+    # The dead-letter queue is bounded too: it keeps the newest three.
+    await eventually(
+        lambda: bus.dead_letters(spec.name),
+        lambda ls: said(ls) == ["n3", "n4", "n5"],
+        what="the newest dead letters",
+    )
+    await wait_depth(harness, spec.name, 3)
+
+
+def said(letters: list[DeadLetter]) -> list[str]:
+    messages = [decode(letter.body) for letter in letters]
+    return [m.content for m in messages if isinstance(m, TextReceived)]
