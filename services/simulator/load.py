@@ -32,11 +32,11 @@ _POLL_S = 0.25
 class Replies(msgspec.Struct, frozen=True, kw_only=True):
     """The replies of a run as the simulated WeChat saw them."""
 
+    expected: int
+    """One per accepted push."""
     delivered: int
     refused: dict[int, int]
     """By errcode."""
-    pending: int
-    """Accepted pushes whose reply was neither delivered nor refused (yet)."""
     waited_s: float
     """How long the run waited for them after its last push."""
 
@@ -44,12 +44,29 @@ class Replies(msgspec.Struct, frozen=True, kw_only=True):
     def refused_total(self) -> int:
         return sum(self.refused.values())
 
+    @property
+    def pending(self) -> int:
+        """Accepted pushes whose reply was neither delivered nor refused (yet)."""
+        return max(0, self.expected - self.delivered - self.refused_total)
+
+    @property
+    def beyond(self) -> int:
+        """Replies to pushes not counted as accepted: their answer came too late here (past
+        ``--timeout``), but wxkf had taken them."""
+        return max(0, self.delivered + self.refused_total - self.expected)
+
     def lines(self) -> list[str]:
-        out = [
+        head = (
             f"replies at the simulator: {self.delivered} delivered, {self.refused_total} "
-            f"refused, {self.pending} still pending (waited {self.waited_s:.1f} s after the "
-            "last push)"
-        ]
+            f"refused, {self.pending} still pending of {self.expected} expected (one per "
+            f"accepted push; waited {self.waited_s:.1f} s after the last push)"
+        )
+        out = [head]
+        if self.beyond:
+            out.append(
+                f"  {self.beyond} of them answer pushes whose answer came too late here "
+                "(wxkf had taken them; WeChat would not have sent them again)"
+            )
         for code, n in sorted(self.refused.items()):
             known = ERRCODES.get(code)
             out.append(f"  refused {code} x{n}: {known.meaning if known else 'see WeChat docs'}")
@@ -278,11 +295,10 @@ async def run_load(
                     break
                 await asyncio.sleep(_POLL_S)  # polling the simulator's counts, bounded above
             if replies_seen is not None:
-                refused = replies_seen.refused
                 replies = Replies(
+                    expected=accepted,
                     delivered=replies_seen.delivered,
-                    refused=refused,
-                    pending=max(0, accepted - replies_seen.delivered - sum(refused.values())),
+                    refused=replies_seen.refused,
                     waited_s=loop.time() - waited_from,
                 )
     finally:

@@ -52,7 +52,7 @@ def header(made: Plan, *, fresh: bool) -> list[str]:
         f"started clean (--fresh); state is kept in Redis, RabbitMQ and {kept} from now on"
         if fresh
         else f"state kept from earlier runs in Redis, RabbitMQ and {kept}; "
-        "`wxkf up --fresh` starts clean"
+        f"`{wxkf_command()} up --fresh` starts clean"
     )
     return [
         "wxkf up: ingress, router, sender and media, each its own process, and the WeChat "

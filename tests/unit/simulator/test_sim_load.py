@@ -154,7 +154,9 @@ async def test_replies_are_counted_at_the_simulator_delivered_refused_and_pendin
     assert report.replies.waited_s >= 0.3  # the replies never came: it waited them out
     assert not report.ok
     lines = report.lines()
-    assert lines[4].startswith("replies at the simulator: 2 delivered, 2 refused, 2 still pending")
+    assert lines[4].startswith(
+        "replies at the simulator: 2 delivered, 2 refused, 2 still pending of 6 expected"
+    )
     assert lines[5].startswith("  refused 45015 x2: ")
     assert heard[-1].replies is not None  # the wait for replies is shown too
 
@@ -178,3 +180,13 @@ async def test_progress_is_heard_while_it_runs(state: SimState) -> None:
     first = heard[0]
     assert 0 < first.begun <= 6
     assert first.line().strip().startswith(f"{first.elapsed_s:.1f} s: {first.begun} pushes begun")
+
+
+def test_replies_to_pushes_that_timed_out_here_are_told_apart() -> None:
+    from services.simulator.load import Replies
+
+    replies = Replies(expected=2, delivered=3, refused={45047: 1}, waited_s=0.0)
+    assert (replies.pending, replies.beyond) == (0, 2)
+    lines = replies.lines()
+    assert lines[1].startswith("  2 of them answer pushes whose answer came too late here")
+    assert lines[2].startswith("  refused 45047 x1: ")
