@@ -90,11 +90,11 @@ def where(ports: Mapping[str, int], log_path: str, *, serving: bool) -> list[str
         f"   logs        {log_path}",
     ]
     if serving:
-        wxkf = wxkf_command()
+        push = f"{wxkf_command()} sim push --url {push_url} --sim {sim_url} --openid {TRY_OPENID}"
         out += [
             "Talk to it as WeChat would, as a user of your own; what happens is printed below:",
-            f"   {wxkf} sim push --url {push_url} --sim {sim_url} --openid {TRY_OPENID} --enter",
-            f"   {wxkf} sim push --url {push_url} --sim {sim_url} --openid {TRY_OPENID} --text 发货",
+            f"   {push} --enter",
+            f"   {push} --text 发货",
         ]
     out += [
         "Ports: " + ", ".join(f"{v} ({k})" for k, v in PORT_VARIABLES.items()) + "; 0 picks one.",
