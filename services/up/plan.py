@@ -17,6 +17,7 @@ import msgspec
 from libs.common.ports import claim
 from libs.common.settings import LOCAL_BUS_URL, LOCAL_STORE_URL, SettingsError, load
 from libs.common.topology import ALL_QUEUES, SENDER_COMMANDS, QueueSpec
+from services.command import wxkf_command
 from services.launcher import REGISTRY, SERVICES, load_settings
 from services.sender.settings import SenderSettings
 from services.simulator.config import DEMO_AES_KEY, DEMO_APPID, DEMO_SECRET, DEMO_TOKEN
@@ -115,7 +116,8 @@ def plan(environ: Mapping[str, str]) -> Plan:
     wanted = {SIMULATOR: up.sim_port}
     for name in SERVICES:
         wanted[name] = int(getattr(settings[name], REGISTRY[name].port_field))
-    ports = claim(wanted, PORT_VARIABLES, host=host, run="wxkf up", command="wxkf up")
+    command = f"{wxkf_command()} up"
+    ports = claim(wanted, PORT_VARIABLES, host=host, run="wxkf up", command=command)
     for name, port in ports.items():
         env[PORT_VARIABLES[name]] = str(port)
     directory = Path(up.up_dir)

@@ -33,6 +33,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     AbstractRobustQueue,
 )
+from aio_pika.connection import make_url
 from pamqp.commands import Basic
 
 from libs.common.bus import DeadLetter, Handler, metrics
@@ -276,18 +277,22 @@ class AmqpBus:
         name: str = "wxkf",
     ) -> AmqpBus:
         """Connect, or raise :class:`BusError` within ``connect_timeout_s``."""
+        # Made here rather than by aio_pika.connect_robust, so that a connection that never
+        # came up can be closed: its reconnecting task would otherwise outlive the error (and
+        # keep the process that gave up from ending).
+        connection = aio_pika.RobustConnection(
+            make_url(url, reconnect_interval=reconnect_interval_s),
+            client_properties={"connection_name": name},
+        )
         try:
             async with asyncio.timeout(connect_timeout_s):
-                connection = await aio_pika.connect_robust(
-                    url,
-                    timeout=connect_timeout_s,
-                    reconnect_interval=reconnect_interval_s,
-                    client_properties={"connection_name": name},
-                )
+                await connection.connect(timeout=connect_timeout_s)
                 publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
         except TimeoutError:
+            await _quietly(connection.close(), "bus.connect_abandoned")
             raise BusError(f"no answer from {safe_url(url)} within {connect_timeout_s}s") from None
         except _LINK_ERRORS as exc:
+            await _quietly(connection.close(), "bus.connect_abandoned")
             raise BusError(f"cannot connect to {safe_url(url)}: {exc}") from None
         bus = cls(
             connection,

@@ -12,6 +12,7 @@ import pytest
 
 from libs.common.ports import PortBusy
 from libs.common.settings import SettingsError
+from services.command import wxkf_command
 from services.up import run
 from services.up.plan import plan
 
@@ -87,7 +88,7 @@ def test_a_busy_port_is_named_with_its_part_and_variable(taken: int, tmp_path: P
         plan({**ZEROS, "WXKF_SENDER_PORT": str(taken), "WXKF_UP_DIR": str(tmp_path)})
     assert str(caught.value) == (
         f"port {taken} for the sender is already in use; set WXKF_SENDER_PORT to a free port "
-        f"(0 picks one), e.g. WXKF_SENDER_PORT=0 wxkf up"
+        f"(0 picks one), e.g. WXKF_SENDER_PORT=0 {wxkf_command()} up"
     )
 
 
@@ -100,7 +101,7 @@ def test_the_command_says_it_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"wxkf up: port {taken} for the simulator is already in use; set WXKF_SIM_PORT to a "
-        f"free port (0 picks one), e.g. WXKF_SIM_PORT=0 wxkf up"
+        f"free port (0 picks one), e.g. WXKF_SIM_PORT=0 {wxkf_command()} up"
     ]
 
 
