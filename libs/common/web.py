@@ -31,6 +31,9 @@ ReadinessCheck = Callable[[], Awaitable[object]]
 READINESS = web.AppKey("readiness", dict[str, ReadinessCheck])
 """Extra readiness checks by name, beside the bus and store pings."""
 
+READY_WITH_ONE_OF = web.AppKey("ready_with_one_of", frozenset[str])
+"""Checks of which one passing is enough (ingress serves pushes with the bus or the store)."""
+
 READINESS_TIMEOUT_S = 2.0
 """Per check: a probe must answer before the kubelet's own timeout (1 s by default is too
 short for a broker round trip under load; probes here use 3 s)."""
@@ -115,18 +118,28 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.config_dict
+    either = request.app.get(READY_WITH_ONE_OF, frozenset())
+    failed: dict[str, str] = {}
     for name, check in readiness_checks(request.app).items():
         try:
             async with asyncio.timeout(READINESS_TIMEOUT_S):
                 await check()
         except Exception as exc:  # noqa: BLE001 - any failure of a check means "not ready"
             reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            READINESS_FAILURES.labels(app[SERVICE], name).inc()
             log.warning("http.not_ready", check=name, reason=reason, error=str(exc))
-            return web.json_response(
-                {"status": "unavailable", "check": name, "reason": reason}, status=503
-            )
-    return web.json_response({"status": "ok"})
+            failed[name] = reason
+            if name not in either:
+                break
+    blocking = [n for n in failed if n not in either]
+    if not blocking and either and either <= failed.keys():
+        blocking = [n for n in failed if n in either]  # every one of them failed
+    if not blocking:
+        return web.json_response({"status": "ok", **({"degraded": failed} if failed else {})})
+    name = blocking[0]
+    READINESS_FAILURES.labels(app[SERVICE], name).inc()
+    return web.json_response(
+        {"status": "unavailable", "check": name, "reason": failed[name]}, status=503
+    )
 
 
 def route_of(request: web.Request) -> str:

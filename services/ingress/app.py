@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from libs.common.bus import Bus
+from libs.common.keys import BUS, STORE
 from libs.common.resources import bus_ctx, store_ctx
-from libs.common.store import Store
-from libs.common.web import base_app
+from libs.common.store import Recall, Store
+from libs.common.web import READY_WITH_ONE_OF, base_app
 from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.push import PushConfig
 from services.ingress import push, verify
 from services.ingress.dedupe import Recorder
 from services.ingress.gate import Gate
-from services.ingress.keys import GATE, PUSH, RECORDER, SETTINGS
+from services.ingress.keys import GATE, PUSH, RECALL, RECORDER, RELAY, SETTINGS
 from services.ingress.settings import IngressSettings
+from services.ingress.spool import Relay
 
 
 def push_config(settings: IngressSettings) -> PushConfig:
@@ -39,19 +43,41 @@ async def _recorded_before_the_store_closes(app: web.Application) -> AsyncIterat
     await app[RECORDER].drain()
 
 
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    """The spool's relay runs while the app does (after the bus and the store open)."""
+    relay = Relay(app[BUS], app[STORE])
+    app[RELAY] = relay
+    task = None
+    if app[SETTINGS].spool_limit:
+        task = asyncio.get_running_loop().create_task(relay.run())
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 def create_app(
     settings: IngressSettings, *, bus: Bus | None = None, store: Store | None = None
 ) -> web.Application:
     app = base_app(service="ingress")
+    # A push is kept while either answers: the spool holds it for the broker, and without
+    # the store it is published undeduplicated (see dedupe.py).
+    if settings.spool_limit:
+        app[READY_WITH_ONE_OF] = frozenset({"bus", "store"})
     app[SETTINGS] = settings
     app[PUSH] = push_config(settings)
     app[GATE] = Gate(settings.max_in_flight)
     app[RECORDER] = Recorder()
+    app[RECALL] = Recall()
     app.cleanup_ctx.extend(
         [
             bus_ctx(settings.bus_url, bus=bus),
             store_ctx(settings.store_url, store=store),
             _recorded_before_the_store_closes,
+            _relay,
         ]
     )
     app.router.add_get(settings.push_path, verify.handle)

@@ -20,14 +20,17 @@ from services.ingress.dedupe import Done
 log = structlog.get_logger(__name__)
 
 
-async def publish(bus: Bus, event: InboundEvent, *, budget_s: float) -> Done:
-    """Publish ``event``; raises the bus's errors when the broker did not confirm it."""
+async def publish(
+    bus: Bus, event: InboundEvent, *, budget_s: float, confirm_s: float, repeat: bool = False
+) -> Done:
+    """Publish ``event`` (a possible repeat if ``repeat``); raises the bus's errors when the
+    broker did not confirm it within ``confirm_s``."""
     if not isinstance(event, UserMessage):
         # Events are never transferred, so nothing is worth waiting for.
-        await bus.publish(event)
+        await bus.publish(event, repeat=repeat, confirm_within_s=confirm_s)
         return Done(transfer=False)
     started = time.perf_counter()
-    body = await bus.request(event, timeout=budget_s)
+    body = await bus.request(event, timeout=budget_s, repeat=repeat, confirm_within_s=confirm_s)
     metrics.DECISION_WAIT.observe(time.perf_counter() - started)
     if body is None:
         metrics.decisions("timeout").inc()

@@ -2,11 +2,17 @@
 
 The store holds one key per push. The first attempt claims it with a "pending" marker that
 names the attempt, publishes, and only once the broker confirmed (and the decision is known)
-replaces the marker by "done" and the answer. A publish failure releases the marker (only
-if it is still ours), so WeChat's next retry is not mistaken for a duplicate. A retry that
-finds "done" gets the same answer; one that finds "pending" polls until the key is done
-(same answer), gone (it claims the push itself) or still pending at its deadline (503, so
-that WeChat tries again later: never ``success`` for an event that is not confirmed).
+replaces the marker by "done" and the answer. A retry that finds "done" gets the same answer;
+one that finds "pending" polls until the key is done (same answer), gone (it claims the push
+itself) or still pending at its deadline (503, so that WeChat tries again later: never
+``success`` for an event that is neither confirmed nor kept).
+
+When the broker does not confirm in time, the event goes to the spool (``spool.py``) and the
+push is settled all the same; the same happens at once while the spool holds anything (the
+claim reads the spool's flag), so that no event overtakes the ones kept before it. Only when
+neither the broker nor the spool takes the event is the marker released (if still ours), so
+WeChat's next retry is not mistaken for a duplicate. When the store itself cannot be used,
+the event is published without a claim: the consumers drop a second copy by its event id.
 
 Each look at the key is one store call that claims it or reads what holds it
 (:meth:`Store.claim`), and the answer is written with :meth:`Store.set_many`: the two calls
@@ -24,15 +30,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
 
+from libs.common.bus import BusError
 from libs.common.schemas import new_id
-from libs.common.store import Store, StoreError, Write
-from services.ingress import metrics
-from services.ingress.errors import StillPending, StoreUnavailable
+from libs.common.store import Claim, Recall, Store, StoreError, Write
+from services.ingress import metrics, spool
+from services.ingress.errors import SpoolFull, StillPending, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -46,21 +53,35 @@ class Pending(msgspec.Struct, frozen=True, kw_only=True, tag="pending", tag_fiel
 
 
 class Done(msgspec.Struct, frozen=True, kw_only=True, tag="done", tag_field="s"):
-    """The event is confirmed on the bus; this is the answer every attempt gets."""
+    """The event is confirmed on the bus, or kept in the spool; the answer every attempt gets."""
 
     transfer: bool = False
     decided: bool = True
     """False when the decision did not come within the budget (the answer is ``success``)."""
+    spooled: bool = False
+    """The event waits in the spool for the broker (the answer is ``success``)."""
+
+
+Path = Literal["published", "spooled", "unclaimed", "duplicate"]
 
 
 class Settled(msgspec.Struct, frozen=True, kw_only=True):
     answer: Done
-    first: bool
-    """True for the attempt that published the event, False for a retry that found it done."""
+    path: Path
+    """How this attempt settled the push: it published the event, kept it in the spool,
+    published it without a claim (the store was down), or found it settled before."""
+
+    @property
+    def first(self) -> bool:
+        return self.path != "duplicate"
 
 
-Work = Callable[[], Awaitable[Done]]
-"""Publishes the event (confirmed) and waits for the decision; raises when not confirmed."""
+Publish = Callable[[bool], Awaitable[Done]]
+"""Publishes the event (confirmed), a possible repeat if told so, and waits for the decision;
+raises BusError when the broker did not confirm it in time."""
+Keep = Callable[[bool], Awaitable[bool]]
+"""Appends the event to the spool (a possible repeat if told so); False when the spool is
+full; raises StoreError."""
 
 
 class Recorder:
@@ -94,59 +115,67 @@ def key_for(event_id: str) -> str:
     return "ingress:push:" + event_id
 
 
+class Push(msgspec.Struct, frozen=True, kw_only=True):
+    """One push as the dedupe state machine sees it."""
+
+    key: str
+    born: float
+    """Unix seconds the push was made (its CreateTime): whether the store may have forgotten
+    an earlier attempt of it depends on it (see ``libs.common.store.Recall``)."""
+
+
 async def settle(
     store: Store,
-    key: str,
-    work: Work,
+    push: Push,
+    publish: Publish,
+    keep: Keep | None,
     *,
+    recall: Recall,
     pending_ttl_s: float,
     done_ttl_s: float,
     wait_s: float,
     recorder: Recorder,
 ) -> Settled:
-    """Run ``work`` (publish, then wait for the decision) once per key, or return its answer.
+    """Publish the push's event once per key (or keep it in the spool), or return the answer
+    an earlier attempt settled on.
 
-    The first attempt returns as soon as ``work`` did; its answer is written to the store by a
-    task of ``recorder``. ``work`` raising releases the claim and propagates. Raises
-    :class:`StoreUnavailable` when the store fails before the event was published and
-    :class:`StillPending` when another attempt still holds the key after ``wait_s``.
+    The first attempt returns as soon as its event is confirmed or kept; its answer is written
+    to the store by a task of ``recorder``. ``keep`` None: no spool. Raises BusError when
+    neither the broker nor the spool took the event (the claim released), :class:`SpoolFull`,
+    and :class:`StillPending` when another attempt still holds the key after ``wait_s``.
     """
     marker = _encoder.encode(Pending(owner=new_id()))
-    mark = Write(key=key, value=marker, ttl_s=pending_ttl_s)
+    mark = Write(key=push.key, value=marker, ttl_s=pending_ttl_s)
     deadline = time.monotonic() + wait_s
     poll_s = _FIRST_POLL_S
     while True:
-        held = await _claim(store, mark)
-        if held is None:
-            answer = await _run(store, key, marker, work)
-            recorder.start(_record(store, key, answer, done_ttl_s))
-            return Settled(answer=answer, first=True)
-        state = _state(held, key)
+        try:
+            claim = await store.claim(mark, flag=None if keep is None else spool.FLAG)
+        except StoreError as exc:
+            metrics.STORE_ERRORS.labels(op="claim").inc()
+            log.warning("dedupe.store_unavailable", error=str(exc))
+            # Published all the same: a retry of this push may publish it again, with the
+            # same event id, which the consumers drop.
+            return Settled(answer=await publish(False), path="unclaimed")
+        if claim.ok:
+            repeat = recall.forgotten(claim, push.born)
+            answer, path = await _run(store, push.key, marker, publish, keep, claim, repeat)
+            recorder.start(_record(store, push.key, answer, done_ttl_s))
+            return Settled(answer=answer, path=path)
+        held = claim.known if claim.known is not None else b""
+        state = _state(held, push.key)
         if isinstance(state, Done):
             metrics.DEDUPE_HITS.labels(state="done").inc()
-            return Settled(answer=state, first=False)
+            return Settled(answer=state, path="duplicate")
         if poll_s == _FIRST_POLL_S:
             metrics.DEDUPE_HITS.labels(state="pending").inc()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise StillPending(key)
+            raise StillPending(push.key)
         # Polls the other attempt's progress, bounded by the deadline above; the next claim
         # takes the key if that attempt released it or its marker expired meanwhile.
         await asyncio.sleep(min(poll_s, remaining))
         poll_s = min(poll_s * 2, _MAX_POLL_S)
-
-
-async def _claim(store: Store, mark: Write) -> bytes | None:
-    """None when this call wrote ``mark``, else what its key holds (in the same step)."""
-    try:
-        claimed = await store.claim(mark)
-    except StoreError as exc:
-        metrics.STORE_ERRORS.labels(op="claim").inc()
-        raise StoreUnavailable(str(exc)) from exc
-    if claimed.ok:
-        return None
-    # Not written means the key holds a value, which the same atomic step read.
-    return claimed.known if claimed.known is not None else b""
 
 
 def _state(raw: bytes, key: str) -> Pending | Done:
@@ -159,13 +188,43 @@ def _state(raw: bytes, key: str) -> Pending | Done:
         raise StoreUnavailable(f"unreadable dedupe state under {key}") from exc
 
 
-async def _run(store: Store, key: str, marker: bytes, work: Work) -> Done:
+async def _run(
+    store: Store,
+    key: str,
+    marker: bytes,
+    publish: Publish,
+    keep: Keep | None,
+    claim: Claim,
+    repeat: bool,
+) -> tuple[Done, Path]:
+    """Settle the push this attempt claimed: publish it, or keep it in the spool."""
     try:
-        return await work()
+        if keep is not None and claim.flagged:
+            # The spool holds events still: this one goes behind them, not ahead.
+            return await _keep(keep, repeat, key), "spooled"
+        try:
+            return await publish(repeat), "published"
+        except BusError as exc:
+            if keep is None:
+                raise
+            log.warning("push.spooling", error=str(exc))
+            # The broker may yet take the copy that timed out: the spooled one may repeat it.
+            return await _keep(keep, True, key), "spooled"
     except BaseException:
-        # Cancelled or not confirmed: the next attempt must publish, so give the key back.
+        # Cancelled, or taken by neither: the next attempt must try again, so give the key back.
         await _release(store, key, marker)
         raise
+
+
+async def _keep(keep: Keep, repeat: bool, key: str) -> Done:
+    try:
+        kept = await keep(repeat)
+    except StoreError as exc:
+        metrics.STORE_ERRORS.labels(op="spool").inc()
+        raise BusError(f"neither the broker nor the spool took the event: {exc}") from exc
+    if not kept:
+        raise SpoolFull(key)
+    return Done(transfer=False, decided=False, spooled=True)
 
 
 async def _record(store: Store, key: str, answer: Done, done_ttl_s: float) -> None:

@@ -47,6 +47,12 @@ class StoreUnavailable(Unavailable):
     code = "store_unavailable"
 
 
+class SpoolFull(Unavailable):
+    """The broker did not take the event and the spool holds ``WXKF_SPOOL_LIMIT`` entries."""
+
+    code = "spool_full"
+
+
 class StillPending(Unavailable):
     """Another attempt of the same push is still publishing it after the wait."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # Answers are expected in a few ms; the upper buckets show decisions that ran into the budget.
 _LATENCY_BUCKETS = (
@@ -30,7 +30,10 @@ PUSHES = Counter(
     "Pushes that passed verification, by schema type and outcome.",
     ["type", "outcome"],
 )
-"""outcome: published, duplicate, unconfirmed (publish failed), store_unavailable, pending."""
+"""outcome: published; spooled (kept in the store for the broker, see spool.py); unclaimed
+(published without the dedupe claim, the store being down); duplicate (a retry of one
+settled); unconfirmed (neither the broker nor the spool took it: 503), spool_full,
+store_unavailable, pending (503 as well)."""
 
 
 @functools.cache
@@ -45,9 +48,11 @@ ANSWER_LATENCY = Histogram(
     ["answer"],
     buckets=_LATENCY_BUCKETS,
 )
-"""answer: success, transfer, refused (bad input), unavailable (503)."""
+"""answer: success, transfer, spooled (``success`` without a decision: the event waits in the
+spool for the broker), refused (bad input), unavailable (503)."""
 # Children looked up once: a labels() call per push is a measurable share of its cost.
 ANSWERED_SUCCESS = ANSWER_LATENCY.labels(answer="success")
+ANSWERED_SPOOLED = ANSWER_LATENCY.labels(answer="spooled")
 ANSWERED_TRANSFER = ANSWER_LATENCY.labels(answer="transfer")
 ANSWERED_REFUSED = ANSWER_LATENCY.labels(answer="refused")
 ANSWERED_UNAVAILABLE = ANSWER_LATENCY.labels(answer="unavailable")
@@ -102,4 +107,25 @@ URL_VERIFICATIONS = Counter(
     "wxkf_ingress_url_verifications_total",
     "URL verification requests (GET) by outcome: ok or the refusal reason.",
     ["outcome"],
+)
+
+SPOOLED = Counter(
+    "wxkf_ingress_spooled_total",
+    "Events kept in the spool because the broker did not take them in time (or the spool was "
+    "busy, to keep each user's order).",
+)
+SPOOL_FULL = Counter(
+    "wxkf_ingress_spool_full_total",
+    "Pushes answered 503 because the spool held WXKF_SPOOL_LIMIT entries.",
+)
+RELAYED = Counter(
+    "wxkf_ingress_spool_relayed_total", "Spooled events published once the broker took them."
+)
+SPOOL_DEPTH = Gauge(
+    "wxkf_ingress_spool_entries",
+    "Entries in the spool, as this process's relay last saw them (0 when it is empty).",
+)
+SPOOL_UNREADABLE = Counter(
+    "wxkf_ingress_spool_unreadable_total",
+    "Spool entries that could not be read back, so were dropped (another version, damage).",
 )

@@ -22,7 +22,7 @@ from libs.common.observability.logging import hash_openid
 from libs.common.schemas import InboundEvent, UserMessage
 from libs.common.wechat.errors import WeChatError
 from libs.common.wechat.push import OpenedPush, PushConfig, open_push
-from services.ingress import answer, decision, dedupe, metrics
+from services.ingress import answer, decision, dedupe, metrics, spool
 from services.ingress.errors import (
     BodyTooLarge,
     IngressError,
@@ -30,7 +30,7 @@ from services.ingress.errors import (
     Unconfirmed,
     UnsupportedContentType,
 )
-from services.ingress.keys import GATE, PUSH, RECORDER, SETTINGS
+from services.ingress.keys import GATE, PUSH, RECALL, RECORDER, RELAY, SETTINGS
 
 log = structlog.get_logger(__name__)
 
@@ -80,18 +80,28 @@ async def _handle(request: web.Request) -> web.Response:
     )
     kind = _kind(event)
     settings = app[SETTINGS]
-    bus = app[BUS]
+    bus, store = app[BUS], app[STORE]
     budget_s = settings.decision_budget_ms / 1000
+    confirm_s = settings.publish_confirm_ms / 1000
 
-    async def work() -> dedupe.Done:
-        return await decision.publish(bus, event, budget_s=budget_s)
+    async def publish(repeat: bool) -> dedupe.Done:
+        return await decision.publish(
+            bus, event, budget_s=budget_s, confirm_s=confirm_s, repeat=repeat
+        )
+
+    async def keep(repeat: bool) -> bool:
+        kept = await spool.keep(store, event, repeat=repeat, limit=settings.spool_limit)
+        app[RELAY].wake.set()
+        return kept
 
     try:
         try:
             settled = await dedupe.settle(
-                app[STORE],
-                dedupe.key_for(event.id),
-                work,
+                store,
+                dedupe.Push(key=dedupe.key_for(event.id), born=float(event.create_time)),
+                publish,
+                keep if settings.spool_limit else None,
+                recall=app[RECALL],
                 pending_ttl_s=settings.dedupe_pending_ttl_s,
                 done_ttl_s=settings.dedupe_ttl_s,
                 wait_s=budget_s + settings.dedupe_wait_margin_ms / 1000,
@@ -106,8 +116,12 @@ async def _handle(request: web.Request) -> web.Response:
         response = web.Response(status=exc.http_status, text=exc.code)
         return _answered(response, metrics.ANSWERED_UNAVAILABLE, started)
 
-    outcome = "published" if settled.first else "duplicate"
-    metrics.pushes(kind, outcome).inc()
+    metrics.pushes(kind, settled.path).inc()
+    outcome = settled.path
+    if settled.answer.spooled:
+        if settled.first:
+            log.info("push.spooled", type=event.routing_key())
+        return _answered(answer.success(), metrics.ANSWERED_SPOOLED, started)
     if settled.answer.transfer and isinstance(event, UserMessage):
         log.debug("push.transferred", type=event.routing_key(), outcome=outcome)
         return _answered(answer.transfer(opened, config), metrics.ANSWERED_TRANSFER, started)

@@ -39,6 +39,12 @@ class IngressSettings(CommonSettings, frozen=True, kw_only=True):
     """A retry that finds its push pending waits the decision budget plus this margin."""
     max_in_flight: int = 2000
     """Pushes one process handles at once; beyond, 503 at once (WeChat sends them again)."""
+    publish_confirm_ms: int = 1500
+    """How long a push waits for the broker to confirm its event before it is kept in the
+    spool instead (and answered ``success`` without a transfer decision)."""
+    spool_limit: int = 100_000
+    """Most events the spool keeps while the broker is away; beyond, 503. 0: no spool (a push
+    the broker does not confirm is answered 503, and WeChat sends it again)."""
 
     def __post_init__(self) -> None:
         # A ValueError here becomes settings.load's one-line error naming the variable; the
@@ -77,9 +83,14 @@ def _problems(s: IngressSettings) -> list[tuple[str, str]]:
         problems.append(
             ("decision_budget_ms", "must be in 1..4999: WeChat drops the push after 5 s")
         )
-    if s.dedupe_pending_ttl_s * 1000 <= s.decision_budget_ms + s.dedupe_wait_margin_ms:
+    first_attempt_ms = s.publish_confirm_ms + s.decision_budget_ms + s.dedupe_wait_margin_ms
+    if s.dedupe_pending_ttl_s * 1000 <= first_attempt_ms:
         problems.append(
-            ("dedupe_pending_ttl_s", "must be longer than the decision budget and its margin")
+            (
+                "dedupe_pending_ttl_s",
+                "must be longer than the publish confirm bound, the decision budget and its "
+                "margin together",
+            )
         )
     if s.dedupe_ttl_s <= s.max_push_age_s:
         problems.append(
@@ -93,4 +104,13 @@ def _problems(s: IngressSettings) -> list[tuple[str, str]]:
         problems.append(("dedupe_wait_margin_ms", "must not be negative"))
     if s.max_in_flight < 1:
         problems.append(("max_in_flight", "must be at least 1"))
+    if s.publish_confirm_ms < 1 or s.publish_confirm_ms + s.decision_budget_ms >= 5000:
+        problems.append(
+            (
+                "publish_confirm_ms",
+                "must be at least 1, and with WXKF_DECISION_BUDGET_MS under WeChat's 5 s",
+            )
+        )
+    if s.spool_limit < 0:
+        problems.append(("spool_limit", "must be 0 (no spool) or positive"))
     return problems

@@ -8,8 +8,13 @@ after the other, in order), the extension topics; last it marks the plan done.
 
 A redelivered event whose plan is done is answered again (from the plan) and nothing else
 happens; one whose plan is unfinished has the same plan carried out again: the same fact
-and command ids, which the sender deduplicates. A failure of the store or the bus becomes a
-:class:`Retry`, so the bus delivers the event again later.
+and command ids, published as possible repeats, which the sender deduplicates. A failure of
+the store or the bus becomes a :class:`Retry`, so the bus delivers the event again later.
+
+When the store has lost its memory (see ``libs.common.store.Recall``) a missing plan proves
+nothing for an event older than the loss that may have been handled before (its delivery is
+not fresh): its plan is carried out as possible repeats, so the sender, which cannot trust
+its own ledger for it either, reports its commands instead of sending them twice.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 import structlog
@@ -32,7 +37,7 @@ from libs.common.schemas import (
     UserMessage,
     now_ms,
 )
-from libs.common.store import Store, StoreError
+from libs.common.store import Recall, Store, StoreError, Write
 from libs.common.topology import extension_key
 from services.router import metrics, plans, sessions
 from services.router.plans import Plan
@@ -54,6 +59,8 @@ class Router:
     session_ttl_s: float
     plan_ttl_s: float
     clock_ms: Callable[[], int] = now_ms
+    recall: Recall = field(default_factory=Recall)
+    """Whether the store has forgotten since this process began using it."""
 
 
 def event_time(event: InboundEvent) -> float:
@@ -77,7 +84,7 @@ async def handle_event(router: Router, msg: AnyMessage, delivery: Delivery) -> N
         # when the store is back.
         decision = ruleset.decide(event, sessions.EMPTY, ts=event_time(event))
         await _answer(event, delivery, transfer=decision.transfer, rule=decision.rule)
-        raise Retry(f"store unavailable: {exc}") from exc
+        raise Retry(f"store unavailable: {exc}", nothing_done=True) from exc
 
     previous = _stored_plan(raw_plan)
     if previous is not None:
@@ -88,7 +95,7 @@ async def handle_event(router: Router, msg: AnyMessage, delivery: Delivery) -> N
             return
         metrics.REDELIVERED.labels("resumed").inc()
         log.info("decision.resumed", rule=previous.rule)
-        await _carry_out(router, event, previous, session=None)
+        await _carry_out(router, event, previous, session=None, repeat=True)
         return
 
     session = sessions.decode(raw_session)
@@ -112,18 +119,23 @@ async def handle_event(router: Router, msg: AnyMessage, delivery: Delivery) -> N
     plan = plans.plan(decision, event, late=late, latency_us=round(elapsed * 1e6))
     fresh: Session | None = session
     try:
-        created = await router.store.set_if_absent(
-            plans.key(event.id), plans.encode(plan), ttl_s=router.plan_ttl_s
+        claim = await router.store.claim(
+            Write(key=plans.key(event.id), value=plans.encode(plan), ttl_s=router.plan_ttl_s)
         )
-        if not created:
-            # Another delivery of this event stored its plan first: carry out that one.
-            plan = _stored_plan(await router.store.get(plans.key(event.id))) or plan
-            if plan.done:
-                return
-            fresh = None
     except StoreError as exc:
-        raise Retry(f"store unavailable: {exc}") from exc
-    await _carry_out(router, event, plan, session=fresh)
+        raise Retry(f"store unavailable: {exc}", nothing_done=True) from exc
+    repeat = False
+    if not claim.ok:
+        # Another delivery of this event stored its plan first: carry out that one.
+        plan = _stored_plan(claim.known) or plan
+        if plan.done:
+            return
+        fresh, repeat = None, True
+    elif not delivery.fresh and router.recall.forgotten(claim, event_time(event)):
+        metrics.REDELIVERED.labels("forgotten").inc()
+        log.warning("decision.plan_forgotten", rule=plan.rule)
+        repeat = True
+    await _carry_out(router, event, plan, session=fresh, repeat=repeat)
 
 
 def _stored_plan(raw: bytes | None) -> Plan | None:
@@ -164,32 +176,39 @@ def _late(router: Router, event: InboundEvent, delivery: Delivery) -> bool:
 
 
 async def _carry_out(
-    router: Router, event: InboundEvent, plan: Plan, *, session: Session | None
+    router: Router, event: InboundEvent, plan: Plan, *, session: Session | None, repeat: bool
 ) -> None:
-    """Carry out the plan, then mark it done. ``session``: the session as read, if fresh.
+    """Carry out the plan, then mark it done. ``session``: the session as read, if fresh;
+    ``repeat``: the plan may have been carried out (in part) before.
 
     The fact, the session change, the commands and the extensions do not wait on each other;
     the commands go out one after the other, so the sender receives them in their order.
     """
-    steps = [_record(router, plan), _session(router, event, plan, session)]
-    steps.append(_commands(router.bus, plan))
-    steps.extend(_publish_extension(router.bus, event, topic) for topic in plan.extensions)
+    steps = [_record(router, plan, repeat), _session(router, event, plan, session)]
+    steps.append(_commands(router.bus, plan, repeat))
+    steps.extend(_publish_extension(router.bus, event, topic, repeat) for topic in plan.extensions)
     failures = [
         r for r in await asyncio.gather(*steps, return_exceptions=True) if isinstance(r, Exception)
     ]
+    if failures:
+        failure = failures[0]
+        if isinstance(failure, StoreError | PublishError):
+            raise Retry(f"{type(failure).__name__}: {failure}") from failure
+        raise failure
     try:
-        if failures:
-            raise failures[0]
         await router.store.set(
             plans.key(event.id), plans.encode(plan.finished()), ttl_s=router.plan_ttl_s
         )
-    except (StoreError, PublishError) as exc:
-        raise Retry(f"{type(exc).__name__}: {exc}") from exc
+    except StoreError as exc:
+        # Everything was published: a redelivery would only publish it again. Should this
+        # event come again, its unfinished plan is carried out again as possible repeats.
+        metrics.PLAN_NOT_FINISHED.inc()
+        log.warning("decision.done_not_recorded", error=str(exc))
 
 
-async def _record(router: Router, plan: Plan) -> None:
+async def _record(router: Router, plan: Plan, repeat: bool) -> None:
     if plan.fact is not None:
-        heard = await publish_fact(router.bus, plan.fact)
+        heard = await publish_fact(router.bus, plan.fact, repeat=repeat)
         metrics.DECISION_FACTS.labels("published" if heard else "unroutable").inc()
 
 
@@ -205,14 +224,14 @@ async def _session(
         await sessions.save(store, event.openid, after, ttl_s=router.session_ttl_s)
 
 
-async def _commands(bus: Bus, plan: Plan) -> None:
+async def _commands(bus: Bus, plan: Plan, repeat: bool) -> None:
     for command in plan.commands:
-        await bus.publish(command)
+        await bus.publish(command, repeat=repeat)
         metrics.COMMANDS.labels(command.msgtype).inc()
 
 
-async def _publish_extension(bus: Bus, event: InboundEvent, topic: str) -> None:
-    heard = await publish_fact(bus, event, routing_key=extension_key(topic))
+async def _publish_extension(bus: Bus, event: InboundEvent, topic: str, repeat: bool) -> None:
+    heard = await publish_fact(bus, event, routing_key=extension_key(topic), repeat=repeat)
     metrics.EXTENSION_PUBLISHES.labels(topic, "ok" if heard else "unroutable").inc()
     if not heard:
         log.warning("extension.unroutable", topic=topic)

@@ -39,7 +39,8 @@ LATE = Counter(
 )
 REDELIVERED = Counter(
     "wxkf_router_redelivered_events_total",
-    "Events seen again: done (nothing repeated) or resumed (an unfinished plan carried out).",
+    "Events seen again: done (nothing repeated), resumed (an unfinished plan carried out) or "
+    "forgotten (its plan may be lost with the store's memory: carried out as possible repeats).",
     ["outcome"],
 )
 COMMANDS = Counter(
@@ -56,6 +57,11 @@ EXTENSION_PUBLISHES = Counter(
     "wxkf_router_extension_publishes_total",
     "Events republished to extension topics, by topic and outcome (ok, unroutable).",
     ["topic", "outcome"],
+)
+PLAN_NOT_FINISHED = Counter(
+    "wxkf_router_plans_not_marked_done_total",
+    "Plans carried out whose done mark the store did not take (a redelivery would repeat them "
+    "as possible repeats).",
 )
 ANSWER_FAILURES = Counter(
     "wxkf_router_answer_failures_total",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Callable
@@ -101,3 +102,6 @@ async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncItera
         yield
     finally:
         await bus.stop_consuming()
+        # Outcomes on their way to the store land (or give up) before it closes.
+        if sender.recording:
+            await asyncio.wait(sender.recording, timeout=settings.shutdown_grace_s)

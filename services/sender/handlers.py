@@ -14,12 +14,21 @@ rate limit's pace, bounded by ``max_pace_wait_s``.
 
 Ambiguous failures (WeChat may have delivered; its send API has no idempotency key) follow
 ``ambiguous_retry``: types listed there are sent again (maybe twice), the others are reported
-failed with an ``errmsg`` starting ``ambiguous:`` (maybe lost, never twice).
+failed with an ``errmsg`` starting ``ambiguous:`` (maybe lost, never twice). A command the
+ledger may have forgotten is one of them: the store lost its memory (``Recall``) after the
+command was made, and this copy may repeat one handled before (its delivery is not fresh).
+
+Every retry this module asks for says whether its delivery left anything done that the next
+must know of (``Retry(nothing_done=...)``), and carries the owner of the ledger mark it may
+have left behind (``note``): a claim whose answer was lost with the store's connection, or
+a mark the store could not clear. The next attempt takes that mark over instead of waiting
+for it to age into an ambiguous failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,9 +53,10 @@ from libs.common.schemas import (
     decode,
     derived_id,
     encode,
+    new_id,
     now_ms,
 )
-from libs.common.store import Claim, GrantKind, RateLimit, Store, StoreError, Write
+from libs.common.store import Claim, GrantKind, RateLimit, Recall, Store, StoreError, Write
 from libs.common.topology import QueueSpec
 from libs.common.wechat.api import ApiClient, CustomMessage
 from libs.common.wechat.apierrors import (
@@ -94,6 +104,22 @@ class Sender(msgspec.Struct, frozen=True, kw_only=True):
     """Real time: rate limit, ledger ages, how old a command is."""
     steps: order.InFlight = msgspec.field(default_factory=order.InFlight)
     """Commands with a successor being handled in this process right now."""
+    recall: Recall = msgspec.field(default_factory=Recall)
+    """Whether the store has forgotten since this process began using it."""
+    recording: set[asyncio.Task[None]] = msgspec.field(default_factory=set)
+    """Outcomes of calls that WeChat took, being written to a store that failed to take them
+    at once (the app waits for them before it closes the store)."""
+
+
+_MARKED: contextvars.ContextVar[str | None] = contextvars.ContextVar("ledger_owner", default=None)
+"""The owner of the ledger mark this delivery asked the store to write (each delivery runs in
+a task of its own); its retries leave it as their note."""
+
+
+def born(cmd: SendCommand) -> float:
+    """When the command, or the event it answers, was made (unix seconds): the earlier."""
+    made = cmd.time_ms / 1000
+    return min(made, float(cmd.opened_at)) if cmd.opened_at > 0 else made
 
 
 # --- inbound events: reply windows -------------------------------------------------------------
@@ -155,7 +181,9 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
                 delay = max(delay, retry_at - now + _AFTER_PREDECESSOR_S)
             await order.mark_retrying(store, cmd, at=now + delay, ttl_s=settings.ledger_ttl_s)
             metrics.RETRIES.labels("order").inc()
-            raise Retry(f"waiting for seq {cmd.seq - 1} of its cause", delay_s=delay)
+            raise Retry(
+                f"waiting for seq {cmd.seq - 1} of its cause", delay_s=delay, nothing_done=True
+            )
         # Its predecessor never settled (lost, or still failing): better late than never.
         metrics.ORDER_GAVE_UP.inc()
         log.warning("send.order_gave_up", cause_id=cmd.cause_id, seq=cmd.seq)
@@ -271,13 +299,20 @@ async def _deliver(
         return
     now = sender.clock()
     chat: list[Write] = []
-    if isinstance(cmd, SendTyping):
-        until = now + settings.typing_duration_s if cmd.command == "Typing" else None
-        await typing_rules.typing(store, cmd.appid, cmd.openid, until=until)
-    else:
-        # Written with the outcome, in the same store call.
-        chat.append(typing_rules.delivered(cmd.appid, cmd.openid, at=now))
-    await _settle(sender, cmd, delivery, _sent(cmd, delivery, latency), owned=True, also=chat)
+    fact = _sent(cmd, delivery, latency)
+    try:
+        if isinstance(cmd, SendTyping):
+            until = now + settings.typing_duration_s if cmd.command == "Typing" else None
+            await typing_rules.typing(store, cmd.appid, cmd.openid, until=until)
+        else:
+            # Written with the outcome, in the same store call.
+            chat.append(typing_rules.delivered(cmd.appid, cmd.openid, at=now))
+        await _settle(sender, cmd, delivery, fact, owned=True, also=chat)
+    except StoreError as exc:
+        # WeChat took it: the command is done whatever the store says now. Sending it again
+        # is the one thing that must not happen, so it is reported and acked, and its
+        # outcome is written once the store takes it.
+        await _sent_unrecorded(sender, cmd, fact, exc)
 
 
 async def _refused(
@@ -338,6 +373,7 @@ async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: le
     stale_after = sender.settings.inflight_stale_s
     if age < stale_after:
         metrics.RETRIES.labels("inflight").inc()
+        # Not nothing done: this copy has met another one of the same command.
         raise Retry("another delivery is calling WeChat", delay_s=stale_after - age)
     await _ambiguous(sender, cmd, delivery, "abandoned mid-call by an earlier delivery")
 
@@ -355,7 +391,11 @@ async def _refused_by_window(
     racing = cmd.opens is None and age_s < sender.settings.window_grace_s
     if racing and not delivery.final:
         metrics.RETRIES.labels("window_grace").inc()
-        raise Retry(f"refused by the window ({detail}); the window may be opening")
+        raise Retry(
+            f"refused by the window ({detail}); the window may be opening",
+            nothing_done=True,
+            note=_MARKED.get(),
+        )
     await _settle(sender, cmd, delivery, _rejected(cmd, delivery, reason, None))
 
 
@@ -365,7 +405,14 @@ async def _ambiguous(sender: Sender, cmd: SendCommand, delivery: Delivery, reaso
     if cmd.msgtype in sender.settings.ambiguous_retried:
         metrics.AMBIGUOUS.labels(cmd.msgtype, "retry").inc()
         await ledger.clear(sender.store, cmd.id)
-        await _retry_or_fail(sender, cmd, delivery, why="ambiguous", errmsg=f"ambiguous: {reason}")
+        await _retry_or_fail(
+            sender,
+            cmd,
+            delivery,
+            why="ambiguous",
+            errmsg=f"ambiguous: {reason}",
+            nothing_done=False,
+        )
         return
     metrics.AMBIGUOUS.labels(cmd.msgtype, "give_up").inc()
     errmsg = f"ambiguous: {reason}; WeChat may have delivered it, so it is not sent again"
@@ -390,9 +437,12 @@ async def _retry_or_fail(
     errmsg: str,
     errcode: int | None = None,
     delay_s: float | None = None,
+    nothing_done: bool = True,
 ) -> None:
     """Hand the command back to the bus; on its last attempt report it failed and dead-letter
-    it (replayable). Always raises. The caller has given up any ledger mark."""
+    it (replayable). Always raises. The caller has given up any ledger mark (one it could not
+    clear is left to the next attempt, by the note). ``nothing_done``: WeChat took nothing of
+    this delivery's."""
     settings = sender.settings
     if delivery.final:
         fact = _failed(cmd, delivery, f"attempts exhausted: {errmsg}", errcode)
@@ -410,7 +460,7 @@ async def _retry_or_fail(
     )
     metrics.RETRIES.labels(why).inc()
     log.info("send.retry", why=why, errcode=errcode, attempt=delivery.attempt)
-    raise Retry(errmsg, delay_s=delay_s)
+    raise Retry(errmsg, delay_s=delay_s, nothing_done=nothing_done, note=_MARKED.get())
 
 
 async def _best_effort(step: Awaitable[None]) -> None:
@@ -461,6 +511,35 @@ async def _settle(
         log.warning("send.failed", errcode=fact.errcode, errmsg=fact.errmsg)
 
 
+async def _sent_unrecorded(sender: Sender, cmd: SendCommand, fact: Sent, exc: StoreError) -> None:
+    metrics.OUTCOME_UNRECORDED.inc()
+    log.warning("send.outcome_not_recorded", error=str(exc))
+    ttl = sender.settings.ledger_ttl_s
+    writes = [ledger.outcome(cmd.id, encode(fact), at=sender.wall(), ttl_s=ttl)]
+    writes += order.done(cmd, ttl_s=ttl)
+    task = asyncio.get_running_loop().create_task(_record_later(sender.store, writes))
+    sender.recording.add(task)
+    task.add_done_callback(sender.recording.discard)
+    await publish_fact(sender.bus, fact)
+    metrics.commands(cmd.msgtype, "sent").inc()
+
+
+async def _record_later(store: Store, writes: list[Write]) -> None:
+    """Write an outcome the store did not take at once, trying for about a minute."""
+    for pause_s in RECORD_PAUSES_S:
+        await asyncio.sleep(pause_s)  # the store is away: try again later, not a busy loop
+        try:
+            await store.set_many(writes)
+        except StoreError:
+            continue
+        log.info("send.outcome_recorded_late")
+        return
+    log.error("send.outcome_never_recorded", key=writes[0].key)
+
+
+RECORD_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
 async def _not_delivered(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> None:
     """WeChat definitely did not deliver: give the slot back and drop this delivery's mark,
     so the next try sends. Best effort: with the store down, the mark ages into an ambiguous
@@ -495,13 +574,16 @@ async def _claim(
     limited = settings.send_rate_per_s > 0
     waited = 0.0
     opened = windows.grant_opened_by(cmd, settings) if window is not None else None
+    owner = new_id()
     while True:
         now = sender.wall()
         # The next of its cause waits at least as long as this call may take (a refused token
         # means a second call), instead of spending its attempts meanwhile.
         busy_until = now + _busy_for(settings)
+        # From here on a mark of this delivery's may be in the store, answer or not.
+        _MARKED.set(owner)
         claim = await store.claim(
-            ledger.inflight(cmd.id, at=now, ttl_s=settings.ledger_ttl_s),
+            ledger.inflight(cmd.id, at=now, ttl_s=settings.ledger_ttl_s, owner=owner),
             window=window,
             now=sender.clock() if spends_slot else None,
             rate=_rate_limit(sender, now) if limited else None,
@@ -512,9 +594,22 @@ async def _claim(
                 metrics.quota("granted").inc()
             if limited:
                 metrics.RATE_WAIT_SECONDS.observe(waited)
+            forgotten = not delivery.fresh and sender.recall.forgotten(claim, born(cmd))
+            if forgotten and cmd.msgtype not in settings.ambiguous_retried:
+                # The ledger cannot say whether an earlier copy was sent before the store
+                # forgot: report it, never send it twice (unless its type may be).
+                metrics.LEDGER_FORGOTTEN.inc()
+                await _ambiguous(sender, cmd, delivery, "the store lost its memory of it")
+                return None
             return claim
         if claim.known is not None:
-            await _known(sender, cmd, delivery, ledger.parse(cmd.id, claim.known))
+            entry = ledger.parse(cmd.id, claim.known)
+            if entry.state == "inflight" and entry.owner and entry.owner == delivery.note:
+                # The mark the previous attempt left without calling WeChat: ours to take.
+                await store.delete_if_equals(ledger.ledger_key(cmd.id), claim.known)
+                metrics.RETRIES.labels("mark_taken_over").inc()
+                continue
+            await _known(sender, cmd, delivery, entry)
             return None
         if claim.window is not None and opened is not None and window is not None:
             # The event this command answers opens a window, but its copy on the windows queue

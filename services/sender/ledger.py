@@ -24,6 +24,9 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     state: Literal["inflight", "done"]
     at: float
     """Unix seconds when the state was written."""
+    owner: str = ""
+    """Which delivery wrote an in-flight mark: a later attempt of the same delivery that was
+    told (``Delivery.note``) its predecessor never called WeChat may take the mark over."""
     fact: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     """The outcome fact (a schemas message) once done; JSON null before."""
 
@@ -49,11 +52,11 @@ def parse(command_id: str, raw: bytes) -> Entry:
         return Entry(state="inflight", at=0.0)
 
 
-def inflight(command_id: str, *, at: float, ttl_s: float) -> Write:
+def inflight(command_id: str, *, at: float, ttl_s: float, owner: str) -> Write:
     """The mark of a command being sent now. Written with :meth:`Store.claim` (only if
     nothing is known of the command yet) right before the call: two deliveries never both
     call, and the one that finds a mark learns what is known instead."""
-    entry = Entry(state="inflight", at=at)
+    entry = Entry(state="inflight", at=at, owner=owner)
     return Write(key=ledger_key(command_id), value=msgspec.json.encode(entry), ttl_s=ttl_s)
 
 

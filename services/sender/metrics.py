@@ -74,3 +74,15 @@ def command_seconds(msgtype: str) -> Histogram:
 @functools.cache
 def quota(decision: str) -> Counter:
     return QUOTA.labels(decision)
+
+
+LEDGER_FORGOTTEN = Counter(
+    "wxkf_sender_ledger_forgotten_total",
+    "Commands reported ambiguous instead of sent: the store lost its memory after they were "
+    "made, and the copy may repeat one handled before.",
+)
+OUTCOME_UNRECORDED = Counter(
+    "wxkf_sender_outcomes_unrecorded_total",
+    "Sends WeChat took whose outcome the store did not take at once (reported, acked, and "
+    "written later).",
+)

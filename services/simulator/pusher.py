@@ -4,7 +4,9 @@ A :class:`Pusher` builds each push with the project's codec (signed, encrypted p
 or JSON), tells the simulated API that the user wrote (which opens the reply window, as on
 WeChat), POSTs it with WeChat's 5 s deadline, resends the very same request when the answer
 is slow, not 200 or not a valid passive reply (3 attempts in all by default, WECHAT.md §6
-and §15.4), and reads the passive reply the way WeChat does.
+and §15.4), and reads the passive reply the way WeChat does. :data:`WECHAT_RETRIES` is the
+pattern WeChat's servers follow in production: 4 attempts in all, about 5 s apart, after
+which WeChat forgets the push.
 
     async with Pusher("http://127.0.0.1:8080/wechat", aes_key=KEY, sim=state) as pusher:
         result = await pusher.text("你好")
@@ -13,6 +15,7 @@ and §15.4), and reads the passive reply the way WeChat does.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
@@ -48,6 +51,19 @@ _msg_ids = itertools.count(2**60 + secrets.randbelow(2**61))
 
 def new_msg_id() -> int:
     return next(_msg_ids)
+
+
+class RetryPattern(msgspec.Struct, frozen=True, kw_only=True):
+    """How WeChat resends one push: ``attempts`` in all, each cut off after ``timeout_s``, the
+    next starting no sooner than ``interval_s`` after the one before started."""
+
+    attempts: int
+    timeout_s: float = 5.0
+    interval_s: float = 0.0
+
+
+WECHAT_RETRIES = RetryPattern(attempts=4, timeout_s=5.0, interval_s=5.0)
+"""WeChat in production: the push and 3 retries about 5 s apart; then it gives up."""
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +136,7 @@ class Pusher:
         openid: str = DEMO_OPENID,
         timeout_s: float = 5.0,
         attempts: int = 3,
+        retry_interval_s: float = 0.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         mode = mode or ("safe" if aes_key else "plain")
@@ -133,6 +150,8 @@ class Pusher:
             raise PushError("the token must not be empty")
         if attempts < 1 or timeout_s <= 0:
             raise PushError("attempts must be at least 1 and timeout_s positive")
+        if retry_interval_s < 0:
+            raise PushError("retry_interval_s must not be negative")
         try:
             self.cipher = Cipher.from_key(aes_key, appid) if aes_key else None
         except WeChatError as exc:
@@ -147,6 +166,7 @@ class Pusher:
         self.openid = openid
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.attempts = attempts
+        self.retry_interval_s = retry_interval_s
         self._session = session
         self._own_session = session is None
 
@@ -298,6 +318,10 @@ class Pusher:
         answers: list[Answer] = []
         started = time.perf_counter()
         for attempt in range(1, self.attempts + 1):
+            if attempt > 1:
+                # WeChat's own schedule: the next attempt starts an interval after the last.
+                due = started + (attempt - 1) * self.retry_interval_s
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
             # Every attempt is the very same request: same query, same body, same MsgId.
             answer = await self._attempt(attempt, query, body, msg.from_user)
             answers.append(answer)

@@ -9,7 +9,9 @@ Contract, for both backends:
   return or a timeout raises :class:`PublishError` (every publish is bounded in time).
 * ``consume`` decodes each body with :func:`libs.common.schemas.decode` and calls the handler.
   Return → ack. :class:`Retry` (or any other exception) → republished to a delay queue with the
-  attempt count + 1, then acked; after the queue's last attempt → dead-letter queue.
+  attempt count + 1, then acked; after the queue's last attempt → dead-letter queue. The
+  retried copy is marked a possible repeat (``REPEAT_HEADER``) unless the handler said it left
+  nothing done (``Retry(nothing_done=True)``) on a delivery that was itself fresh.
   :class:`Reject` or an undecodable body → dead-letter queue at once.
 * ``request`` publishes with a reply address and waits for the reply up to ``timeout``;
   it returns None when no reply came in time (the message was still published).
@@ -27,6 +29,7 @@ from libs.common.schemas import AnyMessage, BusMessage
 from libs.common.topology import CORE_QUEUES, QueueSpec
 
 __all__ = [
+    "REPEAT_HEADER",
     "Bus",
     "BusError",
     "DeadLetter",
@@ -48,6 +51,11 @@ ROUTING_KEY_HEADER = "x-wxkf-routing-key"
 """The key a message was first published with; retries travel under the queue's name."""
 REQUEST_ID_HEADER = "x-wxkf-request-id"
 """On a reply: the message id of the request it answers (correlation ids may repeat)."""
+NOTE_HEADER = "x-wxkf-note"
+"""What the previous attempt left for this one (``Retry(note=...)``)."""
+REPEAT_HEADER = "x-wxkf-repeat"
+"""This copy may repeat one that was handled before: set by a publisher that cannot rule it
+out, and by the bus on the retry of a delivery that may have done part of its work."""
 
 
 class Delivery(Protocol):
@@ -66,6 +74,19 @@ class Delivery(Protocol):
     def reply_to(self) -> str | None: ...
     @property
     def redelivered(self) -> bool: ...
+    @property
+    def fresh(self) -> bool:
+        """No other copy or delivery of this message can have done any of its work: it was
+        never delivered before (or every earlier delivery retried with nothing done), and
+        its publisher did not mark it a possible repeat. Consumers that deduplicate through
+        the store use it when the store may have forgotten (see ``libs.common.store``)."""
+        ...
+
+    @property
+    def note(self) -> str | None:
+        """What the previous attempt of this message left for this one (``Retry(note=…)``)."""
+        ...
+
     @property
     def headers(self) -> Mapping[str, Any]: ...
 
@@ -96,8 +117,16 @@ class Bus(Protocol):
         *,
         routing_key: str | None = None,
         exchange: str | None = None,
+        repeat: bool = False,
+        confirm_within_s: float | None = None,
     ) -> None:
-        """Publish, confirmed. Defaults: the message's own key and exchange."""
+        """Publish, confirmed. Defaults: the message's own key and exchange.
+
+        ``repeat``: this may repeat a copy published before (its consumers see it not
+        ``fresh``). ``confirm_within_s``: a tighter bound than the bus's own on the wait for
+        the broker's confirm (the connection included); past it, :class:`PublishError`
+        although the broker may still take the message.
+        """
         ...
 
     # The deadline covers only the wait for the reply; the confirmed publish before it is
@@ -109,10 +138,12 @@ class Bus(Protocol):
         timeout: float,  # noqa: ASYNC109 - the deadline of the reply only, see above
         routing_key: str | None = None,
         exchange: str | None = None,
+        repeat: bool = False,
+        confirm_within_s: float | None = None,
     ) -> bytes | None:
         """Publish (confirmed) with a reply address; the reply's body, or None after timeout.
 
-        ``routing_key`` and ``exchange`` default to the message's own, as in :meth:`publish`.
+        The other arguments are :meth:`publish`'s.
         """
         ...
 
@@ -153,7 +184,9 @@ class Bus(Protocol):
     async def close(self) -> None: ...
 
 
-async def publish_fact(bus: Bus, msg: BusMessage, *, routing_key: str | None = None) -> bool:
+async def publish_fact(
+    bus: Bus, msg: BusMessage, *, routing_key: str | None = None, repeat: bool = False
+) -> bool:
     """Publish a fact for whoever listens; False when no queue is bound to its key.
 
     Facts on ``kf.events`` are announcements: a key nobody subscribed to (no extension
@@ -161,7 +194,7 @@ async def publish_fact(bus: Bus, msg: BusMessage, *, routing_key: str | None = N
     the fact. Commands are different: their publish raises :class:`Unroutable`.
     """
     try:
-        await bus.publish(msg, routing_key=routing_key)
+        await bus.publish(msg, routing_key=routing_key, repeat=repeat)
     except Unroutable:
         return False
     return True

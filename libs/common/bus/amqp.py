@@ -1,14 +1,18 @@
 """``amqp://``: the bus on RabbitMQ through aio-pika.
 
-One robust connection; one channel with publisher confirms for every publish (and the
-direct reply-to consumer of ``request``, which must live on the channel that publishes);
-one channel per consumed queue, so each has its own prefetch; short-lived ones for
-declarations and dead-letter work.
+Two robust connections. The publishing one carries one channel with publisher confirms for
+every publish (and the direct reply-to consumer of ``request``, which must live on the
+channel that publishes). The consuming one carries one channel per consumed queue, so each
+has its own prefetch, and short-lived ones for declarations and dead-letter work. A broker
+in a memory or disk alarm blocks the connections that publish; the consumers' acks travel
+on the other and are not held up (``bus.blocked`` and ``wxkf_bus_connection_blocked`` say while it
+lasts). The URL may name every node of a cluster (see ``nodes.py``): each connection, and
+each reconnect, goes to the next node that answers.
 
 Every publish waits for the broker's confirm within ``publish_timeout_s`` (including the wait
-for a connection that is down) and raises :class:`PublishError` on a nack, an unroutable
-return (``mandatory``) or the deadline. A delivery is acked only after its handler returned
-and, for a retry or a dead letter, after the copy that replaces it was confirmed.
+for a connection that is down, or blocked) and raises :class:`PublishError` on a nack, an
+unroutable return (``mandatory``) or the deadline. A delivery is acked only after its handler
+returned and, for a retry or a dead letter, after the copy that replaces it was confirmed.
 
 Recovery: aio-pika restores channels and consumers after a reconnect; the bus does not rely
 on it alone. After every reconnect, and every ``consumer_check_s`` besides, it checks that each
@@ -19,6 +23,7 @@ recovered connection with no consumers is a known failure mode of robust connect
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, cast
@@ -33,11 +38,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     AbstractRobustQueue,
 )
-from aio_pika.connection import make_url
 from pamqp.commands import Basic
+from yarl import URL
 
-from libs.common.bus import DeadLetter, Handler, metrics
+from libs.common.bus import DeadLetter, Handler, blocking, metrics
 from libs.common.bus import delivery as dl
+from libs.common.bus.nodes import NodeRotation, parse_nodes
 from libs.common.bus.outcomes import BusError, PublishError, Unroutable
 from libs.common.schemas import BusMessage, encode
 from libs.common.topology import (
@@ -60,18 +66,23 @@ DLQ_DELIVERY_LIMIT: Final = 1_000_000
 """Peeking at a dead-letter queue returns its messages, which counts as a failed delivery in a
 quorum queue; newer RabbitMQ versions default to a limit of 20 and would then drop them."""
 
+PUBLISH: Final = "publish"
+CONSUME: Final = "consume"
+ROLES: Final = (PUBLISH, CONSUME)
+"""The bus's two connections, in the order they open."""
+
 _CHANNEL_ERRORS = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError)
 _LINK_ERRORS = (*_CHANNEL_ERRORS, ConnectionError, OSError)
 
 
 def safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its password, for messages and logs (every node it names kept)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not at or not colon:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def work_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
@@ -199,7 +210,9 @@ class _Consumer:
             key = message.routing_key or ""
             if verdict.outcome == "retry":
                 target, routing_key = RETRY, spec.delay_queue(verdict.delay_s)
-                headers = dl.retry_headers(message.headers, key)
+                headers = dl.retry_headers(
+                    message.headers, key, repeat=verdict.repeat, note=verdict.note
+                )
             else:
                 target, routing_key = DEAD, spec.name
                 headers = dl.dead_headers(message.headers, key, verdict.reason)
@@ -228,6 +241,16 @@ def _consumer_tags(channel: aiormq.abc.AbstractChannel) -> Mapping[str, Any]:
     return channel.consumers if isinstance(channel, aiormq.Channel) else {}
 
 
+async def _close_all(connections: list[AbstractRobustConnection]) -> None:
+    for connection in connections:
+        await _quietly(connection.close(), "bus.close_failed")
+
+
+def _node_of(connection: AbstractRobustConnection) -> str:
+    factory = connection.kwargs.get("transport_factory")
+    return factory.node if isinstance(factory, NodeRotation) else ""
+
+
 async def _quietly(action: Any, event: str) -> None:
     # An ack or nack on a channel that died is moot: the broker has already put the message
     # back, and will deliver it again.
@@ -242,19 +265,24 @@ class AmqpBus:
 
     def __init__(
         self,
-        connection: AbstractRobustConnection,
+        publishing: AbstractRobustConnection,
+        consuming: AbstractRobustConnection,
         publisher: AbstractRobustChannel,
         *,
         publish_timeout_s: float,
         op_timeout_s: float,
         consumer_check_s: float,
     ) -> None:
-        self.connection = connection
+        self.publishing = publishing
+        self.consuming = consuming
         self.publisher = publisher
         self.publish_timeout_s = publish_timeout_s
         self.op_timeout_s = op_timeout_s
         self.consumer_check_s = consumer_check_s
         self.inflight: set[asyncio.Task[Any]] = set()
+        self.blocked: dict[str, str] = {}
+        self._lost: set[str] = set()
+        """Connection (``publish``, ``consume``) → why the broker blocks it, while it does."""
         self._consumers: list[_Consumer] = []
         self._declared: dict[str, QueueSpec] = {}
         self._pending = dl.PendingReplies()
@@ -276,35 +304,56 @@ class AmqpBus:
         consumer_check_s: float = 5.0,
         name: str = "wxkf",
     ) -> AmqpBus:
-        """Connect, or raise :class:`BusError` within ``connect_timeout_s``."""
-        # Made here rather than by aio_pika.connect_robust, so that a connection that never
-        # came up can be closed: its reconnecting task would otherwise outlive the error (and
-        # keep the process that gave up from ending).
-        connection = aio_pika.RobustConnection(
-            make_url(url, reconnect_interval=reconnect_interval_s),
-            client_properties={"connection_name": name},
-        )
+        """Connect, or raise :class:`BusError` within ``connect_timeout_s``.
+
+        Two connections: one publishes (and takes the decision replies), one consumes and
+        acknowledges. A broker in alarm blocks every connection that publishes until the alarm
+        clears; on a connection of their own the acknowledgements, and so the deliveries,
+        go on meanwhile.
+        """
+        try:
+            first, nodes = parse_nodes(url)
+        except ValueError as exc:
+            raise BusError(f"the bus URL is malformed: {exc}") from None
+        where = safe_url(url)
+        opened: list[AbstractRobustConnection] = []
         try:
             async with asyncio.timeout(connect_timeout_s):
-                await connection.connect(timeout=connect_timeout_s)
-                publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                for role in ROLES:
+                    connection = aio_pika.RobustConnection(
+                        URL(first),
+                        reconnect_interval=reconnect_interval_s,
+                        client_properties={"connection_name": f"{name}.{role}"},
+                    )
+                    # The rotation over the URL's nodes (see nodes.py); aio-pika hands its
+                    # keyword arguments to aiormq's connection as they are.
+                    connection.kwargs["transport_factory"] = NodeRotation(
+                        nodes, tls=first.startswith("amqps")
+                    )
+                    opened.append(connection)
+                    await connection.connect(timeout=connect_timeout_s)
+                publishing, consuming = opened
+                publisher = await publishing.channel(publisher_confirms=True, on_return_raises=True)
         except TimeoutError:
-            await _quietly(connection.close(), "bus.connect_abandoned")
-            raise BusError(f"no answer from {safe_url(url)} within {connect_timeout_s}s") from None
+            await _close_all(opened)
+            raise BusError(f"no answer from {where} within {connect_timeout_s}s") from None
         except _LINK_ERRORS as exc:
-            await _quietly(connection.close(), "bus.connect_abandoned")
-            raise BusError(f"cannot connect to {safe_url(url)}: {exc}") from None
+            await _close_all(opened)
+            raise BusError(f"cannot connect to {where}: {exc}") from None
         bus = cls(
-            connection,
+            publishing,
+            consuming,
             publisher,
             publish_timeout_s=publish_timeout_s,
             op_timeout_s=connect_timeout_s,
             consumer_check_s=consumer_check_s,
         )
-        connection.reconnect_callbacks.add(bus._on_reconnect)
-        connection.close_callbacks.add(bus._on_connection_lost)
+        for role, each in zip(ROLES, opened, strict=True):
+            each.reconnect_callbacks.add(functools.partial(bus._on_reconnect, role))
+            each.close_callbacks.add(functools.partial(bus._on_connection_lost, role))
+            bus._watch_flow(role, each)
         bus._watchdog = asyncio.get_running_loop().create_task(bus._watch_consumers())
-        log.info("bus.connected", url=safe_url(url))
+        log.info("bus.connected", url=where)
         return bus
 
     # -- topology -------------------------------------------------------------------------------
@@ -363,15 +412,25 @@ class AmqpBus:
     # -- publishing -----------------------------------------------------------------------------
 
     async def publish(
-        self, msg: BusMessage, *, routing_key: str | None = None, exchange: str | None = None
+        self,
+        msg: BusMessage,
+        *,
+        routing_key: str | None = None,
+        exchange: str | None = None,
+        repeat: bool = False,
+        confirm_within_s: float | None = None,
     ) -> None:
         await self.send(
             exchange_for(msg) if exchange is None else exchange,
             msg.routing_key() if routing_key is None else routing_key,
             encode(msg),
             properties(
-                message_id=msg.id, correlation_id=msg.correlation_id, type_=msg.routing_key()
+                message_id=msg.id,
+                correlation_id=msg.correlation_id,
+                type_=msg.routing_key(),
+                headers=dl.publish_headers(repeat),
             ),
+            within_s=confirm_within_s,
         )
 
     async def send(
@@ -383,14 +442,21 @@ class AmqpBus:
         *,
         mandatory: bool = True,
         with_reply_consumer: bool = False,
+        within_s: float | None = None,
     ) -> None:
-        """The one confirmed publish: returns once confirmed, else raises PublishError."""
+        """The one confirmed publish: returns once confirmed, else raises PublishError.
+
+        ``within_s`` bounds the wait (the connection's included) tighter than the bus's own
+        bound."""
         started = time.perf_counter()
         outcome = "ok"
+        bound = self.publish_timeout_s
+        if within_s is not None:
+            bound = min(within_s, bound)
         try:
             if self._closed:
                 raise PublishError("bus closed")
-            async with asyncio.timeout(self.publish_timeout_s):
+            async with asyncio.timeout(bound):
                 channel = await self._live_publisher()
                 if with_reply_consumer:
                     await self._ensure_reply_consumer(channel)
@@ -407,8 +473,10 @@ class AmqpBus:
                 )
         except TimeoutError:
             outcome = "timeout"
+            blocked = self.blocked.get(PUBLISH)
+            why = f"; the broker blocks publishing ({blocked})" if blocked else ""
             raise PublishError(
-                f"not confirmed within {self.publish_timeout_s}s ({exchange} {routing_key})"
+                f"not confirmed within {bound:g}s ({exchange} {routing_key}){why}"
             ) from None
         except aiormq.exceptions.PublishError:
             outcome = "unroutable"
@@ -462,6 +530,8 @@ class AmqpBus:
         timeout: float,  # noqa: ASYNC109 - the deadline of the reply only, as the protocol says
         routing_key: str | None = None,
         exchange: str | None = None,
+        repeat: bool = False,
+        confirm_within_s: float | None = None,
     ) -> bytes | None:
         async def send() -> None:
             await self.send(
@@ -473,8 +543,10 @@ class AmqpBus:
                     correlation_id=msg.correlation_id,
                     type_=msg.routing_key(),
                     reply_to=REPLY_TO,
+                    headers=dl.publish_headers(repeat),
                 ),
                 with_reply_consumer=True,
+                within_s=confirm_within_s,
             )
 
         return await self._pending.wait(msg, send, timeout_s=timeout)
@@ -512,7 +584,7 @@ class AmqpBus:
             await self.declare([spec])
         try:
             async with asyncio.timeout(self.op_timeout_s):
-                channel = await self.connection.channel(publisher_confirms=False)
+                channel = await self.consuming.channel(publisher_confirms=False)
                 await channel.set_qos(prefetch_count=prefetch)
                 queue = await channel.declare_queue(spec.name, passive=True)
                 consumer = _Consumer(self, spec, handler, prefetch, channel, queue)
@@ -580,15 +652,41 @@ class AmqpBus:
             except Exception:  # the guard must outlive any one failed check
                 log.exception("consumer.check_failed")
 
-    def _on_reconnect(self, *_: Any) -> None:
+    def _on_reconnect(self, role: str, connection: AbstractRobustConnection) -> None:
+        self._lost.discard(role)
         metrics.RECONNECTS.inc()
-        log.info("bus.reconnected")
-        self._spawn(self._after_reconnect())
+        log.info("bus.reconnected", connection=role, node=_node_of(connection))
+        self._watch_flow(role, connection)
+        if self.blocked.pop(role, None) is not None:
+            metrics.BLOCKED.labels(role).set(0)
+        if role == CONSUME:
+            self._spawn(self._after_reconnect())
 
-    def _on_connection_lost(self, *args: Any) -> None:
-        if not self._closed:
+    def _on_connection_lost(self, role: str, *args: Any) -> None:
+        # Called again on every failed reconnect: said once per outage.
+        if not self._closed and role not in self._lost:
+            self._lost.add(role)
             error = args[-1] if args else None
-            log.warning("bus.connection_lost", error=repr(error))
+            log.warning("bus.connection_lost", connection=role, error=repr(error))
+
+    def _watch_flow(self, role: str, connection: AbstractRobustConnection) -> None:
+        """Hear the broker's blocked and unblocked notices for ``connection`` (until its next
+        reconnect, which makes a new underlying connection)."""
+        transport = connection.transport
+        if transport is None:
+            return
+
+        def heard(blocked: bool, reason: str) -> None:
+            if blocked:
+                self.blocked[role] = reason
+                metrics.BLOCKED.labels(role).set(1)
+                metrics.BLOCKINGS.labels(role).inc()
+                log.warning("bus.blocked", connection=role, reason=reason)
+            elif self.blocked.pop(role, None) is not None:
+                metrics.BLOCKED.labels(role).set(0)
+                log.info("bus.unblocked", connection=role)
+
+        blocking.REPORTS.register(transport.connection, heard)
 
     async def _after_reconnect(self) -> None:
         if self._declared:
@@ -739,7 +837,7 @@ class AmqpBus:
     async def _side_channel(self) -> AbstractRobustChannel:
         try:
             async with asyncio.timeout(self.op_timeout_s):
-                return await self.connection.channel(publisher_confirms=False)
+                return await self.consuming.channel(publisher_confirms=False)
         except (TimeoutError, *_LINK_ERRORS) as exc:
             raise BusError(f"cannot open a channel: {exc!r}") from None
 
@@ -760,6 +858,8 @@ class AmqpBus:
                 channel = await self._live_publisher()
                 # A real round trip; amq.topic exists in every vhost.
                 await channel.exchange_declare("amq.topic", exchange_type="topic", passive=True)
+                if not self.consuming.connected.is_set():
+                    raise BusError("the consuming connection is down")
         except TimeoutError:
             raise BusError(f"the broker did not answer within {self.publish_timeout_s}s") from None
         except _LINK_ERRORS as exc:
@@ -773,11 +873,14 @@ class AmqpBus:
             if task is not None:
                 task.cancel()
         self._pending.fail_all(BusError("bus closed while waiting for a reply"))
-        try:
-            async with asyncio.timeout(self.op_timeout_s):
-                await self.connection.close()
-        except (TimeoutError, *_LINK_ERRORS) as exc:
-            log.warning("bus.close_failed", error=repr(exc))
+        for connection in (self.consuming, self.publishing):
+            try:
+                async with asyncio.timeout(self.op_timeout_s):
+                    await connection.close()
+            except (TimeoutError, *_LINK_ERRORS) as exc:
+                log.warning("bus.close_failed", error=repr(exc))
+        for role in list(self.blocked):
+            metrics.BLOCKED.labels(role).set(0)
         log.debug("bus.closed")
 
     def _check_open(self) -> None:

@@ -17,6 +17,8 @@ import structlog
 from libs.common.bus import (
     ATTEMPT_HEADER,
     DEATH_REASON_HEADER,
+    NOTE_HEADER,
+    REPEAT_HEADER,
     REQUEST_ID_HEADER,
     ROUTING_KEY_HEADER,
     DeadLetter,
@@ -54,6 +56,17 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     def final(self) -> bool:
         return self.attempt >= self.max_attempts
 
+    @property
+    def fresh(self) -> bool:
+        return not self.redelivered and not is_repeat(self.headers)
+
+    @property
+    def note(self) -> str | None:
+        raw = self.headers.get(NOTE_HEADER)
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        return raw if isinstance(raw, str) and raw else None
+
     async def reply(self, body: msgspec.Struct) -> None:
         if not self.reply_to:
             return
@@ -68,6 +81,10 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     outcome: Outcome
     reason: str = ""
     delay_s: float = 0.0
+    repeat: bool = True
+    """For a retry: whether its copy may repeat work this delivery (or an earlier) did."""
+    note: str | None = None
+    """For a retry: what its copy carries to the next attempt."""
 
 
 async def handle(spec: QueueSpec, handler: Handler, body: bytes, delivery: Delivery) -> Verdict:
@@ -87,18 +104,29 @@ async def handle(spec: QueueSpec, handler: Handler, body: bytes, delivery: Deliv
         return Verdict(outcome="dead_letter", reason=_bounded(f"rejected: {exc.reason}"))
     except Retry as exc:
         log.info("delivery.retry_requested", reason=exc.reason)
-        return _retry(spec, delivery, exc.reason, exc.delay_s)
+        clean = exc.nothing_done and delivery.fresh
+        return _retry(spec, delivery, exc.reason, exc.delay_s, repeat=not clean, note=exc.note)
     except Exception as exc:  # the bus edge: any other handler failure is a retry
         log.warning("delivery.handler_failed", error_type=type(exc).__name__, exc_info=exc)
-        return _retry(spec, delivery, f"{type(exc).__name__}: {exc}", None)
+        return _retry(spec, delivery, f"{type(exc).__name__}: {exc}", None, repeat=True)
     return Verdict(outcome="ack")
 
 
-def _retry(spec: QueueSpec, delivery: Delivery, reason: str, delay_s: float | None) -> Verdict:
+def _retry(
+    spec: QueueSpec,
+    delivery: Delivery,
+    reason: str,
+    delay_s: float | None,
+    *,
+    repeat: bool,
+    note: str | None = None,
+) -> Verdict:
     if delivery.final:
         return Verdict(outcome="dead_letter", reason=_bounded(f"attempts exhausted: {reason}"))
     delay = spec.retry_delay(delivery.attempt, delay_s)
-    return Verdict(outcome="retry", reason=_bounded(reason), delay_s=delay)
+    return Verdict(
+        outcome="retry", reason=_bounded(reason), delay_s=delay, repeat=repeat, note=note
+    )
 
 
 def _bounded(text: str) -> str:
@@ -192,6 +220,12 @@ def _ours(name: str) -> bool:
     return name.startswith("x-wxkf-")
 
 
+def is_repeat(headers: Mapping[str, Any] | None) -> bool:
+    """Whether a copy carries the mark of a possible repeat (see ``REPEAT_HEADER``)."""
+    raw = (headers or {}).get(REPEAT_HEADER)
+    return raw not in (None, 0, False, b"", "", b"0", "0")
+
+
 def original_key(headers: Mapping[str, Any] | None, routing_key: str) -> str:
     raw = (headers or {}).get(ROUTING_KEY_HEADER)
     if isinstance(raw, bytes):
@@ -199,12 +233,36 @@ def original_key(headers: Mapping[str, Any] | None, routing_key: str) -> str:
     return raw if isinstance(raw, str) and raw else routing_key
 
 
-def retry_headers(headers: Mapping[str, Any] | None, routing_key: str) -> dict[str, Any]:
+def retry_headers(
+    headers: Mapping[str, Any] | None,
+    routing_key: str,
+    *,
+    repeat: bool = True,
+    note: str | None = None,
+) -> dict[str, Any]:
     out = _own(headers)
     out[ROUTING_KEY_HEADER] = original_key(headers, routing_key)
     out[ATTEMPT_HEADER] = attempt_of(headers) + 1
     out.pop(DEATH_REASON_HEADER, None)
+    _mark(out, repeat or is_repeat(headers))
+    # A note is for the very next attempt only.
+    if note:
+        out[NOTE_HEADER] = note
+    else:
+        out.pop(NOTE_HEADER, None)
     return out
+
+
+def _mark(headers: dict[str, Any], repeat: bool) -> None:
+    if repeat:
+        headers[REPEAT_HEADER] = 1
+    else:
+        headers.pop(REPEAT_HEADER, None)
+
+
+def publish_headers(repeat: bool) -> dict[str, Any] | None:
+    """The headers a publisher sets: the repeat mark, or none."""
+    return {REPEAT_HEADER: 1} if repeat else None
 
 
 def dead_headers(
@@ -214,6 +272,8 @@ def dead_headers(
     out[ROUTING_KEY_HEADER] = original_key(headers, routing_key)
     out[ATTEMPT_HEADER] = attempt_of(headers)
     out[DEATH_REASON_HEADER] = reason
+    # A dead letter may have done part of its work; whatever replays it repeats that.
+    _mark(out, True)
     return out
 
 

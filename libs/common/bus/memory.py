@@ -230,7 +230,9 @@ class _Consumer:
         if verdict.outcome == "ack":
             return
         if verdict.outcome == "retry":
-            headers = dl.retry_headers(message.headers, message.routing_key)
+            headers = dl.retry_headers(
+                message.headers, message.routing_key, repeat=verdict.repeat, note=verdict.note
+            )
             again = msgspec.structs.replace(
                 message, routing_key=spec.name, headers=headers, returns=0
             )
@@ -322,9 +324,16 @@ class MemoryBus:
     # -- publishing -----------------------------------------------------------------------------
 
     async def publish(
-        self, msg: BusMessage, *, routing_key: str | None = None, exchange: str | None = None
+        self,
+        msg: BusMessage,
+        *,
+        routing_key: str | None = None,
+        exchange: str | None = None,
+        repeat: bool = False,
+        confirm_within_s: float | None = None,
     ) -> None:
-        self._publish(msg, routing_key=routing_key, exchange=exchange, reply_to=None)
+        # A publish here is confirmed the moment it is routed: no bound to apply.
+        self._publish(msg, routing_key=routing_key, exchange=exchange, reply_to=None, repeat=repeat)
 
     def _publish(
         self,
@@ -333,12 +342,13 @@ class MemoryBus:
         routing_key: str | None,
         exchange: str | None,
         reply_to: str | None,
+        repeat: bool,
     ) -> None:
         exchange = exchange_for(msg) if exchange is None else exchange
         message = _Message(
             body=encode(msg),
             routing_key=msg.routing_key() if routing_key is None else routing_key,
-            headers={},
+            headers=dl.publish_headers(repeat) or {},
             message_id=msg.id,
             correlation_id=msg.correlation_id,
             reply_to=reply_to,
@@ -362,11 +372,17 @@ class MemoryBus:
         timeout: float,  # noqa: ASYNC109 - the deadline of the reply only, as the protocol says
         routing_key: str | None = None,
         exchange: str | None = None,
+        repeat: bool = False,
+        confirm_within_s: float | None = None,
     ) -> bytes | None:
         async def send() -> None:
             self.broker.replies[self._reply_address] = self
             self._publish(
-                msg, routing_key=routing_key, exchange=exchange, reply_to=self._reply_address
+                msg,
+                routing_key=routing_key,
+                exchange=exchange,
+                reply_to=self._reply_address,
+                repeat=repeat,
             )
 
         return await self._pending.wait(msg, send, timeout_s=timeout)

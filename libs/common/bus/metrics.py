@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PUBLISHES = Counter(
     "wxkf_bus_publishes_total",
@@ -23,6 +23,16 @@ DELIVERIES = Counter(
     ["queue", "outcome"],
 )
 RECONNECTS = Counter("wxkf_bus_reconnects_total", "Connections to the broker re-established.")
+BLOCKED = Gauge(
+    "wxkf_bus_connection_blocked",
+    "1 while the broker blocks this connection's publishes (a memory or disk alarm).",
+    ["connection"],
+)
+BLOCKINGS = Counter(
+    "wxkf_bus_connection_blocks_total",
+    "Times the broker blocked a connection (connection.blocked), by connection.",
+    ["connection"],
+)
 CONSUMER_RESTORES = Counter(
     "wxkf_bus_consumer_restores_total",
     "Consumers found missing on a live channel and started again by the bus.",

@@ -7,6 +7,13 @@ Times are unix seconds (float) passed in by the caller, so tests and the simulat
 control them; TTLs are seconds. Bad arguments (a TTL that is not positive, an unknown grant
 kind, a rate that is not positive, an empty key) raise ``ValueError`` naming the argument,
 before anything is written.
+
+What the store remembers, it may forget: a Redis that restarts without its data, or a replica
+that Sentinel promotes before it caught up with its primary, has lost writes. Every
+:meth:`Store.claim` therefore also answers ``since``: when the store's present memory began
+(:class:`Recall` turns it into "has this store forgotten since I first used it?"). A
+consumer that deduplicates by a key the store holds treats a missing key as proof that a
+message is new only when the message cannot be older than that memory.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ __all__ = [
     "Grant",
     "GrantKind",
     "RateLimit",
+    "Recall",
     "Store",
     "StoreError",
     "WindowTake",
@@ -88,6 +96,39 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     """The window's answer: the slot taken, or why there is none (a window was asked for)."""
     wait_s: float = 0.0
     """The bucket has no token for this many seconds."""
+    since: float = 0.0
+    """Unix seconds (the store's own clock) when the store's present memory began."""
+    flagged: bool = False
+    """The key named by ``flag`` existed, read in the same atomic step."""
+
+
+class Recall:
+    """One process's view of whether the store has forgotten since the process first used it.
+
+    The first ``since`` a claim answers is the memory this process started with; a later
+    one that differs means the store lost what it held (restarted without its data, or
+    failed over to a replica that had not caught up). A process started after such a loss
+    cannot know of it: this is a second line of defence, not a first.
+    """
+
+    __slots__ = ("first", "lost_at")
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.lost_at: float | None = None
+        """When the store's memory last began anew, once this process has seen it happen."""
+
+    def heard(self, claim: Claim) -> None:
+        if self.first is None:
+            self.first = claim.since
+        elif claim.since != self.first and claim.since != self.lost_at:
+            self.lost_at = claim.since
+
+    def forgotten(self, claim: Claim, born: float) -> bool:
+        """Whether the store may have forgotten something of an item born at ``born`` (unix
+        seconds): it lost its memory, as this process saw, after the item was born."""
+        self.heard(claim)
+        return self.lost_at is not None and born < self.lost_at
 
 
 class Store(Protocol):
@@ -170,6 +211,7 @@ class Store(Protocol):
         now: float | None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
+        flag: str | None = None,
     ) -> Claim:
         """All or nothing, atomically: write ``mark`` unless its key exists, take a slot of
         the reply window ``window`` (as :meth:`window_take` at ``now``, which it then needs),
@@ -177,8 +219,25 @@ class Store(Protocol):
 
         When one of them cannot be had, nothing is written or taken and the first obstacle
         is answered, in this order: the mark's key exists (``known``), the window has no
-        slot (``window`` with its reason), the bucket has no token yet (``wait_s``).
+        slot (``window`` with its reason), the bucket has no token yet (``wait_s``). Either
+        way the answer says whether the key ``flag`` exists and when the store's memory
+        began (``since``).
         """
+        ...
+
+    # -- streams: durable lists, oldest first ------------------------------------------------------
+    async def stream_append(self, stream: str, value: bytes, *, flag: str, limit: int) -> bool:
+        """Add ``value`` at the end of ``stream`` and set the key ``flag`` (no TTL), unless the
+        stream already holds ``limit`` entries: then False, and nothing written."""
+        ...
+
+    async def stream_head(self, stream: str, *, count: int) -> list[tuple[str, bytes]]:
+        """The oldest ``count`` entries of ``stream``, as ``(entry id, value)``."""
+        ...
+
+    async def stream_remove(self, stream: str, ids: Sequence[str], *, flag: str) -> int:
+        """Remove these entries; when none is left, delete ``flag`` in the same step. How
+        many entries remain."""
         ...
 
     async def ping(self) -> None:

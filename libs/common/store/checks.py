@@ -93,6 +93,12 @@ def rate_limit(r: RateLimit) -> RateLimit:
     return r
 
 
+def limit(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"a count or limit must be an integer >= 1, got {n!r}")
+    return n
+
+
 def claim_now(window: str | None, when: float | None) -> float:
     """The window's "now" for a claim: required with a window, ignored without one."""
     if window is None:

@@ -7,6 +7,7 @@ default); window and rate-limit decisions follow the ``now`` the caller passes, 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,8 +52,15 @@ class _Bucket:
     ts: float
 
 
-_Value = bytes | _Window | _Bucket
-V = TypeVar("V", bytes, _Window, _Bucket)
+@dataclass(slots=True)
+class _Stream:
+    entries: dict[str, bytes] = field(default_factory=dict)
+    """Entry id → value, oldest first (a dict keeps the order of insertion)."""
+    last: int = 0
+
+
+_Value = bytes | _Window | _Bucket | _Stream
+V = TypeVar("V", bytes, _Window, _Bucket, _Stream)
 
 
 @dataclass(slots=True)
@@ -68,6 +76,8 @@ class _Space:
         self.clock = clock
         self.entries: dict[str, _Entry] = {}
         self.writes = 0
+        self.since = time.time()
+        """This memory began with the process; it is never lost without the process."""
 
 
 class MemoryStore:
@@ -267,6 +277,7 @@ class MemoryStore:
         now: float | None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
+        flag: str | None = None,
     ) -> Claim:
         # Every argument and every key's kind is checked before the first write, as the
         # Lua script reads everything before it writes.
@@ -277,15 +288,17 @@ class MemoryStore:
         r = None if rate is None else checks.rate_limit(rate)
         rate_key = None if r is None else self._k(r.key)
         extra = [(self._k(w.key), checks.write(w)) for w in also]
+        flagged = flag is not None and self._live(self._k(flag)) is not None
+        since = self._space.since
 
         known = self._typed(mark_key, bytes)
         if known is not None:
-            return Claim(ok=False, known=known)
+            return Claim(ok=False, known=known, since=since, flagged=flagged)
         slot = None
         if window_key is not None:
             found = _slot(self._typed(window_key, _Window), at)
             if isinstance(found, WindowTake):
-                return Claim(ok=False, window=found)
+                return Claim(ok=False, window=found, since=since, flagged=flagged)
             slot = found
         bucket = None
         if r is not None and rate_key is not None:
@@ -294,7 +307,7 @@ class MemoryStore:
             if bucket is not None and r.now > bucket.ts:
                 tokens = min(float(r.burst), tokens + (r.now - bucket.ts) * r.rate)
             if tokens < 1:
-                return Claim(ok=False, wait_s=(1 - tokens) / r.rate)
+                return Claim(ok=False, wait_s=(1 - tokens) / r.rate, since=since, flagged=flagged)
 
         self._put(mark_key, m.value, m.ttl_s)
         taken = None
@@ -311,7 +324,44 @@ class MemoryStore:
             self._expire(rate_key, r.burst / r.rate + 1.0)
         for full, w in extra:
             self._put(full, w.value, w.ttl_s)
-        return Claim(ok=True, window=taken)
+        return Claim(ok=True, window=taken, since=since, flagged=flagged)
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    async def stream_append(self, stream: str, value: bytes, *, flag: str, limit: int) -> bool:
+        full, data, flag_key = self._k(stream), checks.value(value), self._k(flag)
+        checks.limit(limit)
+        found = self._typed(full, _Stream)
+        if found is not None and len(found.entries) >= limit:
+            return False
+        if found is None:
+            found = _Stream()
+            self._put(full, found, None)
+        found.last += 1
+        found.entries[f"{found.last}-0"] = data
+        self._put(flag_key, b"1", None)
+        return True
+
+    async def stream_head(self, stream: str, *, count: int) -> list[tuple[str, bytes]]:
+        checks.limit(count)
+        found = self._typed(self._k(stream), _Stream)
+        if found is None:
+            return []
+        return list(itertools.islice(found.entries.items(), count))
+
+    async def stream_remove(self, stream: str, ids: Sequence[str], *, flag: str) -> int:
+        full, flag_key = self._k(stream), self._k(flag)
+        found = self._typed(full, _Stream)
+        left = 0
+        if found is not None:
+            for entry in ids:
+                found.entries.pop(checks.text("entry id", entry), None)
+            left = len(found.entries)
+            if not left:
+                self._space.entries.pop(full, None)
+        if not left:
+            self._space.entries.pop(flag_key, None)
+        return left
 
     async def ping(self) -> None:
         return None

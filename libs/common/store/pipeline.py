@@ -45,10 +45,13 @@ class _Call:
 class Batches:
     """Runs calls of ``batch.lua`` gathered per loop turn (see the module docstring)."""
 
-    def __init__(self, client: aioredis.Redis, script: AsyncScript, *, where: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, script: AsyncScript, *, where: str, memory_key: str
+    ) -> None:
         self._r = client
         self._script = script
         self._where = where
+        self._memory_key = memory_key
         self._waiting: list[_Call] = []
         self._running: set[asyncio.Task[None]] = set()
 
@@ -86,7 +89,7 @@ class Batches:
             # The script object loads the script itself when the server does not know it
             # (first use, or restarted or flushed since): that run did not happen, so it is
             # made once more.
-            reply = await self._script(args=[calls, values], client=self._r)
+            reply = await self._script(args=[calls, values, self._memory_key], client=self._r)
             answers = _answers.decode(reply[0])
             if len(answers) != len(batch):
                 raise msgspec.ValidationError(f"{len(answers)} answers to {len(batch)} calls")

@@ -51,7 +51,12 @@ _SCRIPTS = (
     "window_close",
     "rate_acquire",
     "batch",
+    "stream_append",
+    "stream_remove",
 )
+
+MEMORY_KEY = "store:memory"
+"""Under the prefix: when this Redis's present memory began (see ``lua/batch.lua``)."""
 
 
 def _script(name: str) -> str:
@@ -100,7 +105,9 @@ class RedisStore:
         self._prefix = prefix
         self._where = where
         self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
-        self._batched = Batches(client, self._scripts["batch"], where=where)
+        self._batched = Batches(
+            client, self._scripts["batch"], where=where, memory_key=prefix + MEMORY_KEY
+        )
 
     @classmethod
     async def connect(
@@ -269,6 +276,7 @@ class RedisStore:
         now: float | None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
+        flag: str | None = None,
     ) -> Claim:
         m = checks.write(mark)
         at = checks.claim_now(window, now)
@@ -278,6 +286,7 @@ class RedisStore:
             spec += (self._k(r.key), float(r.rate), r.burst, float(r.now))
         else:
             spec += ("", 0.0, 0, 0.0)
+        spec.append("" if flag is None else self._k(flag))
         spec += (self._k(m.key), len(m.value), _ttl_ms(m))
         values = [m.value]
         for write in also:
@@ -285,17 +294,46 @@ class RedisStore:
             spec += (self._k(w.key), len(w.value), _ttl_ms(w))
             values.append(w.value)
         answer = await self._batched.call("claim", spec, values)
-        word = answer[0]
+        word, since, flagged = answer[0], float(answer[3]), bool(answer[4])
         if word == "known":
-            return Claim(ok=False, known=answer[1])
+            return Claim(ok=False, known=answer[1], since=since, flagged=flagged)
         if word == "window":
-            return Claim(ok=False, window=_refusal(answer[1]))
+            return Claim(ok=False, window=_refusal(answer[1]), since=since, flagged=flagged)
         if word == "wait":
-            return Claim(ok=False, wait_s=float(answer[1]))
+            return Claim(ok=False, wait_s=float(answer[1]), since=since, flagged=flagged)
         if window is None:
-            return Claim(ok=True)
+            return Claim(ok=True, since=since, flagged=flagged)
         taken = WindowTake(ok=True, kind=checks.kind(answer[1]), remaining=int(answer[2]))
-        return Claim(ok=True, window=taken)
+        return Claim(ok=True, window=taken, since=since, flagged=flagged)
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    async def stream_append(self, stream: str, value: bytes, *, flag: str, limit: int) -> bool:
+        full, data, flag_key = self._k(stream), checks.value(value), self._k(flag)
+        with self._errors("stream_append"):
+            added = await self._scripts["stream_append"](
+                keys=[full, flag_key], args=[data, checks.limit(limit)]
+            )
+        return bool(added)
+
+    async def stream_head(self, stream: str, *, count: int) -> list[tuple[str, bytes]]:
+        full = self._k(stream)
+        with self._errors("stream_head"):
+            found = await self._r.xrange(full, count=checks.limit(count))
+        head: list[tuple[str, bytes]] = []
+        for entry, fields in found or ():
+            value = (fields or {}).get(b"v")
+            if entry is None or not isinstance(value, bytes):
+                raise StoreError(f"redis stream_head on {self._where}: {stream} is not ours")
+            head.append((_text(entry), value))
+        return head
+
+    async def stream_remove(self, stream: str, ids: Sequence[str], *, flag: str) -> int:
+        full, flag_key = self._k(stream), self._k(flag)
+        entries = [checks.text("entry id", entry) for entry in ids]
+        with self._errors("stream_remove"):
+            left = await self._scripts["stream_remove"](keys=[full, flag_key], args=entries)
+        return int(left)
 
     async def ping(self) -> None:
         with self._errors("ping"):
@@ -335,6 +373,10 @@ def _refusal(reason: str) -> WindowTake:
     if reason == "quota_exhausted":
         return WindowTake(ok=False, reason="quota_exhausted")
     return WindowTake(ok=False, reason="window_expired")
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def _ttl_ms(w: Write) -> int:

@@ -290,3 +290,58 @@ async def test_publishes_from_a_handler_are_confirmed_and_a_later_failure_retrie
     assert sorted(forwarded.contents()) == ["job/1", "job/2"]
     await bus.stop_consuming()
     assert await bus.dead_letters(work.name) == []
+
+
+async def test_a_copy_says_whether_it_may_repeat_one_handled_before(
+    harness: Harness, ns: str
+) -> None:
+    bus = await harness.bus()
+    spec = work_spec(ns, max_attempts=4)
+
+    async def behave(msg: AnyMessage, delivery: Delivery) -> None:
+        assert isinstance(msg, TextReceived)
+        if msg.content == "clean" and delivery.attempt < 3:
+            raise Retry("nothing done yet", nothing_done=True)
+        if msg.content == "dirty" and delivery.attempt < 2:
+            raise Retry("half done")
+
+    recorder = Recorder(behave)
+    await bus.consume(spec, recorder)
+    await bus.publish(text("new"), routing_key=f"{ns}.msg.text")
+    await bus.publish(text("again"), routing_key=f"{ns}.msg.text", repeat=True)
+    await bus.publish(text("clean"), routing_key=f"{ns}.msg.text")
+    await bus.publish(text("dirty"), routing_key=f"{ns}.msg.text")
+    seen = await recorder.wait_for(7)
+    await bus.stop_consuming()
+    fresh = sorted((s.msg.content, s.delivery.attempt, s.delivery.fresh) for s in seen)
+    assert fresh == [
+        ("again", 1, False),
+        ("clean", 1, True),
+        ("clean", 2, True),
+        ("clean", 3, True),
+        ("dirty", 1, True),
+        ("dirty", 2, False),
+        ("new", 1, True),
+    ]
+
+
+async def test_a_retry_leaves_a_note_for_the_next_attempt_only(harness: Harness, ns: str) -> None:
+    bus = await harness.bus()
+    spec = work_spec(ns, max_attempts=4)
+
+    async def behave(msg: AnyMessage, delivery: Delivery) -> None:
+        if delivery.attempt == 1:
+            raise Retry("claimed, then lost the answer", nothing_done=True, note="owner-1")
+        if delivery.attempt == 2:
+            raise Retry("again, saying nothing")
+
+    recorder = Recorder(behave)
+    await bus.consume(spec, recorder)
+    await bus.publish(text("noted"), routing_key=f"{ns}.msg.text")
+    seen = await recorder.wait_for(3)
+    await bus.stop_consuming()
+    assert [(s.delivery.attempt, s.delivery.note) for s in seen] == [
+        (1, None),
+        (2, "owner-1"),
+        (3, None),
+    ]

@@ -100,7 +100,7 @@ async def test_a_retry_while_the_first_attempt_waits_gets_the_same_answer(
 async def test_wechat_retrying_a_slow_answer_gets_one_event_and_the_answer(
     backend: Backend,
 ) -> None:
-    conf = settings(backend, decision_budget_ms=4000)
+    conf = settings(backend, decision_budget_ms=3000)
     bus = await backend.bus()
     tap = await Tap(backend, bus).start()
     router = await Responder(bus, decide=lambda msg: True).start()

@@ -157,7 +157,7 @@ async def test_a_script_the_server_does_not_know_is_loaded_and_run(
     client = aioredis.Redis.from_url(redis_url)
     # batch.lua as no server has seen it: its first run meets NOSCRIPT.
     script = client.register_script(_script("batch") + f"\n-- {uuid.uuid4().hex}\n")
-    batched = Batches(client, script, where="test")
+    batched = Batches(client, script, where="test", memory_key="wxkf:test:store:memory")
     try:
         async with asyncio.timeout(HANG_GUARD_S):
             answers = await asyncio.gather(

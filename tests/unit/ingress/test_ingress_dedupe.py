@@ -8,11 +8,13 @@ from collections.abc import Callable, Sequence
 import pytest
 from prometheus_client import REGISTRY
 
-from libs.common.store import Claim, RateLimit, StoreError, Write
+from libs.common.bus import BusError, PublishError
+from libs.common.store import Claim, RateLimit, Recall, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from services.ingress import dedupe
+from services.ingress import spool as spool_module
 from services.ingress.dedupe import Done, settle
-from services.ingress.errors import StillPending, StoreUnavailable
+from services.ingress.errors import SpoolFull, StillPending, StoreUnavailable
 from tests.support.slow_store import SlowDoneStore
 
 KEY = dedupe.key_for("event-1")
@@ -21,16 +23,21 @@ TRANSFER = Done(transfer=True)
 
 def _settle(
     store: MemoryStore,
-    work: dedupe.Work,
+    work: Worker,
     *,
     wait_s: float = 5.0,
     recorder: dedupe.Recorder | None = None,
+    spool: Spool | None = None,
+    recall: Recall | None = None,
+    born: float = 1_000.0,
 ) -> asyncio.Future[dedupe.Settled]:
     return asyncio.ensure_future(
         settle(
             store,
-            KEY,
+            dedupe.Push(key=KEY, born=born),
             work,
+            spool,
+            recall=Recall() if recall is None else recall,
             pending_ttl_s=30.0,
             done_ttl_s=600.0,
             wait_s=wait_s,
@@ -45,18 +52,37 @@ class Worker:
     def __init__(self, answer: Done = TRANSFER) -> None:
         self.answer = answer
         self.calls = 0
+        self.repeats: list[bool] = []
         self.started = asyncio.Event()
         self.release = asyncio.Event()
         self.release.set()
         self.fail: BaseException | None = None
 
-    async def __call__(self) -> Done:
+    async def __call__(self, repeat: bool) -> Done:
         self.calls += 1
+        self.repeats.append(repeat)
         self.started.set()
         await self.release.wait()
         if self.fail is not None:
             raise self.fail
         return self.answer
+
+
+class Spool:
+    """Takes what the broker did not; can be full or down."""
+
+    def __init__(self, *, full: bool = False, down: bool = False) -> None:
+        self.kept: list[bool] = []
+        self.full = full
+        self.down = down
+
+    async def __call__(self, repeat: bool) -> bool:
+        if self.down:
+            raise StoreError("spool: connection refused")
+        if self.full:
+            return False
+        self.kept.append(repeat)
+        return True
 
 
 @pytest.fixture
@@ -92,8 +118,8 @@ async def test_a_retry_after_done_gets_the_same_answer_without_publishing(
 
 async def test_a_failed_publish_releases_the_key_for_the_next_attempt(store: MemoryStore) -> None:
     failing = Worker()
-    failing.fail = RuntimeError("broker said no")
-    with pytest.raises(RuntimeError):
+    failing.fail = PublishError("broker said no")
+    with pytest.raises(PublishError):
         await _settle(store, failing)
     assert await store.get(KEY) is None
     work = Worker()
@@ -187,9 +213,10 @@ class BrokenStore(MemoryStore):
         now: float | None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
+        flag: str | None = None,
     ) -> Claim:
         self._check("claim")
-        return await super().claim(mark, window=window, now=now, rate=rate, also=also)
+        return await super().claim(mark, window=window, now=now, rate=rate, also=also, flag=flag)
 
     async def set_many(self, writes: Sequence[Write]) -> None:
         self._check("set_many")
@@ -200,11 +227,72 @@ class BrokenStore(MemoryStore):
         return await super().delete_if_equals(key, value)
 
 
-async def test_store_down_before_publishing_is_unavailable() -> None:
+async def test_with_the_store_down_the_event_is_published_without_a_claim() -> None:
+    work = Worker(Done(transfer=True))
+    settled = await _settle(BrokenStore("claim"), work, spool=Spool())
+    assert settled.path == "unclaimed"
+    assert settled.answer == Done(transfer=True)
+    assert work.repeats == [False]
+
+
+async def test_with_the_store_and_the_broker_down_the_push_is_not_settled() -> None:
     work = Worker()
-    with pytest.raises(StoreUnavailable):
-        await _settle(BrokenStore("claim"), work)
-    assert work.calls == 0
+    work.fail = PublishError("broker down")
+    spool = Spool()
+    with pytest.raises(PublishError):
+        await _settle(BrokenStore("claim"), work, spool=spool)
+    assert spool.kept == []
+
+
+async def test_an_event_the_broker_did_not_confirm_is_kept_in_the_spool(
+    store: MemoryStore,
+) -> None:
+    work = Worker()
+    work.fail = PublishError("not confirmed within 1.5s")
+    spool = Spool()
+    recorder = dedupe.Recorder()
+    settled = await _settle(store, work, spool=spool, recorder=recorder)
+    assert settled.path == "spooled"
+    assert settled.answer == Done(transfer=False, decided=False, spooled=True)
+    # The copy that timed out may reach the bus yet: the spooled one may repeat it.
+    assert spool.kept == [True]
+    await recorder.drain()
+    retry = Worker()
+    again = await _settle(store, retry, spool=spool)
+    assert (again.path, again.answer.spooled, retry.calls) == ("duplicate", True, 0)
+
+
+async def test_while_the_spool_holds_events_a_new_one_joins_it_unpublished(
+    store: MemoryStore,
+) -> None:
+    await store.stream_append(spool_module.STREAM, b"{}", flag=spool_module.FLAG, limit=10)
+    work, spool = Worker(), Spool()
+    settled = await _settle(store, work, spool=spool)
+    assert settled.path == "spooled"
+    assert (work.calls, spool.kept) == (0, [False])
+
+
+@pytest.mark.parametrize(
+    ("spool", "error"), [(Spool(full=True), SpoolFull), (Spool(down=True), BusError)]
+)
+async def test_an_event_neither_the_broker_nor_the_spool_took_releases_its_key(
+    store: MemoryStore, spool: Spool, error: type[Exception]
+) -> None:
+    work = Worker()
+    work.fail = PublishError("broker down")
+    with pytest.raises(error):
+        await _settle(store, work, spool=spool)
+    assert await store.get(KEY) is None
+
+
+async def test_a_push_older_than_the_stores_memory_is_published_as_a_possible_repeat(
+    store: MemoryStore,
+) -> None:
+    recall = Recall()
+    recall.heard(Claim(ok=True, since=store._space.since - 100))  # the memory it began with
+    work = Worker(Done(transfer=False))
+    await _settle(store, work, recall=recall, born=store._space.since - 1)
+    assert work.repeats == [True]
 
 
 async def test_store_down_after_the_confirm_still_answers() -> None:
@@ -223,8 +311,8 @@ async def test_store_down_after_the_confirm_still_answers() -> None:
 async def test_release_failure_keeps_the_publish_error() -> None:
     store = BrokenStore("delete_if_equals")
     work = Worker()
-    work.fail = RuntimeError("nacked")
-    with pytest.raises(RuntimeError):
+    work.fail = PublishError("nacked")
+    with pytest.raises(PublishError):
         await _settle(store, work)
 
 

@@ -29,6 +29,7 @@ from libs.common.wechat.signature import sign
 from services.ingress.app import create_app
 from services.ingress.dedupe import key_for
 from services.ingress.settings import IngressSettings
+from services.ingress.spool import STREAM
 from tests.support.slow_store import SlowDoneStore
 from tests.support.waiting import eventually
 
@@ -348,10 +349,10 @@ async def test_verification_echoes_exactly(plain: Env) -> None:
 # --- failures of the bus and the store: 503, never success, nothing lost ------------------------
 
 
-async def test_publish_failure_answers_503_and_the_retry_publishes() -> None:
+async def test_publish_failure_without_a_spool_answers_503_and_the_retry_publishes() -> None:
     store = MemoryStore(prefix="unit:")
     broken = MemoryBus.fresh()
-    async with start(conf(), store=store, bus=broken) as env:
+    async with start(conf(spool_limit=0), store=store, bus=broken) as env:
         query, body = env.build(text())
         await broken.close()  # every publish now fails, as with a broker that is gone
         failures = REGISTRY.get_sample_value("wxkf_ingress_publish_failures_total") or 0.0
@@ -376,6 +377,7 @@ class DownStore(MemoryStore):
         now: float | None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
+        flag: str | None = None,
     ) -> Claim:
         raise StoreError("connection refused")
 
@@ -383,12 +385,38 @@ class DownStore(MemoryStore):
         raise StoreError("connection refused")
 
 
-async def test_store_down_answers_503_and_publishes_nothing() -> None:
+async def test_an_event_the_broker_does_not_take_is_spooled_and_relayed_once_it_can() -> None:
+    store = MemoryStore(prefix=f"unit-{uuid.uuid4().hex}:")
+    broken = MemoryBus.fresh()
+    async with start(conf(), store=store, bus=broken) as env:
+        query, body = env.build(text())
+        await broken.close()  # every publish now fails, as with a broker that is gone
+        spooled = REGISTRY.get_sample_value("wxkf_ingress_spooled_total") or 0.0
+        assert await env.post(query, body) == (200, replies.SUCCESS)
+        assert REGISTRY.get_sample_value("wxkf_ingress_spooled_total") == spooled + 1
+        # A retry finds it settled: the same answer, nothing kept twice.
+        assert await env.post(query, body) == (200, replies.SUCCESS)
+        assert REGISTRY.get_sample_value("wxkf_ingress_spooled_total") == spooled + 1
+    # Another ingress whose broker works relays what the spool kept, and empties it.
+    async with start(conf(), store=store) as env:
+        await eventually(env.published, lambda n: n == 1, what="the spooled event relayed")
+        assert await store.stream_head(STREAM, count=10) == []
+        assert env.published() == 1
+
+
+async def test_with_the_store_down_a_push_is_published_without_dedupe() -> None:
     async with start(conf(), store=DownStore(prefix="down:")) as env:
         query, body = env.build(text())
-        status, answer = await env.post(query, body)
-        assert (status, answer) == (503, b"store_unavailable")
-        assert env.published() == 0
+        assert await env.post(query, body) == (200, replies.SUCCESS)
+        assert env.published() == 1
+
+
+async def test_with_the_store_and_the_broker_down_a_push_gets_503() -> None:
+    broken = MemoryBus.fresh()
+    async with start(conf(), store=DownStore(prefix="down:"), bus=broken) as env:
+        query, body = env.build(text())
+        await broken.close()
+        assert await env.post(query, body) == (503, b"unconfirmed")
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -434,15 +462,34 @@ async def test_health_and_readiness(safe: Env) -> None:
     assert "wxkf_ingress_pushes_total" in metrics
 
 
-async def test_readiness_fails_when_the_store_is_down() -> None:
-    class Unreachable(MemoryStore):
-        async def ping(self) -> None:
-            raise StoreError("connection refused")
+class Unreachable(MemoryStore):
+    async def ping(self) -> None:
+        raise StoreError("connection refused")
 
+
+async def test_ready_with_the_store_down_while_the_bus_answers() -> None:
     async with start(conf(), store=Unreachable(prefix=uuid.uuid4().hex)) as env:
         resp = await env.client.get("/readyz")
+        assert resp.status == 200
+        assert (await resp.json())["degraded"] == {"store": "StoreError"}
+
+
+async def test_not_ready_when_neither_the_bus_nor_the_store_answers() -> None:
+    broken = MemoryBus.fresh()
+    async with start(conf(), store=Unreachable(prefix=uuid.uuid4().hex), bus=broken) as env:
+        await broken.close()
+        resp = await env.client.get("/readyz")
         assert resp.status == 503
-        assert (await resp.json())["check"] == "store"
+        assert (await resp.json())["check"] == "bus"
+
+
+async def test_without_a_spool_the_bus_must_answer_to_be_ready() -> None:
+    broken = MemoryBus.fresh()
+    async with start(conf(spool_limit=0), bus=broken) as env:
+        await broken.close()
+        resp = await env.client.get("/readyz")
+        assert resp.status == 503
+        assert (await resp.json())["check"] == "bus"
 
 
 async def test_replay_window_off_accepts_an_old_push() -> None:

@@ -69,6 +69,11 @@ def test_token_from_file(tmp_path: Path) -> None:
         ({"WXKF_DEDUPE_PENDING_TTL_S": "1"}, "WXKF_DEDUPE_PENDING_TTL_S"),
         ({"WXKF_AES_KEY": "too-short"}, "WXKF_AES_KEY"),
         ({"WXKF_MAX_IN_FLIGHT": "0"}, "WXKF_MAX_IN_FLIGHT"),
+        ({"WXKF_PUBLISH_CONFIRM_MS": "0"}, "WXKF_PUBLISH_CONFIRM_MS"),
+        ({"WXKF_PUBLISH_CONFIRM_MS": "3000"}, "WXKF_PUBLISH_CONFIRM_MS"),
+        ({"WXKF_PUBLISH_CONFIRM_MS": "soon"}, "WXKF_PUBLISH_CONFIRM_MS"),
+        ({"WXKF_SPOOL_LIMIT": "-1"}, "WXKF_SPOOL_LIMIT"),
+        ({"WXKF_SPOOL_LIMIT": "lots"}, "WXKF_SPOOL_LIMIT"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str | None], names: str) -> None:

@@ -17,7 +17,7 @@ from libs.common.bus.delivery import Delivery as BusDelivery
 from libs.common.bus.memory import MemoryBus
 from libs.common.bus.outcomes import BusError
 from libs.common.schemas import AnyMessage, SendCommand, SendText, decode_reply
-from libs.common.store import Store, StoreError
+from libs.common.store import Claim, Store, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from libs.common.topology import COMMANDS, QueueSpec
 from services.router import plans, sessions
@@ -67,12 +67,14 @@ class Answers:
         self.bodies.append(body)
 
 
-def delivery(answers: Answers, *, reply_to: str | None = "reply.1") -> Delivery:
+def delivery(
+    answers: Answers, *, reply_to: str | None = "reply.1", redelivered: bool = False
+) -> Delivery:
     return BusDelivery(
         attempt=1,
         max_attempts=5,
         reply_to=reply_to,
-        redelivered=False,
+        redelivered=redelivered,
         headers={},
         message_id="m1",
         correlation_id="c1",
@@ -81,10 +83,14 @@ def delivery(answers: Answers, *, reply_to: str | None = "reply.1") -> Delivery:
 
 
 class Harness:
-    def __init__(self, router: Router, store: FlakyStore, sent: list[SendCommand]) -> None:
+    def __init__(
+        self, router: Router, store: FlakyStore, sent: list[SendCommand], fresh: list[bool]
+    ) -> None:
         self.router = router
         self.store = store
         self.sent = sent
+        self.fresh = fresh
+        """Whether each command in ``sent`` reached the sender as fresh (not a repeat)."""
 
 
 @pytest.fixture
@@ -96,10 +102,12 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     url = f"memory://router-unit-{uuid.uuid4().hex}"
     store = FlakyStore(MemoryStore.shared(url, prefix="t:"))
     sent: list[SendCommand] = []
+    fresh: list[bool] = []
 
-    async def collect(msg: AnyMessage, _: Delivery) -> None:
+    async def collect(msg: AnyMessage, got: Delivery) -> None:
         assert isinstance(msg, SendCommand)
         sent.append(msg)
+        fresh.append(got.fresh)
 
     await bus.consume(
         QueueSpec(name="t.commands", exchange=COMMANDS, bindings=("send.#",)), collect
@@ -113,7 +121,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         plan_ttl_s=60,
     )
     try:
-        yield Harness(router, store, sent)
+        yield Harness(router, store, sent, fresh)
     finally:
         await bus.close()
         MemoryStore.forget(url)
@@ -168,7 +176,9 @@ async def test_a_command_on_the_events_queue_is_rejected(harness: Harness) -> No
         await handle_event(harness.router, stray, delivery(Answers()))
 
 
-async def test_store_failure_after_the_answer_is_a_retry(harness: Harness) -> None:
+async def test_a_plan_carried_out_whose_done_mark_is_lost_is_not_carried_out_again(
+    harness: Harness,
+) -> None:
     event = text("hi")
     answers = Answers()
     original_set = harness.store.inner.set
@@ -180,19 +190,37 @@ async def test_store_failure_after_the_answer_is_a_retry(harness: Harness) -> No
         await original_set(key, value, **kwargs)
 
     harness.store.inner.set = failing_set  # type: ignore[method-assign]
-    with pytest.raises(Retry, match="StoreError"):
-        await handle_event(harness.router, event, delivery(answers))
+    before = counter("wxkf_router_plans_not_marked_done_total")
+    await handle_event(harness.router, event, delivery(answers))  # acked: nothing to redo
+    assert counter("wxkf_router_plans_not_marked_done_total") == before + 1
     assert len(answers.bodies) == 1
     harness.store.inner.set = original_set  # type: ignore[method-assign]
-    # The redelivery resumes the stored plan: same command id, published again for the
-    # sender to deduplicate, and the plan is then done.
-    await handle_event(harness.router, event, delivery(answers))
+    # Should the event come again, the unfinished plan is resumed: the same command id,
+    # published as a possible repeat for the sender to deduplicate; the plan is then done.
+    await handle_event(harness.router, event, delivery(answers, redelivered=True))
     assert decode_reply(answers.bodies[1]) == decode_reply(answers.bodies[0])
     cmds = await until(lambda: harness.sent, lambda s: len(s) == 2, what="two publishes")
     assert cmds[0].id == cmds[1].id
+    assert harness.fresh == [True, False]
     raw = await harness.store.get(plans.key(event.id))
     assert raw is not None
     assert plans.decode(raw).done
+
+
+@pytest.mark.parametrize(("redelivered", "fresh"), [(True, False), (False, True)])
+async def test_a_plan_the_store_may_have_forgotten_is_carried_out_as_possible_repeats(
+    harness: Harness, redelivered: bool, fresh: bool
+) -> None:
+    # This process first saw the store's memory begin long ago; it has begun anew since,
+    # after the event was made (WECHAT's CreateTime of the test events is in the past).
+    harness.router.recall.heard(Claim(ok=True, since=1.0))
+    forgotten = counter("wxkf_router_redelivered_events_total", {"outcome": "forgotten"})
+    await handle_event(harness.router, text("hi"), delivery(Answers(), redelivered=redelivered))
+    await until(lambda: harness.sent, lambda s: len(s) == 1, what="the command")
+    # Only a delivery that may repeat an earlier one can have lost its plan to the store.
+    assert harness.fresh == [fresh]
+    now = counter("wxkf_router_redelivered_events_total", {"outcome": "forgotten"})
+    assert now == forgotten + (0 if fresh else 1)
 
 
 async def test_an_unreadable_stored_plan_is_decided_again(harness: Harness) -> None:
@@ -223,13 +251,13 @@ async def test_a_plan_stored_by_another_delivery_first_wins(harness: Harness) ->
         ],
     )
     inner = harness.store.inner
-    original = inner.set_if_absent
+    original = inner.claim
 
-    async def racing(key: str, value: bytes, *, ttl_s: float) -> bool:
-        await original(key, plans.encode(other), ttl_s=ttl_s)
-        return await original(key, value, ttl_s=ttl_s)
+    async def racing(mark: Write, **kwargs: Any) -> Claim:
+        await original(Write(key=mark.key, value=plans.encode(other), ttl_s=mark.ttl_s))
+        return await original(mark, **kwargs)
 
-    inner.set_if_absent = racing  # type: ignore[method-assign]
+    inner.claim = racing  # type: ignore[method-assign]
     await handle_event(harness.router, event, delivery(Answers()))
     (cmd,) = await until(lambda: harness.sent, what="the command")
     assert isinstance(cmd, SendText)

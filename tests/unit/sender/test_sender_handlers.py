@@ -184,7 +184,9 @@ async def test_a_settled_command_takes_no_window_slot_and_no_rate_token(world: W
 async def test_a_command_in_flight_elsewhere_comes_back_later(world: World) -> None:
     sender = world.sender(inflight_stale_s=60)
     cmd = text()
-    await sender.store.claim(ledger.inflight(cmd.id, at=sender.wall() - 10, ttl_s=60))
+    await sender.store.claim(
+        ledger.inflight(cmd.id, at=sender.wall() - 10, ttl_s=60, owner="elsewhere")
+    )
     with pytest.raises(Retry) as info:
         await handlers.handle_command(sender, cmd, delivery())
     assert info.value.delay_s is not None
@@ -194,7 +196,9 @@ async def test_a_command_in_flight_elsewhere_comes_back_later(world: World) -> N
 async def test_an_abandoned_call_is_ambiguous_and_given_up_by_default(world: World) -> None:
     sender = world.sender(inflight_stale_s=5)
     cmd = text()
-    await sender.store.claim(ledger.inflight(cmd.id, at=sender.wall() - 60, ttl_s=60))
+    await sender.store.claim(
+        ledger.inflight(cmd.id, at=sender.wall() - 60, ttl_s=60, owner="elsewhere")
+    )
     await handlers.handle_command(sender, cmd, delivery(attempt=2))
     [fact] = await published(world.facts)
     assert isinstance(fact, Failed)
@@ -204,7 +208,9 @@ async def test_an_abandoned_call_is_ambiguous_and_given_up_by_default(world: Wor
 async def test_an_abandoned_call_is_tried_again_when_the_policy_says_so(world: World) -> None:
     sender = world.sender(inflight_stale_s=5, ambiguous_retry="text")
     cmd = text()
-    await sender.store.claim(ledger.inflight(cmd.id, at=sender.wall() - 60, ttl_s=60))
+    await sender.store.claim(
+        ledger.inflight(cmd.id, at=sender.wall() - 60, ttl_s=60, owner="elsewhere")
+    )
     with pytest.raises(Retry, match="ambiguous"):
         await handlers.handle_command(sender, cmd, delivery(attempt=2))
     assert await ledger.read(sender.store, cmd.id) is None  # the next try sends it

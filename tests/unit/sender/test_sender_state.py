@@ -99,7 +99,7 @@ async def test_a_garbled_hint_still_waits(store: MemoryStore) -> None:
 
 async def test_the_ledger_keeps_the_outcome_fact_verbatim(store: MemoryStore) -> None:
     assert await ledger.read(store, "cmd-1") is None
-    assert (await store.claim(ledger.inflight("cmd-1", at=10.0, ttl_s=60))).ok
+    assert (await store.claim(ledger.inflight("cmd-1", at=10.0, ttl_s=60, owner="elsewhere"))).ok
     entry = await ledger.read(store, "cmd-1")
     assert entry is not None
     assert (entry.state, entry.at) == ("inflight", 10.0)
@@ -114,8 +114,8 @@ async def test_the_ledger_keeps_the_outcome_fact_verbatim(store: MemoryStore) ->
 
 
 async def test_only_one_delivery_may_begin_a_call(store: MemoryStore) -> None:
-    assert (await store.claim(ledger.inflight("cmd-3", at=1.0, ttl_s=60))).ok
-    other = await store.claim(ledger.inflight("cmd-3", at=2.0, ttl_s=60))
+    assert (await store.claim(ledger.inflight("cmd-3", at=1.0, ttl_s=60, owner="elsewhere"))).ok
+    other = await store.claim(ledger.inflight("cmd-3", at=2.0, ttl_s=60, owner="elsewhere"))
     assert other.known is not None
     entry = ledger.parse("cmd-3", other.known)
     assert (entry.state, entry.at) == ("inflight", 1.0)

@@ -8,21 +8,51 @@
 -- nothing was written.
 --
 -- ARGV[1]: the calls, msgpack, each a list:
---   {'claim', window key, window now, bucket key, rate, burst, bucket now, then the mark
---    and each other write as: key, length, TTL ms}
+--   {'claim', window key, window now, bucket key, rate, burst, bucket now, flag key, then the
+--    mark and each other write as: key, length, TTL ms}
 --   {'set', then per write: key, length, TTL ms}
---   A TTL of 0 is none; a window or bucket key of '' is none.
+--   A TTL of 0 is none; a window, bucket or flag key of '' is none.
 -- ARGV[2]: the values of every call, call after call, end to end (binary-safe; each call's
 --   lengths say where its values are).
+-- ARGV[3]: the key that records when this server's memory began (see memory_began).
 -- Keys travel in the call list rather than in KEYS: one run serves the keys of many users,
 -- which only one Redis (or a primary that Sentinel names) can serve anyway, and declaring
 -- them would cost the client an argument each.
--- Returns {answers (msgpack), value...}: per claim {'ok', kind or '', remaining},
---   {'known', n} (the mark's key held the n-th value after the answers), {'window', reason},
---   {'wait', seconds} or {'err', message}; per set {'ok', count} or {'err', message}.
+-- Returns {answers (msgpack), value...}: per claim {'ok', kind or '', remaining, ...},
+--   {'known', n, 0, ...} (the mark's key held the n-th value after the answers),
+--   {'window', reason, 0, ...}, {'wait', seconds, 0, ...}, each ending with the time the
+--   server's memory began and whether the flag key exists; or {'err', message}. Per set
+--   {'ok', count} or {'err', message}.
 local calls = cmsgpack.unpack(ARGV[1])
 local blob, at = ARGV[2], 1
 local answers, held = {}, {}
+
+-- When this server's memory began: the record holds the replication id of the server that
+-- wrote it and the time. A server restarted (with or without its data) or promoted from
+-- replica has another replication id, and one that lost its data has no record: either way
+-- whatever was written before may be gone, and its memory begins now. Read once per run.
+local began
+local function memory_began()
+    if began then
+        return began
+    end
+    local info = redis.call('INFO', 'replication')
+    local replid = string.match(info, 'master_replid:(%w+)') or '?'
+    local record = redis.call('GET', ARGV[3])
+    if record then
+        local id, since = string.match(record, '^(%w+) (.+)$')
+        if id == replid and tonumber(since) then
+            began = tonumber(since)
+            return began
+        end
+    end
+    local t = redis.call('TIME')
+    -- Through its text, so that this run and every later one read the very same number.
+    local text = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
+    redis.call('SET', ARGV[3], replid .. ' ' .. text)
+    began = tonumber(text)
+    return began
+end
 
 -- The rate-limit buckets the claims of this run use, read once and written back once at the
 -- end (or before anything else writes their key), if a claim took a token: the run is
@@ -58,16 +88,18 @@ local function cut(c, first)
     return values
 end
 
-local function known(value)
+local function known(value, since, flagged)
     held[#held + 1] = value
-    return {'known', #held}
+    return {'known', #held, 0, since, flagged}
 end
 
 -- Everything is read before anything is written, so a key of another kind fails the call
 -- with nothing changed. The first obstacle answers: the mark's key exists, then the window,
 -- then the bucket.
 local function claim(c, values)
-    local window, bucket, mark, mark_ttl = c[2], c[4], c[8], c[10]
+    local window, bucket, flag, mark, mark_ttl = c[2], c[4], c[8], c[9], c[11]
+    local since = memory_began()
+    local flagged = flag ~= '' and redis.call('EXISTS', flag) == 1
 
     -- The window's rule is window_take.lua's.
     local best, best_until, best_count, refusal = nil, nil, 0, nil
@@ -122,12 +154,12 @@ local function claim(c, values)
     if refusal or wait then
         local value = redis.call('GET', mark)
         if value then
-            return known(value)
+            return known(value, since, flagged)
         end
         if refusal then
-            return {'window', refusal}
+            return {'window', refusal, 0, since, flagged}
         end
-        return {'wait', wait}
+        return {'wait', wait, 0, since, flagged}
     end
 
     -- The mark, unless its key exists: then its value answers and nothing is written (SET
@@ -140,7 +172,7 @@ local function claim(c, values)
         value = redis.call('SET', mark, values[1], 'PX', mark_ttl, 'NX', 'GET')
     end
     if value then
-        return known(value)
+        return known(value, since, flagged)
     end
     if best then
         redis.call('HSET', window, best .. ':count', best_count - 1)
@@ -149,11 +181,11 @@ local function claim(c, values)
         b.tokens, b.taken = b.tokens - 1, true
     end
     local v = 2
-    for i = 11, #c, 3 do
+    for i = 12, #c, 3 do
         set(c[i], values[v], c[i + 2])
         v = v + 1
     end
-    return {'ok', best or '', best and best_count - 1 or 0}
+    return {'ok', best or '', best and best_count - 1 or 0, since, flagged}
 end
 
 local function set_many(c, values)
@@ -168,7 +200,7 @@ end
 for n, c in ipairs(calls) do
     local ok, answer
     if c[1] == 'claim' then
-        ok, answer = pcall(claim, c, cut(c, 8))
+        ok, answer = pcall(claim, c, cut(c, 9))
     else
         ok, answer = pcall(set_many, c, cut(c, 2))
     end

@@ -13,6 +13,7 @@ import structlog
 from libs.common.bus import (
     ATTEMPT_HEADER,
     DEATH_REASON_HEADER,
+    REPEAT_HEADER,
     REQUEST_ID_HEADER,
     ROUTING_KEY_HEADER,
 )
@@ -149,7 +150,9 @@ def test_attempt_header_parsing_never_fails(headers: dict[str, Any] | None, atte
 
 
 def test_retry_headers_count_up_and_keep_the_first_key_but_drop_the_brokers() -> None:
-    first = dl.retry_headers({"x-death": [{}], "x-delivery-count": 1, "app": "v"}, "msg.text")
+    first = dl.retry_headers(
+        {"x-death": [{}], "x-delivery-count": 1, "app": "v"}, "msg.text", repeat=False
+    )
     assert first == {"app": "v", ROUTING_KEY_HEADER: "msg.text", ATTEMPT_HEADER: 2}
     second = dl.retry_headers(first, "q")  # travels under the queue's name from here on
     assert second[ROUTING_KEY_HEADER] == "msg.text"
@@ -158,9 +161,57 @@ def test_retry_headers_count_up_and_keep_the_first_key_but_drop_the_brokers() ->
 
 def test_dead_and_replay_headers() -> None:
     dead = dl.dead_headers({ATTEMPT_HEADER: 3}, "msg.text", "why")
-    assert dead == {ATTEMPT_HEADER: 3, ROUTING_KEY_HEADER: "msg.text", DEATH_REASON_HEADER: "why"}
+    assert dead == {
+        ATTEMPT_HEADER: 3,
+        ROUTING_KEY_HEADER: "msg.text",
+        DEATH_REASON_HEADER: "why",
+        REPEAT_HEADER: 1,
+    }
     again = dl.replay_headers(dead, "msg.text")
-    assert again == {ATTEMPT_HEADER: 1, ROUTING_KEY_HEADER: "msg.text"}
+    # A replayed dead letter may repeat work its last delivery did.
+    assert again == {ATTEMPT_HEADER: 1, ROUTING_KEY_HEADER: "msg.text", REPEAT_HEADER: 1}
+
+
+def test_a_retry_is_marked_a_possible_repeat_unless_told_it_left_nothing_done() -> None:
+    assert dl.retry_headers({}, "msg.text")[REPEAT_HEADER] == 1
+    assert REPEAT_HEADER not in dl.retry_headers({}, "msg.text", repeat=False)
+    # Once a possible repeat, always one: a clean retry of it does not wash the mark off.
+    assert dl.retry_headers({REPEAT_HEADER: 1}, "msg.text", repeat=False)[REPEAT_HEADER] == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "redelivered", "fresh"),
+    [
+        ({}, False, True),
+        ({}, True, False),
+        ({REPEAT_HEADER: 1}, False, False),
+        ({REPEAT_HEADER: b"1"}, False, False),
+        ({REPEAT_HEADER: 0}, False, True),
+    ],
+)
+def test_a_delivery_is_fresh_when_nothing_says_it_may_repeat_an_earlier_one(
+    headers: dict[str, Any], redelivered: bool, fresh: bool
+) -> None:
+    assert delivery(headers=headers, redelivered=redelivered).fresh is fresh
+
+
+@pytest.mark.parametrize(
+    ("raised", "redelivered", "repeat"),
+    [
+        (Retry("later", nothing_done=True), False, False),
+        (Retry("later", nothing_done=True), True, True),
+        (Retry("later"), False, True),
+        (RuntimeError("boom"), False, True),
+    ],
+)
+async def test_the_verdict_of_a_retry_says_whether_its_copy_may_repeat_work(
+    raised: Exception, redelivered: bool, repeat: bool
+) -> None:
+    async def handler(msg: AnyMessage, d: Any) -> None:
+        raise raised
+
+    verdict = await dl.handle(SPEC, handler, encode(MSG), delivery(redelivered=redelivered))
+    assert (verdict.outcome, verdict.repeat) == ("retry", repeat)
 
 
 def test_a_letter_the_broker_dead_lettered_is_described_from_x_death() -> None:
