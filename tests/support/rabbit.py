@@ -3,6 +3,7 @@ the connections of one vhost only (other people's tests share the broker)."""
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -11,7 +12,9 @@ import uuid
 from urllib.parse import quote
 
 HOST = "127.0.0.1"
-PORT = 5672
+PORT = int(os.environ.get("WXKF_TEST_AMQP_PORT", "5672"))
+"""The port ``make services`` checks too; ``rabbitmqctl`` finds another node by the
+``RABBITMQ_NODENAME`` it is given."""
 
 
 def rabbitmqctl(*args: str, attempts: int = 12) -> str:
