@@ -108,6 +108,9 @@ def _log_and_set(sig: signal.Signals, decision: Decision, stop: asyncio.Event) -
 
 def stop_now(sig: signal.Signals) -> None:
     """End the process at once, by ``sig`` with its default action, after one log line."""
+    # The handler runs in whatever context the main thread was in (a delivery's, say): the
+    # line is the process's, not that delivery's.
+    structlog.contextvars.clear_contextvars()
     log.warning("runner.stopped_at_once", signal=sig.name)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
