@@ -40,7 +40,7 @@ if ! redis_ready || ! answers "$AMQP_PORT"; then
         else
             echo "ensure-services: RabbitMQ and Redis must answer on 127.0.0.1:$AMQP_PORT and :$REDIS_PORT." >&2
             echo "  Install them (Debian/Ubuntu: sudo apt-get install rabbitmq-server redis-server)," >&2
-            echo "  start them (sudo rabbitmq-server -detached; redis-server --daemonize yes), then run make test again." >&2
+            echo "  start them (sudo rabbitmq-server -detached; redis-server --daemonize yes), then run the command again." >&2
             exit 1
         fi
     fi

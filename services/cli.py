@@ -7,7 +7,7 @@ wxkf sim api|push|load   the WeChat simulator
 wxkf rules check|test    validate and try a rules file
 wxkf schema              the JSON Schema of every bus message
 wxkf config              the reference of every WXKF_ variable
-wxkf dlq list|replay     inspect and replay dead letters
+wxkf dlq list|replay|drop  inspect, replay and delete dead letters
 """
 
 from __future__ import annotations
@@ -54,8 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("services", nargs="+", choices=(*SERVICES, "all"), metavar="SERVICE")
     run.set_defaults(func=_delegate("services.launcher", "run"))
 
-    up = sub.add_parser("up", help="run every service as its own process (RabbitMQ, Redis)")
-    up.set_defaults(func=_delegate("services.launcher", "up"))
+    up = sub.add_parser(
+        "up",
+        help="run every service as its own process on RabbitMQ and Redis, with the simulator",
+    )
+    up.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start clean: forget wxkf's keys in Redis, the messages of its queues and the "
+        "simulator's state (kept between runs otherwise)",
+    )
+    up.set_defaults(func=_delegate("services.up.run", "main"))
 
     demo = sub.add_parser("demo", help="play a scripted conversation against the whole system")
     demo.add_argument("--exit", action="store_true", help="stop after the script; 0 if all passed")
@@ -77,16 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of every bus message")
     schema.set_defaults(func=_schema)
 
-    dlq = sub.add_parser("dlq", help="list or replay dead letters")
+    dlq = sub.add_parser(
+        "dlq",
+        help="list, replay or drop dead letters (WXKF_BUS_URL, else the local broker)",
+    )
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    dlq_list = dlq_sub.add_parser("list", help="show the dead letters of a work queue")
-    dlq_list.add_argument("queue")
-    dlq_list.add_argument("--limit", type=int, default=20)
+    dlq_list = dlq_sub.add_parser(
+        "list", help="the dead-letter queues and their depths; with a queue, its dead letters"
+    )
+    dlq_list.add_argument("queue", nargs="?", help="a work queue, e.g. wxkf.sender.commands")
+    dlq_list.add_argument("--limit", type=int, default=20, help="dead letters shown (20)")
     dlq_list.set_defaults(func=_delegate("libs.common.bus.admin", "list_main"))
     dlq_replay = dlq_sub.add_parser("replay", help="send dead letters back to their queue")
-    dlq_replay.add_argument("queue")
-    dlq_replay.add_argument("--limit", type=int, default=None)
+    dlq_replay.add_argument("queue", help="a work queue, e.g. wxkf.sender.commands")
+    dlq_replay.add_argument("--limit", type=int, default=None, help="at most this many")
     dlq_replay.set_defaults(func=_delegate("libs.common.bus.admin", "replay_main"))
+    dlq_drop = dlq_sub.add_parser("drop", help="delete dead letters, after a confirmation")
+    dlq_drop.add_argument("queue", nargs="?", help="a work queue, e.g. wxkf.sender.commands")
+    dlq_drop.add_argument("--all", action="store_true", help="every wxkf work queue's")
+    dlq_drop.add_argument("--yes", action="store_true", help="do not ask (scripts)")
+    dlq_drop.set_defaults(func=_delegate("libs.common.bus.admin", "drop_main"))
     return parser
 
 

@@ -6,4 +6,8 @@ from libs.common.settings import load_or_exit
 
 settings = load_or_exit(HistorySettings)
 configure_service("history", settings)
-serve([(create_app(settings), settings.history_port)], shutdown_grace_s=settings.shutdown_grace_s)
+serve(
+    [(create_app(settings), settings.history_port)],
+    host=settings.listen_host,
+    shutdown_grace_s=settings.shutdown_grace_s,
+)

@@ -31,7 +31,7 @@ def create_app(settings: HistorySettings, *, bus: Bus | None = None) -> web.Appl
     app = base_app(service=SERVICE)
     app.middlewares.append(api.errors)
     app[SETTINGS] = settings
-    queues = history_queues(settings.history_queue)
+    queues = history_queues(settings.history_queue, max_length=settings.history_queue_max)
     # Cleanup runs in reverse: the consumers stop (in-flight writes finish) before the
     # database closes, and the database before the bus.
     app.cleanup_ctx.extend(

@@ -25,14 +25,29 @@ MAX_ATTEMPTS = 8
 tried for about two minutes before a message goes to the dead-letter queue."""
 
 
-def history_queues(name: str = DEFAULT_QUEUE) -> tuple[QueueSpec, QueueSpec]:
-    """The events queue ``name`` and the commands queue ``name.commands``."""
+DEFAULT_MAX_LENGTH = 10_000
+"""Messages each queue keeps while the history is stopped (the newest; see ``max_length``)."""
+
+
+def history_queues(
+    name: str = DEFAULT_QUEUE, *, max_length: int = DEFAULT_MAX_LENGTH
+) -> tuple[QueueSpec, QueueSpec]:
+    """The events queue ``name`` and the commands queue ``name.commands``, each keeping at
+    most ``max_length`` messages: wxkf runs on while the history is stopped, and its queues
+    must not fill the broker meanwhile."""
     return (
-        QueueSpec(name=name, exchange=EVENTS, bindings=EVENT_BINDINGS, max_attempts=MAX_ATTEMPTS),
+        QueueSpec(
+            name=name,
+            exchange=EVENTS,
+            bindings=EVENT_BINDINGS,
+            max_attempts=MAX_ATTEMPTS,
+            max_length=max_length,
+        ),
         QueueSpec(
             name=name + ".commands",
             exchange=COMMANDS,
             bindings=COMMAND_BINDINGS,
             max_attempts=MAX_ATTEMPTS,
+            max_length=max_length,
         ),
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from examples.extension.queues import DEFAULT_QUEUE
+from examples.extension.queues import DEFAULT_MAX_LENGTH, DEFAULT_QUEUE
 from libs.common.settings import CommonSettings
 
 QUEUE_NAME = r"^(?!amq\.)[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$"
@@ -30,6 +30,9 @@ class HistorySettings(CommonSettings, frozen=True, kw_only=True):
     history_queue: Annotated[str, msgspec.Meta(pattern=QUEUE_NAME)] = DEFAULT_QUEUE
     """The events queue's name; the commands queue is ``<name>.commands``. Instances that
     share a name share the work; another name gets every message again."""
+    history_queue_max: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_LENGTH
+    """Messages each queue keeps while the history is stopped: the newest; older ones are
+    dropped (dead-lettered as ``maxlen``, and the dead-letter queue keeps as many)."""
     history_prefetch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 32
     """Deliveries in flight per queue; the writes themselves go one at a time."""
     history_page_max: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000

@@ -44,7 +44,8 @@ def bus_ctx(
         finally:
             if opened:
                 await instance.close()
-                log.info("bus.closed")
+                # The stop's one line at info is runner.stopped; the steps are for debugging.
+                log.debug("bus.closed")
 
     return ctx
 
@@ -61,7 +62,7 @@ def store_ctx(url: str, *, store: Store | None = None, prefix: str = "wxkf:") ->
         finally:
             if opened:
                 await instance.close()
-                log.info("store.closed")
+                log.debug("store.closed")
 
     return ctx
 

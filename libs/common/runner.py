@@ -3,9 +3,13 @@
 On SIGTERM or SIGINT: every listening socket closes at once (no new connections), requests
 in flight get up to ``shutdown_grace_s`` to finish, then each app runs its cleanup in reverse
 order of start, and each app's cleanup contexts in reverse order of registration (so the
-consumers stop before the bus they use is closed). A second signal gets the default action
-(the process ends at once). :func:`serve` is the entry points' call; tests use
-:func:`running` or :func:`run_apps`.
+consumers stop before the bus they use is closed). Which later signal stops the process at
+once, and which is the same stop arriving twice (a terminal's Ctrl-C and ``wxkf up``'s
+SIGTERM), is :mod:`libs.common.stopping`'s. :func:`serve` is the entry points' call; tests
+use :func:`running` or :func:`run_apps`.
+
+A port that cannot be bound is a :class:`PortUnavailable` naming the port, the app and the
+variable that moves it; :func:`serve` prints it as one line and exits 2.
 
 :func:`serve` runs on uvloop when it can be imported (a dependency wherever it builds), else on
 asyncio's own loop: the same code either way, uvloop's loop only spends less per pass (the
@@ -22,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
-import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -31,6 +36,8 @@ import structlog
 from aiohttp import web
 
 from libs.common.keys import SERVICE
+from libs.common.settings import env_name
+from libs.common.stopping import StopSignals
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +45,31 @@ AppAndPort = tuple[web.Application, int]
 T = TypeVar("T")
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a service listens on every interface of its pod
+PORT_IN_USE_EXIT = 2
+
+
+class PortUnavailable(OSError):
+    """An app's port cannot be bound (taken by another process, or not allowed)."""
+
+    def __init__(self, app: str, host: str, port: int, cause: OSError) -> None:
+        self.app = app
+        self.port = port
+        self.variable = port_variable(app)
+        why = "already in use" if cause.errno == errno.EADDRINUSE else cause.strerror or cause
+        self.message = (
+            f"port {port} for {app} is {why} on {host}; set {self.variable} to a free port "
+            "(0 picks one)"
+        )
+        super().__init__(cause.errno, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def port_variable(app: str) -> str:
+    """The variable that sets an app's port: ``WXKF_<APP>_PORT`` (``WXKF_INGRESS_PORT``)."""
+    return env_name(f"{app}_port")
+
 
 GC_YOUNG_THRESHOLD = 10_000
 """Allocations between young collections (CPython's default is 700). A request leaves little
@@ -52,8 +84,25 @@ def serve(
     host: str = ALL_INTERFACES,
     shutdown_grace_s: float,
 ) -> None:
-    """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop."""
-    run(run_apps(apps, host=host, shutdown_grace_s=shutdown_grace_s, on_started=settle_heap))
+    """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop.
+
+    The process's stop signals are handled from here to its end (:mod:`libs.common.stopping`).
+    """
+    signals = StopSignals()
+    signals.install()
+    try:
+        run(
+            run_apps(
+                apps,
+                host=host,
+                shutdown_grace_s=shutdown_grace_s,
+                on_started=settle_heap,
+                signals=signals,
+            )
+        )
+    except PortUnavailable as exc:
+        print(f"wxkf: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(PORT_IN_USE_EXIT) from None
 
 
 def settle_heap() -> None:
@@ -90,34 +139,25 @@ async def run_apps(
     shutdown_grace_s: float,
     stop: asyncio.Event | None = None,
     on_started: Callable[[], None] | None = None,
+    signals: StopSignals | None = None,
 ) -> None:
     """Run ``apps`` until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully.
 
-    ``on_started`` is called once every app listens.
+    ``on_started`` is called once every app listens. ``signals`` installed by the caller for
+    the whole process (as :func:`serve` does) stay installed; without them, stop signals are
+    handled while the apps run and the previous handlers come back afterwards.
     """
     stop = stop if stop is not None else asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-
-    def on_signal(signum: signal.Signals) -> None:
-        log.info("runner.signal", signal=signum.name, hint="a second one stops at once")
-        stop.set()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # Not on Windows' loops, nor off the main thread: there the caller's stop event rules.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, on_signal, signum)
-            installed.append(signum)
-    try:
+    scope: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if signals is None:
+        signals = StopSignals()
+        scope = signals.installed()
+    with scope:
+        signals.bind(stop)
         async with running(apps, host=host, shutdown_grace_s=shutdown_grace_s):
             if on_started is not None:
                 on_started()
             await stop.wait()
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
 
 
 @contextlib.asynccontextmanager
@@ -142,7 +182,10 @@ async def running(
             runners.append(runner)
             await runner.setup()
             site = web.TCPSite(runner, host, port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise PortUnavailable(app.get(SERVICE, "app"), host, port, exc) from exc
             bound = int(runner.addresses[0][1])
             ports.append(bound)
             log.info("runner.listening", app=app.get(SERVICE, "app"), host=host, port=bound)
@@ -152,7 +195,7 @@ async def running(
 
 
 async def _stop(runners: list[web.AppRunner], grace_s: float) -> None:
-    log.info("runner.stopping", grace_s=grace_s)
+    log.debug("runner.stopping", grace_s=grace_s)
     # 1. No new connections anywhere, before waiting on anything.
     for runner in runners:
         for site in list(runner.sites):

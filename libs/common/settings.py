@@ -18,6 +18,12 @@ import msgspec
 
 PREFIX = "WXKF_"
 
+LOCAL_BUS_URL = "amqp://guest:guest@127.0.0.1:5672/"
+"""RabbitMQ as its OS package installs it: what ``wxkf up`` and the admin commands use on one
+machine when ``WXKF_BUS_URL`` is not set (a service itself defaults to ``memory://``)."""
+LOCAL_STORE_URL = "redis://127.0.0.1:6379/0"
+"""Redis as its OS package installs it, for ``wxkf up`` when ``WXKF_STORE_URL`` is not set."""
+
 
 class Secret(str):
     """A string that never shows itself in ``repr`` (and so never in logs or tracebacks)."""
@@ -49,13 +55,19 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: LogFormat | None = None
     """``json`` or ``console``; unset means console on a terminal, JSON otherwise."""
     log_level: str = "info"
-    """``debug``, ``info``, ``warning`` or ``error``; ``debug`` logs every push and send."""
+    """``debug``, ``info``, ``warning`` or ``error``. ``info``: starts, stops and what went
+    wrong (refusals, retries, failures), never a line per message; ``debug`` adds a line for
+    every push, decision, reply window and send."""
     log_key: Secret | None = None
     """Key of the openid hash in log lines: give every service the same one, so one user's
     lines match across services, and keep it secret, so hashes cannot be checked against a
     list of openids. Unset: a built-in key."""
     shutdown_grace_s: float = 20.0
     """How long a stopping service waits for in-flight work after SIGTERM."""
+    listen_host: str = "0.0.0.0"  # noqa: S104 - every interface of a pod, see below
+    """The address the service listens on. Every interface by default: in a pod, the probes
+    and the Service reach the pod's own address. ``wxkf up`` sets ``127.0.0.1``, so that a
+    local run with the demo credentials cannot be reached from the network."""
 
 
 class WeChatApiSettings(CommonSettings, frozen=True, kw_only=True):

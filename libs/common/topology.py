@@ -38,6 +38,11 @@ class QueueSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Backoff doubles from ``retry_base_s`` up to ``retry_cap_s``."""
     delivery_limit: int = 20
     """Broker-side redeliveries (consumer died without acking) before dead-lettering."""
+    max_length: int | None = None
+    """Keep at most this many messages waiting; beyond, the oldest is dropped (dead-lettered
+    with the reason ``maxlen``), and the dead-letter queue keeps at most as many. For an
+    extension that may be stopped while wxkf runs on, so that its queue cannot grow without
+    bound. None (wxkf's own queues): nothing is ever dropped."""
 
     @property
     def dlq(self) -> str:
@@ -108,6 +113,8 @@ def check_queue_spec(spec: QueueSpec) -> None:
         problems.append("max_attempts of at least 1")
     if spec.delivery_limit < 1:
         problems.append("delivery_limit of at least 1")
+    if spec.max_length is not None and spec.max_length < 1:
+        problems.append("max_length of at least 1 (or None: no bound)")
     if not 0 < spec.retry_base_s <= spec.retry_cap_s:
         problems.append("0 < retry_base_s <= retry_cap_s")
     if problems:

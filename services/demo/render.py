@@ -24,6 +24,7 @@ from libs.common.schemas import (
     SessionEntered,
     TextReceived,
 )
+from services.command import wxkf_command
 from services.demo.observer import Seen
 from services.demo.settings import PORT_VARIABLES
 from services.demo.stage import StepResult
@@ -89,10 +90,11 @@ def where(ports: Mapping[str, int], log_path: str, *, serving: bool) -> list[str
         f"   logs        {log_path}",
     ]
     if serving:
+        push = f"{wxkf_command()} sim push --url {push_url} --sim {sim_url} --openid {TRY_OPENID}"
         out += [
             "Talk to it as WeChat would, as a user of your own; what happens is printed below:",
-            f"   wxkf sim push --url {push_url} --sim {sim_url} --openid {TRY_OPENID} --enter",
-            f"   wxkf sim push --url {push_url} --sim {sim_url} --openid {TRY_OPENID} --text 发货",
+            f"   {push} --enter",
+            f"   {push} --text 发货",
         ]
     out += [
         "Ports: " + ", ".join(f"{v} ({k})" for k, v in PORT_VARIABLES.items()) + "; 0 picks one.",

@@ -26,7 +26,7 @@ import structlog
 from libs.common import bus as bus_lib
 from libs.common.observability.logging import configure
 from libs.common.settings import CommonSettings, SettingsError
-from services.demo import render, script
+from services.demo import refusals, render, script
 from services.demo.errors import DemoError, PortBusy
 from services.demo.images import write_assets
 from services.demo.observer import Observer
@@ -219,6 +219,7 @@ async def play_demo(
                 return code
             say(render.where(ports, str(layout.log), serving=True))
             observer.listeners.append(render.Live(lambda text: say([text])))
+            stack.callback(refusals.detach, refusals.attach(lambda text: say([text])))
             try:
                 await services
             except Exception:  # the demo's edge: say where to look, keep the traceback

@@ -28,8 +28,9 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The simulated WeChat API."""
     demo_dir: str = ""
     """Where the services' log and the demo's images go; unset: a new temporary directory."""
-    log_level: str = "info"
-    """Of the services' log file; the console shows the conversation only."""
+    log_level: str = "debug"
+    """Of the services' log file (debug: a line for every push, decision and send); the
+    console shows the conversation only."""
 
     def ports(self) -> dict[str, int]:
         return {

@@ -6,4 +6,8 @@ from services.ingress.settings import IngressSettings
 
 settings = load_or_exit(IngressSettings)
 configure_service("ingress", settings)
-serve([(create_app(settings), settings.ingress_port)], shutdown_grace_s=settings.shutdown_grace_s)
+serve(
+    [(create_app(settings), settings.ingress_port)],
+    host=settings.listen_host,
+    shutdown_grace_s=settings.shutdown_grace_s,
+)

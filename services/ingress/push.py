@@ -126,10 +126,10 @@ async def _handle(request: web.Request) -> web.Response:
             log.info("push.spooled", type=event.routing_key())
         return _answered(answer.success(), metrics.ANSWERED_SPOOLED, started)
     if settled.answer.transfer and isinstance(event, UserMessage):
-        log.info("push.transferred", type=event.routing_key(), outcome=outcome)
+        log.debug("push.transferred", type=event.routing_key(), outcome=outcome)
         return _answered(answer.transfer(opened, config), metrics.ANSWERED_TRANSFER, started)
     # One line per push at info costs more than the rest of the handler; the metrics count
-    # every push, and the router logs each decision under the same correlation id.
+    # every push, and at debug the router logs each decision under the same correlation id.
     log.debug("push.accepted", type=event.routing_key(), outcome=outcome)
     return _answered(answer.success(), metrics.ANSWERED_SUCCESS, started)
 

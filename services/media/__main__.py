@@ -6,4 +6,8 @@ from services.media.settings import MediaSettings
 
 settings = load_or_exit(MediaSettings)
 configure_service("media", settings)
-serve([(create_app(settings), settings.media_port)], shutdown_grace_s=settings.shutdown_grace_s)
+serve(
+    [(create_app(settings), settings.media_port)],
+    host=settings.listen_host,
+    shutdown_grace_s=settings.shutdown_grace_s,
+)

@@ -72,7 +72,8 @@ def handler(archiver: Archiver) -> Handler:
 
 
 async def archive(archiver: Archiver, msg: ImageReceived, delivery: Delivery) -> None:
-    log.info(
+    # Per user image: counted in metrics, a line only at debug (as every per-message line).
+    log.debug(
         "media.archive_started",
         event_id=msg.id,
         openid=hash_openid(msg.openid),
@@ -111,7 +112,7 @@ async def archive(archiver: Archiver, msg: ImageReceived, delivery: Delivery) ->
     await publish_fact(archiver.bus, fact)
     metrics.ARCHIVED.labels("archived").inc()
     metrics.BYTES.labels("archived").inc(saved.size)
-    log.info("media.archived", event_id=msg.id, path=saved.path, size=saved.size)
+    log.debug("media.archived", event_id=msg.id, path=saved.path, size=saved.size)
 
 
 async def _save(archiver: Archiver, msg: ImageReceived, download: MediaDownload) -> Saved:

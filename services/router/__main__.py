@@ -6,4 +6,8 @@ from services.router.settings import RouterSettings
 
 settings = load_or_exit(RouterSettings)
 configure_service("router", settings)
-serve([(create_app(settings), settings.router_port)], shutdown_grace_s=settings.shutdown_grace_s)
+serve(
+    [(create_app(settings), settings.router_port)],
+    host=settings.listen_host,
+    shutdown_grace_s=settings.shutdown_grace_s,
+)

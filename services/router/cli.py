@@ -234,7 +234,10 @@ def describe(rs: Ruleset, event: InboundEvent, decision: Decision, out: TextIO) 
     if commands:
         print("commands:", file=out)
         for cmd in commands:
-            print(f"  {cmd.seq + 1}. {cmd.routing_key():<22} {_command(cmd)}", file=out)
+            head = f"  {cmd.seq + 1}. {cmd.routing_key():<22} "
+            # The lines of a multi-line reply line up under its first.
+            body = _command(cmd).replace("\n", "\n" + " " * len(head))
+            print(head + body, file=out)
     for topic in decision.extensions:
         print(f"extension: the event goes to ext.{topic}", file=out)
     if decision.tags:

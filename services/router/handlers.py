@@ -105,7 +105,8 @@ async def handle_event(router: Router, msg: AnyMessage, delivery: Delivery) -> N
     metrics.DECISIONS.labels(decision.rule, decision.action).inc()
     if late:
         metrics.LATE.inc()
-    log.info(
+    # One per event: counted in metrics (by rule and action), a line only at debug.
+    log.debug(
         "decision.made",
         rule=decision.rule,
         action=decision.action,

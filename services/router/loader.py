@@ -8,19 +8,25 @@ compiler's own checks can point at the line and column of the mistake.
 Plain scalars stay strings (only ``null``/``~``/empty become None) and msgspec converts them
 by the type the field expects. That avoids YAML 1.1's surprises in a file people edit by hand:
 ``no`` is not False, ``9:30`` is not 570 and ``2026-10-01`` is not a date object.
+
+msgspec stops at the first mistake it meets, so the document is converted in parts (the top
+level, each named hours, each rule, the fallback), and a part with a mistake is converted
+again without the key at fault, until it converts or nothing more can be taken away: every
+structural mistake of the file is reported in one run.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import yaml
 
 from services.router.errors import Path, Problem, RulesError
-from services.router.rulefile import Hours, RuleFile
+from services.router.rulefile import Actions, Hours, Rule, RuleFile
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -106,21 +112,109 @@ def _parse_msgspec_path(text: str) -> Path:
     return tuple(parts)
 
 
-def _validation_problem(exc: msgspec.ValidationError, base: Path, pos: Positions) -> Problem:
+class _Mistake(msgspec.Struct, frozen=True, kw_only=True):
+    problem: Problem
+    at: Path
+    """Relative to the part converted: the key to take away before trying again."""
+    missing: bool = False
+
+
+def _mistake(exc: msgspec.ValidationError, base: Path, pos: Positions) -> _Mistake:
     text = str(exc)
     message, sep, where = text.rpartition(" - at `")
     if not sep:
         message, where = text, "$`"
-    path = (*base, *_parse_msgspec_path(where.rstrip("`")))
+    at = _parse_msgspec_path(where.rstrip("`"))
+    path = (*base, *at)
     unknown = re.match(r"Object contains unknown field `(.*)`$", message)
     if unknown:
         field = unknown.group(1)
-        return pos.problem(f"unknown key `{field}`", (*path, field), key=True)
+        problem = pos.problem(f"unknown key `{field}`", (*path, field), key=True)
+        return _Mistake(problem=problem, at=(*at, field))
     missing = re.match(r"Object missing required field `(.*)`$", message)
     if missing:
-        return pos.problem(f"missing required key `{missing.group(1)}`", path)
+        problem = pos.problem(f"missing required key `{missing.group(1)}`", path)
+        return _Mistake(problem=problem, at=at, missing=True)
     message = message.replace("`object`", "a mapping").replace("`array`", "a list")
-    return pos.problem(message[0].lower() + message[1:], path)
+    return _Mistake(problem=pos.problem(message[0].lower() + message[1:], path), at=at)
+
+
+def _take_away(data: Any, at: Path) -> bool:
+    """Remove the mapping key at ``at`` from ``data``; False when that is not a key (a list
+    element, or the part itself), which ends the search in this part."""
+    if not at or not isinstance(at[-1], str):
+        return False
+    parent = data
+    for step in at[:-1]:
+        try:
+            parent = parent[step]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if not isinstance(parent, dict) or at[-1] not in parent:
+        return False
+    del parent[at[-1]]
+    return True
+
+
+T = TypeVar("T")
+
+
+def _convert(
+    data: Any, cls: type[T], base: Path, pos: Positions, problems: list[Problem]
+) -> T | None:
+    """``data`` as ``cls``; every mistake found is added to ``problems`` (then None)."""
+    work = copy.deepcopy(data)
+    taken: list[Path] = []
+    while True:
+        try:
+            converted = msgspec.convert(work, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            found = _mistake(exc, base, pos)
+            if found.missing and any(t[:-1] == found.at for t in taken):
+                return None  # a required key we took away ourselves: reported already
+            problems.append(found.problem)
+            if not _take_away(work, found.at):
+                return None
+            taken.append(found.at)
+            continue
+        return None if taken else converted
+
+
+def _convert_file(data: dict[str, Any], pos: Positions) -> tuple[RuleFile | None, list[Problem]]:
+    """The whole file, part by part, with every mistake of every part."""
+    problems: list[Problem] = []
+    shell = dict(data)
+    hours, rules, fallback = data.get("hours"), data.get("rules"), data.get("fallback")
+    # Each part that has the right shape is converted on its own below.
+    if isinstance(hours, dict):
+        shell["hours"] = {}
+    if isinstance(rules, list):
+        shell["rules"] = []
+    if isinstance(fallback, dict):
+        shell["fallback"] = {}
+    top = _convert(shell, RuleFile, (), pos, problems)
+    converted_hours = {}
+    if isinstance(hours, dict):
+        for name, spec in hours.items():
+            converted_hours[name] = _convert(spec, Hours, ("hours", name), pos, problems)
+    converted_rules = []
+    if isinstance(rules, list):
+        converted_rules = [
+            _convert(rule, Rule, ("rules", i), pos, problems) for i, rule in enumerate(rules)
+        ]
+    actions = (
+        _convert(fallback, Actions, ("fallback",), pos, problems)
+        if isinstance(fallback, dict)
+        else None
+    )
+    if problems or top is None or actions is None:
+        return None, problems
+    return msgspec.structs.replace(
+        top,
+        hours={k: v for k, v in converted_hours.items() if v is not None},
+        rules=[r for r in converted_rules if r is not None],
+        fallback=actions,
+    ), problems
 
 
 def parse(text: str | bytes, *, source: str = "<rules>") -> tuple[RuleFile, Positions]:
@@ -143,24 +237,13 @@ def parse(text: str | bytes, *, source: str = "<rules>") -> tuple[RuleFile, Posi
     pos = Positions()
     problems: list[Problem] = []
     data = _to_data(node, (), pos, problems)
-    if problems:
-        raise RulesError(source, problems)
     if not isinstance(data, dict):
-        raise RulesError(source, [pos.problem("the file must be a mapping of keys", ())])
-    # msgspec cannot say which key of a mapping a mistake is under; convert each entry alone.
-    hours = data.get("hours")
-    if isinstance(hours, dict):
-        converted = {}
-        for name, spec in hours.items():
-            try:
-                converted[name] = msgspec.convert(spec, Hours, strict=False)
-            except msgspec.ValidationError as exc:
-                raise RulesError(source, [_validation_problem(exc, ("hours", name), pos)]) from None
-        data = {**data, "hours": converted}
-    try:
-        rule_file = msgspec.convert(data, RuleFile, strict=False)
-    except msgspec.ValidationError as exc:
-        raise RulesError(source, [_validation_problem(exc, (), pos)]) from None
+        raise RulesError(source, [*problems, pos.problem("the file must be a mapping of keys", ())])
+    rule_file, found = _convert_file(data, pos)
+    problems += found
+    if problems or rule_file is None:
+        problems.sort(key=lambda p: (p.line, p.column))
+        raise RulesError(source, problems)
     return rule_file, pos
 
 

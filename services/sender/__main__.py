@@ -6,4 +6,8 @@ from services.sender.settings import SenderSettings
 
 settings = load_or_exit(SenderSettings)
 configure_service("sender", settings)
-serve([(create_app(settings), settings.sender_port)], shutdown_grace_s=settings.shutdown_grace_s)
+serve(
+    [(create_app(settings), settings.sender_port)],
+    host=settings.listen_host,
+    shutdown_grace_s=settings.shutdown_grace_s,
+)

@@ -136,7 +136,8 @@ async def handle_window_event(sender: Sender, msg: AnyMessage, delivery: Deliver
         create_time = getattr(msg, "create_time", now)
         await typing_rules.user_wrote(store, msg.appid, msg.openid, at=float(create_time))
     metrics.WINDOW_GRANTS.labels(grant.kind).inc()
-    log.info("window.granted", kind=grant.kind, count=grant.count, openid=hash_openid(msg.openid))
+    # One per user message: counted in metrics, a line only at debug.
+    log.debug("window.granted", kind=grant.kind, count=grant.count, openid=hash_openid(msg.openid))
 
 
 # --- commands ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from libs.common.keys import SERVICE
 from services.simulator import api, control
 from services.simulator.config import SimConfig
 from services.simulator.errors import ApiError, SimRequestError
@@ -115,6 +116,7 @@ def create_app(
         raise ValueError("give either config or a state built with it, not both")
     app = web.Application(middlewares=[edge], client_max_size=state.config.max_body_bytes)
     app[STATE] = state
+    app[SERVICE] = "sim"  # its port variable is WXKF_SIM_PORT
     api.add_routes(app)
     control.add_routes(app)
     return app

@@ -45,19 +45,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
 
     api = sub.add_parser("api", help="serve the simulated WeChat API")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=DEFAULT_API_PORT)
-    api.add_argument("--appid", default=_env("WXKF_APPID", DEMO_APPID))
-    api.add_argument("--secret", default=_env("WXKF_APP_SECRET", DEMO_SECRET))
-    api.add_argument("--gh-id", default=_env("WXKF_GH_ID", DEMO_GH_ID))
-    api.add_argument("--text-max-bytes", type=int, default=None)
-    api.add_argument("--media-max-bytes", type=int, default=None)
+    api.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    api.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("WXKF_SIM_PORT", str(DEFAULT_API_PORT))),
+        help=f"the port (WXKF_SIM_PORT, else {DEFAULT_API_PORT})",
+    )
+    api.add_argument("--appid", default=_env("WXKF_APPID", DEMO_APPID), help="the AppID")
+    api.add_argument("--secret", default=_env("WXKF_APP_SECRET", DEMO_SECRET), help="the AppSecret")
+    api.add_argument(
+        "--gh-id", default=_env("WXKF_GH_ID", DEMO_GH_ID), help="the original id (gh_...)"
+    )
+    api.add_argument("--text-max-bytes", type=int, default=None, help="longest text (2048)")
+    api.add_argument("--media-max-bytes", type=int, default=None, help="largest image (2 MB)")
     api.add_argument(
         "--entry-grant", type=int, default=None, help="messages allowed after entering (2)"
     )
     api.add_argument("--known-users-only", action="store_true", help="strangers get 40003")
     api.add_argument("--start", type=float, default=None, help="clock start, unix seconds")
     api.add_argument("--frozen-clock", action="store_true", help="time moves only by /sim/clock")
+    api.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep tokens, users' windows and inboxes, and media in FILE: read at start, "
+        "written when stopped (wxkf up uses .wxkf/up/simulator.json)",
+    )
     api.set_defaults(func=_api)
 
     push = sub.add_parser("push", help="push one message or event, as WeChat does")
@@ -71,43 +85,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     kind.add_argument("--msgtype", help="a message of a type wxkf does not know")
     kind.add_argument("--event", help="an event wxkf does not know")
-    push.add_argument("--session-from", default="", help="SessionFrom of --enter")
+    push.add_argument(
+        "--session-from", default="", help="the SessionFrom of --enter (the button's session-from)"
+    )
     push.add_argument("--json", action="store_true", help="print the whole result as JSON")
     push.set_defaults(func=_push)
 
     verify = sub.add_parser("verify", help="WeChat's URL check (signed GET with echostr)")
     _pusher_arguments(verify)
-    verify.add_argument("--echostr", default=None)
+    verify.add_argument("--echostr", default=None, help="the string to echo (default: random)")
     verify.set_defaults(func=_verify)
 
-    load = sub.add_parser("load", help="push text from many users; print rate and latency")
+    load = sub.add_parser(
+        "load",
+        help="push text from many users; print rate, latency and what became of the replies",
+    )
     _pusher_arguments(load)
-    load.add_argument("--users", type=int, default=10)
+    load.add_argument("--users", type=int, default=10, help="users pushing in turn (10)")
     pace = load.add_mutually_exclusive_group(required=True)
     pace.add_argument("--rate", type=float, help="pushes per second (open loop)")
     pace.add_argument("--concurrency", type=int, help="pushes in flight (closed loop)")
-    load.add_argument("--duration", type=float, default=10.0, help="seconds")
-    load.add_argument("--max-in-flight", type=int, default=2000)
+    load.add_argument("--duration", type=float, default=10.0, help="seconds of pushing (10)")
+    load.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=2000,
+        help="rate mode: pushes waiting for an answer before new ones are skipped (2000)",
+    )
+    load.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        help="with --sim: seconds to wait after the last push for every reply (30)",
+    )
     load.set_defaults(func=_load, attempts_default=1)
 
 
 def _pusher_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", required=True, help="the push URL, e.g. http://127.0.0.1:8080/wechat")
-    p.add_argument("--token", default=_env("WXKF_TOKEN", DEMO_TOKEN))
-    p.add_argument("--aes-key", default=_env("WXKF_AES_KEY", DEMO_AES_KEY))
-    p.add_argument("--appid", default=_env("WXKF_APPID", DEMO_APPID))
-    p.add_argument("--gh-id", default=_env("WXKF_GH_ID", DEMO_GH_ID))
+    p.add_argument(
+        "--token", default=_env("WXKF_TOKEN", DEMO_TOKEN), help="the Token that signs (WXKF_TOKEN)"
+    )
+    p.add_argument(
+        "--aes-key",
+        default=_env("WXKF_AES_KEY", DEMO_AES_KEY),
+        help="the EncodingAESKey that encrypts (WXKF_AES_KEY)",
+    )
+    p.add_argument(
+        "--appid",
+        default=_env("WXKF_APPID", DEMO_APPID),
+        help="the AppID inside encrypted pushes (WXKF_APPID)",
+    )
+    p.add_argument(
+        "--gh-id",
+        default=_env("WXKF_GH_ID", DEMO_GH_ID),
+        help="the mini program's original id, ToUserName (WXKF_GH_ID)",
+    )
     mode = os.environ.get("WXKF_PUSH_MODE")
     p.add_argument(
         "--mode",
         choices=("plain", "compatible", "safe"),
         default=mode if mode in ("plain", "compatible", "safe") else "safe",
+        help="encryption, as chosen in WeChat's console (WXKF_PUSH_MODE, else safe)",
     )
     fmt = os.environ.get("WXKF_PUSH_FORMAT")
-    p.add_argument("--format", choices=("xml", "json"), default=fmt if fmt == "json" else "xml")
-    p.add_argument("--openid", default=DEMO_OPENID)
-    p.add_argument("--sim", default=None, help="the simulator's base URL (opens reply windows)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per attempt")
+    p.add_argument(
+        "--format",
+        choices=("xml", "json"),
+        default=fmt if fmt == "json" else "xml",
+        help="the body's format (WXKF_PUSH_FORMAT, else xml)",
+    )
+    p.add_argument("--openid", default=DEMO_OPENID, help="the user who writes")
+    p.add_argument(
+        "--sim",
+        default=None,
+        metavar="URL",
+        help="the simulator's base URL, e.g. http://127.0.0.1:8090: tells it the user wrote, "
+        "which opens the reply window as on WeChat",
+    )
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per attempt (5)")
     p.add_argument("--attempts", type=int, default=None, help="attempts per push (3; load: 1)")
 
 
@@ -134,9 +190,12 @@ def _make_pusher(args: argparse.Namespace, **extra: Any) -> Pusher:
 def _api(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from libs.common.observability.logging import configure
+    from libs.common.runner import serve
     from services.simulator.app import create_app
     from services.simulator.clock import SimClock
     from services.simulator.config import SimConfig
+    from services.simulator.saved import SavedStateError, load, save
     from services.simulator.state import SimState
 
     options: dict[str, Any] = {
@@ -157,15 +216,39 @@ def _api(args: argparse.Namespace) -> int:
     except msgspec.ValidationError as exc:
         print(f"wxkf sim api: {exc}", file=sys.stderr)
         return 2
-    state = SimState(config, clock=SimClock(args.start, ticking=not args.frozen_clock))
+    clock = SimClock(args.start, ticking=not args.frozen_clock)
+    state: SimState | None = None
+    if args.state is not None:
+        try:
+            state = load(config, args.state)
+        except SavedStateError as exc:
+            print(f"wxkf sim api: {exc}", file=sys.stderr)
+            return 2
+    kept = state is not None
+    if state is None:
+        state = SimState(config, clock=clock)
+    app = create_app(state=state)
+    if args.state is not None:
+        saved_to: Path = args.state
+        kept_state: SimState = state
+
+        async def keep(_: web.Application) -> None:
+            await asyncio.to_thread(save, kept_state, saved_to)
+
+        app.on_cleanup.append(keep)
+    fmt = os.environ.get("WXKF_LOG_FORMAT")
+    configure(
+        "simulator",
+        fmt="json" if fmt == "json" else "console" if fmt == "console" else None,
+        level=os.environ.get("WXKF_LOG_LEVEL") or "info",
+    )
+    memory = f"; state {'read from' if kept else 'kept in'} {args.state}" if args.state else ""
     print(
         f"wxkf sim api: the simulated WeChat API on http://{args.host}:{args.port} "
-        f"(appid {config.appid}); controls under /sim/",
+        f"(appid {config.appid}); controls under /sim/{memory}",
         flush=True,
     )
-    web.run_app(
-        create_app(state=state), host=args.host, port=args.port, print=None, access_log=None
-    )
+    serve([(app, args.port)], host=args.host, shutdown_grace_s=5.0)
     return 0
 
 
@@ -241,8 +324,17 @@ def _load(args: argparse.Namespace) -> int:
 async def _load_async(args: argparse.Namespace) -> int:
     import aiohttp
 
-    from services.simulator.load import run_load
+    from services.simulator.load import Progress, run_load
 
+    def progress(now: Progress) -> None:
+        print(now.line(), file=sys.stderr, flush=True)
+
+    if args.sim is None:
+        print(
+            "wxkf sim load: without --sim the simulator does not know these users wrote, so "
+            "it refuses every reply (45015), and the replies are not counted",
+            file=sys.stderr,
+        )
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         try:
@@ -254,10 +346,17 @@ async def _load_async(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 concurrency=args.concurrency,
                 max_in_flight=args.max_in_flight,
+                wait_s=args.wait,
+                on_progress=progress,
             )
         except (PushError, ValueError) as exc:
             print(f"wxkf sim load: {exc}", file=sys.stderr)
             return 2
+        except (aiohttp.ClientError, OSError) as exc:
+            print(
+                f"wxkf sim load: the simulator at {args.sim} did not answer: {exc}", file=sys.stderr
+            )
+            return 2
     for line in report.lines():
         print(line)
-    return 0 if report.accepted else 1
+    return 0 if report.ok else 1

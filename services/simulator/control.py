@@ -132,6 +132,13 @@ async def get_pic(request: web.Request) -> web.StreamResponse:
     return await stream_media(request, media.data, media.content_type, media.filename)
 
 
+async def get_outcomes(request: web.Request) -> web.Response:
+    prefix = request.query.get("prefix", "")
+    if not prefix:
+        raise SimRequestError("invalid_request", "give ?prefix=, the start of the openids")
+    return json_answer(msgspec.to_builtins(request.app[STATE].outcomes(prefix)))
+
+
 async def get_stats(request: web.Request) -> web.Response:
     return json_answer(request.app[STATE].snapshot())
 
@@ -157,5 +164,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/sim/users/{openid}/message", post_user_message)
     app.router.add_post("/sim/media", post_media)
     app.router.add_get("/sim/pic/{media_id}", get_pic)
+    app.router.add_get("/sim/outcomes", get_outcomes)
     app.router.add_get("/sim/stats", get_stats)
     app.router.add_post("/sim/reset", post_reset)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from services.simulator.clock import SimClock
 from services.simulator.config import SimConfig
 from services.simulator.errors import ApiError
@@ -18,6 +20,18 @@ from services.simulator.messages import parse_send, parse_typing
 from services.simulator.stats import Stats
 from services.simulator.tokens import TokenBook, check_credentials
 from services.simulator.users import Delivered, User, UserAction
+
+
+class Outcomes(msgspec.Struct, frozen=True, kw_only=True):
+    """The messages to a group of users (``GET /sim/outcomes?prefix=``)."""
+
+    users: int
+    messages_sent: int
+    """Messages the users sent (pushes the simulator was told of)."""
+    delivered: int
+    """Messages the users received."""
+    refused: dict[int, int]
+    """Messages to them that were refused, by errcode."""
 
 
 class SimState:
@@ -104,12 +118,32 @@ class SimState:
         """``/cgi-bin/message/custom/send``: validate, apply the window, deliver."""
         request = parse_send(body, self.config)
         now = self.now()
-        for media_id in request.media_ids:
-            self.media.get(media_id, now)
-        user = self._recipient(request.touser)
-        delivered = user.deliver(request.msgtype, request.body, now)
+        try:
+            for media_id in request.media_ids:
+                self.media.get(media_id, now)
+            user = self._recipient(request.touser)
+            delivered = user.deliver(request.msgtype, request.body, now)
+        except ApiError as exc:
+            known = self.users.get(request.touser)
+            if known is not None:
+                known.refused[exc.errcode] = known.refused.get(exc.errcode, 0) + 1
+            raise
         self.stats.delivered += 1
         return delivered
+
+    def outcomes(self, prefix: str) -> Outcomes:
+        """What became of the messages to every user whose openid starts with ``prefix``."""
+        users = [u for openid, u in self.users.items() if openid.startswith(prefix)]
+        refused: dict[int, int] = {}
+        for user in users:
+            for code, n in user.refused.items():
+                refused[code] = refused.get(code, 0) + n
+        return Outcomes(
+            users=len(users),
+            messages_sent=sum(u.messages_sent for u in users),
+            delivered=sum(len(u.inbox) for u in users),
+            refused=dict(sorted(refused.items())),
+        )
 
     def typing(self, body: bytes) -> None:
         request = parse_typing(body)

@@ -46,6 +46,8 @@ class User:
     messages_sent: int = 0
     """How many messages this user sent us (pushes that opened a window)."""
     entered: int = 0
+    refused: dict[int, int] = field(default_factory=dict)
+    """Messages to this user that WeChat refused, by errcode."""
 
     def record(self, action: UserAction, at: float, config: SimConfig) -> None:
         if action == "message":
@@ -108,4 +110,5 @@ class User:
             "received": len(self.inbox),
             "messages_sent": self.messages_sent,
             "entered": self.entered,
+            "refused": {str(code): n for code, n in sorted(self.refused.items())},
         }

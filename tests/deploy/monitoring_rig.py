@@ -1,5 +1,5 @@
 """A running wxkf for the live monitoring test: the four services and the WeChat simulator as
-separate processes (``wxkf up``'s launcher) on the real RabbitMQ and Redis, and a real
+separate processes (``wxkf up``'s processes) on the real RabbitMQ and Redis, and a real
 Prometheus scraping them and RabbitMQ's Prometheus plugin the way the PodMonitors do.
 
 Isolation on the shared machine: a RabbitMQ vhost of its own, a Redis database leased for the
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -24,22 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 import yaml
 
-from services.launcher import up_environment, up_processes
 from services.simulator.config import DEMO_AES_KEY, DEMO_TOKEN
+from services.up import processes
+from services.up.plan import plan
 from tests.deploy import monitoring_files as files
 from tests.support import rabbit
 from tests.support.waiting import eventually
 
-REDIS = os.environ.get("WXKF_TEST_REDIS_HOST_URL", "redis://127.0.0.1:6379")
 RABBIT_METRICS = f"127.0.0.1:{os.environ.get('WXKF_TEST_RABBIT_METRICS_PORT', '15692')}"
 """RabbitMQ's Prometheus plugin (scripts/ensure-tools.sh turns it on)."""
 NAMESPACE = "wxkf-monitoring-test"
 """The namespace label every target gets, as the PodMonitors give the cluster's."""
 SERVICES = ("ingress", "router", "sender", "media")
-_LEASE = "wxkf-test:redis-db-lease:"
 
 
 def free_ports(*names: str) -> dict[str, int]:
@@ -55,35 +52,6 @@ def free_ports(*names: str) -> dict[str, int]:
     finally:
         for sock in held:
             sock.close()
-
-
-@contextlib.asynccontextmanager
-async def redis_database() -> AsyncIterator[str]:
-    """A Redis database no other run uses now (leased in database 0), emptied of wxkf's keys
-    afterwards: the services' key prefix is fixed, so the database is what sets them apart."""
-    lease = secrets.token_hex(8)
-    admin = aioredis.Redis.from_url(f"{REDIS}/0")
-    try:
-        # Database 14 is the e2e suites' own (tests/e2e/deployments.py), 0 everyone else's.
-        for db in range(13, 0, -1):
-            if await admin.set(f"{_LEASE}{db}", lease, nx=True, ex=1800):
-                break
-        else:
-            raise RuntimeError("every Redis database 1-13 is leased by another test run")
-        try:
-            yield f"{REDIS}/{db}"
-        finally:
-            data = aioredis.Redis.from_url(f"{REDIS}/{db}")
-            try:
-                keys = [k async for k in data.scan_iter(match="wxkf:*", count=500)]
-                if keys:
-                    await data.delete(*keys)
-            finally:
-                await data.aclose()
-            if await admin.get(f"{_LEASE}{db}") == lease.encode():
-                await admin.delete(f"{_LEASE}{db}")
-    finally:
-        await admin.aclose()
 
 
 @dataclass
@@ -132,21 +100,22 @@ def system_environment(system: System, store_url: str, rules: Path) -> dict[str,
         "WXKF_ROUTER_SESSION_TTL_S": "900",
         "WXKF_LEDGER_TTL_S": "900",
         "WXKF_LOG_FORMAT": "console",
+        "WXKF_UP_DIR": str(system.workdir / "up"),
     }
     base = {k: v for k, v in os.environ.items() if not k.startswith("WXKF_")}
-    return up_environment({**base, **overrides})
+    return {**base, **overrides}
 
 
 @contextlib.asynccontextmanager
 async def running(system: System) -> AsyncIterator[None]:
     """The simulator and the four services, each its own process, until the block ends."""
     stop = asyncio.Event()
-    task = asyncio.create_task(up_processes(system.env, stop=stop, ready_timeout_s=90))
+    task = asyncio.create_task(processes.run(plan(system.env), stop=stop, ready_timeout_s=90))
 
     async def all_ready() -> bool:
         if task.done():
-            task.result()  # raises why the launcher gave up
-            raise AssertionError("the launcher stopped before the services were ready")
+            outcome = task.result()
+            raise AssertionError(f"the processes stopped before they were ready: {outcome}")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             for name in SERVICES:
                 try:

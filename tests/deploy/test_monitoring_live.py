@@ -29,6 +29,7 @@ from services.simulator.pusher import Pusher, new_msg_id
 from tests.deploy import monitoring_files as files
 from tests.deploy import monitoring_rig as rig
 from tests.support import rabbit
+from tests.support.redis_db import redis_database
 from tests.support.waiting import eventually
 
 pytestmark = [
@@ -197,7 +198,7 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     ports = rig.free_ports("simulator", *rig.SERVICES)
     vhost = rabbit.add_vhost("wxkf-monitoring")
     try:
-        async with rig.redis_database() as store_url:
+        async with redis_database() as store_url:
             system = rig.System(
                 appid="wx" + secrets.token_hex(8), vhost=vhost, ports=ports, workdir=workdir
             )

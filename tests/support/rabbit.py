@@ -15,7 +15,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 HOST = "127.0.0.1"
-PORT = 5672
+PORT = int(os.environ.get("WXKF_TEST_AMQP_PORT", "5672"))
+"""The port ``make services`` checks too; ``rabbitmqctl`` finds another node by the
+``RABBITMQ_NODENAME`` it is given."""
 
 
 def rabbitmqctl(*args: str, attempts: int = 12) -> str:

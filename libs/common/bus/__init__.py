@@ -167,6 +167,20 @@ class Bus(Protocol):
         """Move dead letters back to their work queue with a fresh attempt count."""
         ...
 
+    async def dead_letter_count(self, queue: str) -> int:
+        """How many dead letters of a work queue wait (in ``<queue>.dlq``)."""
+        ...
+
+    async def drop_dead_letters(self, queue: str) -> int:
+        """Delete every dead letter of a work queue; how many were deleted."""
+        ...
+
+    async def purge(self, spec: QueueSpec) -> int:
+        """Empty a work queue, its delay queues and its dead-letter queue; how many messages
+        were deleted (0 for a queue never declared). For a local run that starts clean
+        (``wxkf up --fresh``): no service calls it."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -86,7 +86,7 @@ def safe_url(url: str) -> str:
 
 
 def work_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
-    return {
+    arguments: dict[str, Any] = {
         "x-queue-type": "quorum",
         # RabbitMQ 3.x has no default: without a limit a poison message loops forever.
         "x-delivery-limit": spec.delivery_limit,
@@ -96,6 +96,16 @@ def work_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
         # at-least-once dead-lettering requires it; these queues have no length limit anyway.
         "x-overflow": "reject-publish",
     }
+    if spec.max_length is not None:
+        # Dropping the oldest, not refusing the publish: a full queue of an extension must
+        # never make ingress's publish fail. RabbitMQ dead-letters what drop-head drops only
+        # at most once.
+        arguments |= {
+            "x-max-length": spec.max_length,
+            "x-overflow": "drop-head",
+            "x-dead-letter-strategy": "at-most-once",
+        }
+    return arguments
 
 
 def delay_queue_arguments(spec: QueueSpec, delay_s: float) -> dict[str, Any]:
@@ -109,8 +119,11 @@ def delay_queue_arguments(spec: QueueSpec, delay_s: float) -> dict[str, Any]:
     }
 
 
-def dead_letter_queue_arguments() -> dict[str, Any]:
-    return {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
+def dead_letter_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
+    if spec.max_length is not None:
+        arguments |= {"x-max-length": spec.max_length, "x-overflow": "drop-head"}
+    return arguments
 
 
 def properties(
@@ -386,7 +399,7 @@ class AmqpBus:
                 await work.bind(spec.exchange, pattern, robust=False)
             await work.bind(RETRY, spec.name, robust=False)
             dlq = await ch.declare_queue(
-                spec.dlq, durable=True, arguments=dead_letter_queue_arguments(), robust=False
+                spec.dlq, durable=True, arguments=dead_letter_queue_arguments(spec), robust=False
             )
             await dlq.bind(DEAD, spec.name, robust=False)
             for delay in spec.delay_steps():
@@ -772,6 +785,55 @@ class AmqpBus:
             await _quietly(channel.close(), "dlq.close_failed")
         return moved
 
+    async def dead_letter_count(self, queue: str) -> int:
+        self._check_open()
+        channel = await self._side_channel()
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                dlq = await self._passive_dlq(channel, queue)
+        except TimeoutError:
+            raise BusError(f"counting {queue}.dlq took over {self.op_timeout_s}s") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot count {queue}.dlq: {exc}") from None
+        finally:
+            await _quietly(channel.close(), "dlq.close_failed")
+        return dlq.declaration_result.message_count or 0
+
+    async def drop_dead_letters(self, queue: str) -> int:
+        self._check_open()
+        channel = await self._side_channel()
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                dlq = await self._passive_dlq(channel, queue)
+                purged = await dlq.purge()
+        except TimeoutError:
+            raise BusError(f"dropping {queue}.dlq took over {self.op_timeout_s}s") from None
+        except _LINK_ERRORS as exc:
+            raise BusError(f"cannot drop {queue}.dlq: {exc}") from None
+        finally:
+            await _quietly(channel.close(), "dlq.close_failed")
+        return purged.message_count or 0
+
+    async def purge(self, spec: QueueSpec) -> int:
+        self._check_open()
+        purged = 0
+        for name in (spec.name, *map(spec.delay_queue, spec.delay_steps()), spec.dlq):
+            # A channel per queue: a queue that does not exist costs RabbitMQ the channel.
+            channel = await self._side_channel()
+            try:
+                async with asyncio.timeout(self.op_timeout_s):
+                    found = await channel.declare_queue(name, passive=True, robust=False)
+                    purged += (await found.purge()).message_count or 0
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                continue
+            except TimeoutError:
+                raise BusError(f"purging {name} took over {self.op_timeout_s}s") from None
+            except _LINK_ERRORS as exc:
+                raise BusError(f"cannot purge {name}: {exc}") from None
+            finally:
+                await _quietly(channel.close(), "purge.close_failed")
+        return purged
+
     async def _side_channel(self) -> AbstractRobustChannel:
         try:
             async with asyncio.timeout(self.op_timeout_s):
@@ -819,7 +881,7 @@ class AmqpBus:
                 log.warning("bus.close_failed", error=repr(exc))
         for role in list(self.blocked):
             metrics.BLOCKED.labels(role).set(0)
-        log.info("bus.closed")
+        log.debug("bus.closed")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -53,11 +53,12 @@ class _Message(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Queue:
-    __slots__ = ("consumers", "delivery_limit", "name", "ready", "turn")
+    __slots__ = ("consumers", "delivery_limit", "max_length", "name", "ready", "turn")
 
     def __init__(self, name: str, delivery_limit: int | None) -> None:
         self.name = name
         self.delivery_limit = delivery_limit
+        self.max_length: int | None = None
         self.ready: deque[_Message] = deque()
         self.consumers: list[_Consumer] = []
         self.turn = 0
@@ -121,6 +122,19 @@ class MemoryBroker:
             queue = self.queues[name]
             queue.ready.append(message)
             self.pump(queue)
+            self._overflow(queue)
+
+    def _overflow(self, queue: _Queue) -> None:
+        """Drop the oldest beyond the queue's bound, dead-lettered as RabbitMQ does (``maxlen``;
+        a dead-letter queue drops them for good)."""
+        while queue.max_length is not None and len(queue.ready) > queue.max_length:
+            dropped = queue.ready.popleft()
+            if queue.name.endswith(".dlq"):
+                continue
+            headers = dl.dead_headers(dropped.headers, dropped.routing_key, "maxlen")
+            self.route(
+                DEAD, msgspec.structs.replace(dropped, routing_key=queue.name, headers=headers)
+            )
 
     def pump(self, queue: _Queue) -> None:
         """Hand ready messages to consumers with room, round robin."""
@@ -300,8 +314,8 @@ class MemoryBus:
         b.declare_exchange(DEAD, "direct")
         for spec in specs:
             b.declare_exchange(spec.exchange, "topic")
-            b.declare_queue(spec.name, spec.delivery_limit)
-            b.declare_queue(spec.dlq, None)
+            b.declare_queue(spec.name, spec.delivery_limit).max_length = spec.max_length
+            b.declare_queue(spec.dlq, None).max_length = spec.max_length
             for pattern in spec.bindings:
                 b.bind(spec.name, spec.exchange, pattern)
             b.bind(spec.name, RETRY, spec.name)
@@ -435,6 +449,28 @@ class MemoryBus:
                 dlq.ready.appendleft(message)
                 raise
         return count
+
+    async def dead_letter_count(self, queue: str) -> int:
+        self._check_open()
+        return len(self._dlq(queue).ready)
+
+    async def drop_dead_letters(self, queue: str) -> int:
+        self._check_open()
+        dlq = self._dlq(queue)
+        dropped = len(dlq.ready)
+        dlq.ready.clear()
+        return dropped
+
+    async def purge(self, spec: QueueSpec) -> int:
+        # Retries wait on timers here, not in delay queues: only what is ready can go.
+        self._check_open()
+        purged = 0
+        for name in (spec.name, spec.dlq):
+            found = self.broker.queues.get(name)
+            if found is not None:
+                purged += len(found.ready)
+                found.ready.clear()
+        return purged
 
     def _dlq(self, queue: str) -> _Queue:
         dlq = self.broker.queues.get(queue + ".dlq")

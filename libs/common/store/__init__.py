@@ -226,6 +226,11 @@ class Store(Protocol):
         """Raise :class:`StoreError` unless the store answers now."""
         ...
 
+    async def clear(self) -> int:
+        """Delete every key under this store's prefix; how many. For a local run that starts
+        clean (``wxkf up --fresh``): no service calls it."""
+        ...
+
     async def close(self) -> None: ...
 
 

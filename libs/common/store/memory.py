@@ -373,6 +373,12 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
+    async def clear(self) -> int:
+        doomed = [k for k in self._space.entries if k.startswith(self._prefix)]
+        for key in doomed:
+            del self._space.entries[key]
+        return len(doomed)
+
     async def close(self) -> None:
         # The data belongs to the URL, not to this handle: other services of the same process
         # may still use it, exactly as they would keep using a Redis server.

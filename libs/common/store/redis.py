@@ -13,6 +13,7 @@ with the operation and the server's address, never the password.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any, Literal
@@ -337,6 +338,20 @@ class RedisStore:
         with self._errors("ping"):
             await self._r.ping()
 
+    async def clear(self) -> int:
+        pattern = _GLOB.sub(r"\\\g<0>", self._prefix) + "*"
+        removed = 0
+        with self._errors("clear"):
+            batch: list[bytes | str] = []
+            async for key in self._r.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    removed += await self._r.unlink(*batch)
+                    batch = []
+            if batch:
+                removed += await self._r.unlink(*batch)
+        return removed
+
     async def close(self) -> None:
         await self._batched.close()
         with self._errors("close"):
@@ -345,6 +360,10 @@ class RedisStore:
             finally:
                 if self._sentinels is not None:
                     await self._sentinels.aclose()
+
+
+_GLOB = re.compile(r"[*?\[\]\\]")
+"""What SCAN's MATCH pattern reads as a wildcard, escaped where the prefix has it."""
 
 
 def _refusal(reason: str) -> WindowTake:

@@ -94,7 +94,8 @@ def upload_answer(record: MediaRecord, *, reused: bool) -> web.Response:
     metrics.UPLOADS.labels(outcome).inc()
     if not reused:
         metrics.BYTES.labels("wechat_out").inc(record.size)
-    log.info("media.upload_answered", outcome=outcome, size=record.size, kind=record.content_type)
+    # Per reply with an image: counted in metrics; an upload to WeChat logs media.uploaded.
+    log.debug("media.upload_answered", outcome=outcome, size=record.size, kind=record.content_type)
     return json_response(MediaAnswer.of(record, reused=reused))
 
 

@@ -298,3 +298,28 @@ async def test_stopping_consumers_of_a_closed_bus_does_not_wait_on_the_broker(
     async with asyncio.timeout(60):  # a hang guard, far below the 600 s a cancel would wait
         await bus.stop_consuming()
     assert bus.consumer_tags() == {}
+
+
+async def test_a_broker_that_never_answers_fails_the_connect_and_leaves_nothing_running() -> None:
+    # A server that takes the connection and says nothing (a broker stuck at start).
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    before = asyncio.all_tasks()
+    try:
+        async with asyncio.timeout(30):
+            with pytest.raises(BusError, match=r"no answer from .* within 0\.5s"):
+                await AmqpBus.connect(
+                    f"amqp://guest:guest@127.0.0.1:{port}/", connect_timeout_s=0.5
+                )
+            # Nothing keeps reconnecting behind the error: a command that gave up can end.
+            await eventually(lambda: asyncio.all_tasks() - before, lambda t: not t, what="idle")
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -101,6 +101,19 @@ async def test_prefixes_do_not_see_each_other(make_store) -> None:
     assert await a.get("k") == b"from-a"
 
 
+async def test_clear_deletes_every_key_of_its_prefix_and_no_other(make_store) -> None:
+    mine, other = await make_store("mine:"), await make_store("other:")
+    await mine.set("a", b"1")
+    await mine.set("b", b"2", ttl_s=60)
+    await mine.window_grant("w", message(), now=NOW)
+    await other.set("a", b"kept")
+    assert await mine.clear() == 3
+    assert await mine.get("a") is None
+    assert (await mine.window_room("w", now=NOW)).reason == "no_window"
+    assert await other.get("a") == b"kept"
+    assert await mine.clear() == 0
+
+
 async def test_a_key_of_another_kind_is_a_store_error(store: Store) -> None:
     await store.window_grant("w", message(), now=NOW)
     with pytest.raises(StoreError):

@@ -256,56 +256,173 @@ SLOW_SERVICE = textwrap.dedent(
 )
 
 
-async def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path: Path) -> None:
-    script = tmp_path / "slow_service.py"
-    script.write_text(SLOW_SERVICE)
-    release = tmp_path / "release"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(script),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    log_lines: list[dict[str, object]] = []
-    try:
-        async with asyncio.timeout(HANG_GUARD_S):
-            port = None
-            while port is None:
-                line = await proc.stderr.readline()
-                assert line, "the service ended before it listened"
-                record = as_record(line)
-                log_lines.append(record)
-                if record.get("event") == "runner.listening":
-                    port = int(record["port"])  # type: ignore[call-overload]
+class SlowService:
+    """The slow service as a process: its port, its log records and what it printed."""
 
-            async with aiohttp.ClientSession() as http:
-                url = f"http://127.0.0.1:{port}/slow"
-                request = asyncio.create_task(http.get(url, params={"release": str(release)}))
-                assert await proc.stdout.readline() == b"slow.started\n"
-                proc.send_signal(signal.SIGTERM)
-                await wait_until(lambda: refuses(port))
-                release.touch()
-                resp = await request
+    def __init__(self, proc: asyncio.subprocess.Process, release: Path) -> None:
+        self.proc = proc
+        self.release = release
+        self.records: list[dict[str, object]] = []
+        self.port: int | None = None
+
+    @classmethod
+    async def start(cls, tmp_path: Path) -> SlowService:
+        script = tmp_path / "slow_service.py"
+        script.write_text(SLOW_SERVICE)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        service = cls(proc, tmp_path / "release")
+        assert proc.stderr is not None
+        while service.port is None:
+            line = await proc.stderr.readline()
+            assert line, "the service ended before it listened"
+            record = as_record(line)
+            service.records.append(record)
+            if record.get("event") == "runner.listening":
+                service.port = int(record["port"])  # type: ignore[call-overload]
+        return service
+
+    async def slow_request(self, http: aiohttp.ClientSession) -> asyncio.Task[str]:
+        """A request that holds the stop until the release file exists."""
+        assert self.proc.stdout is not None
+
+        async def get() -> str:
+            url = f"http://127.0.0.1:{self.port}/slow"
+            async with http.get(url, params={"release": str(self.release)}) as resp:
                 assert resp.status == 200
-                assert await resp.text() == "done"
+                return await resp.text()
 
-            rest = await proc.stdout.read()
-            returncode = await proc.wait()
-            log_lines += [as_record(line) for line in (await proc.stderr.read()).splitlines()]
+        request = asyncio.create_task(get())
+        assert await self.proc.stdout.readline() == b"slow.started\n"
+        return request
+
+    async def finish(self) -> tuple[int, str]:
+        """The exit code and the rest of stdout; the log records are all in ``records``."""
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        rest, err = await asyncio.gather(self.proc.stdout.read(), self.proc.stderr.read())
+        self.records += [as_record(line) for line in err.splitlines()]
+        return await self.proc.wait(), rest.decode()
+
+    def events(self) -> list[object]:
+        return [r.get("event") for r in self.records if "event" in r]
+
+    def raw(self) -> str:
+        return "\n".join(str(r["raw"]) for r in self.records if "raw" in r)
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [
+        [signal.SIGTERM],
+        # One Ctrl-C under `wxkf up`: the terminal's SIGINT and up's SIGTERM, either order.
+        [signal.SIGINT, signal.SIGTERM],
+        [signal.SIGTERM, signal.SIGINT],
+    ],
+    ids=["sigterm", "terminal-then-up", "up-then-terminal"],
+)
+async def test_a_stop_lets_the_request_in_flight_finish_then_exits_0(
+    tmp_path: Path, signals: list[signal.Signals]
+) -> None:
+    service = await SlowService.start(tmp_path)
+    try:
+        async with asyncio.timeout(HANG_GUARD_S), aiohttp.ClientSession() as http:
+            request = await service.slow_request(http)
+            for signum in signals:
+                service.proc.send_signal(signum)
+            assert service.port is not None
+            await wait_until(lambda: refuses(service.port))  # type: ignore[arg-type]
+            service.release.touch()
+            assert await request == "done"
+            returncode, rest = await service.finish()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert rest.decode().split() == ["slow.finished", "cleanup", "exited"]
+        await service.kill()
+    assert rest.split() == ["slow.finished", "cleanup", "exited"]
     assert returncode == 0
-    ours = [r for r in log_lines if "event" in r]
-    events = [r["event"] for r in ours]
+    events = service.events()
+    assert events.count("runner.signal") == 1
+    assert events.count("runner.stopped") == 1
     assert events.index("runner.signal") < events.index("runner.stopped")
-    assert all(r["service"] == "slowpoke" for r in ours)
+    assert "runner.stopped_at_once" not in events
+    assert "Traceback" not in service.raw()
+    assert all(r["service"] == "slowpoke" for r in service.records if "event" in r)
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGINT, signal.SIGINT], [signal.SIGINT, signal.SIGTERM, signal.SIGINT]],
+    ids=["ctrl-c-twice", "ctrl-c-twice-under-up"],
+)
+async def test_the_same_signal_again_stops_at_once_without_a_traceback(
+    tmp_path: Path, signals: list[signal.Signals]
+) -> None:
+    service = await SlowService.start(tmp_path)
+    try:
+        async with asyncio.timeout(HANG_GUARD_S), aiohttp.ClientSession() as http:
+            request = await service.slow_request(http)
+            service.proc.send_signal(signals[0])
+            assert service.port is not None
+            await wait_until(lambda: refuses(service.port))  # type: ignore[arg-type]
+            for signum in signals[1:]:
+                service.proc.send_signal(signum)
+            returncode, rest = await service.finish()
+            with pytest.raises(aiohttp.ClientError):
+                await request
+    finally:
+        await service.kill()
+    assert returncode == -signals[-1]  # ended by the signal, as without a handler
+    assert rest == ""  # neither the request nor the cleanup finished
+    events = service.events()
+    assert events.count("runner.stopped_at_once") == 1
+    assert "runner.stopped" not in events
+    assert "Traceback" not in service.raw()
+
+
+async def test_a_busy_port_is_one_line_naming_port_app_and_variable(tmp_path: Path) -> None:
+    script = tmp_path / "busy.py"
+    script.write_text(BUSY_PORT_SERVICE)
+    async with running([(base_app("holder"), 0)], shutdown_grace_s=1) as [port]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            str(port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        async with asyncio.timeout(HANG_GUARD_S):
+            out, err = await proc.communicate()
+    assert proc.returncode == 2
+    problems = [line for line in err.decode().splitlines() if not line.startswith("{")]
+    assert problems == [
+        f"wxkf: port {port} for ingress is already in use on 127.0.0.1; set WXKF_INGRESS_PORT "
+        "to a free port (0 picks one)"
+    ]
+    assert out == b""
+
+
+BUSY_PORT_SERVICE = textwrap.dedent(
+    """
+    import sys
+
+    from libs.common.observability.logging import configure
+    from libs.common.runner import serve
+    from libs.common.web import base_app
+
+    configure("ingress", fmt="json", level="info")
+    serve([(base_app("ingress"), int(sys.argv[1]))], host="127.0.0.1", shutdown_grace_s=1)
+    """
+)
 
 
 async def _loop_module() -> str:

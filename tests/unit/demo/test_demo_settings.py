@@ -6,7 +6,8 @@ import pytest
 
 from libs.common.settings import SettingsError
 from services.demo.settings import PORT_VARIABLES, DemoSettings, load_demo
-from services.launcher import SIM_PORT, load_settings
+from services.launcher import load_settings
+from services.up.plan import UpSettings
 
 
 def test_default_ports_do_not_clash_with_the_services_nor_wxkf_up() -> None:
@@ -14,7 +15,7 @@ def test_default_ports_do_not_clash_with_the_services_nor_wxkf_up() -> None:
         ["ingress", "router", "sender", "media"],
         {"WXKF_APPID": "wx1", "WXKF_APP_SECRET": "s", "WXKF_TOKEN": "t"},
     )
-    theirs = {getattr(s, f"{name}_port") for name, s in services.items()} | {SIM_PORT}
+    theirs = {getattr(s, f"{name}_port") for name, s in services.items()} | {UpSettings().sim_port}
     ours = DemoSettings().ports()
     assert len(set(ours.values())) == len(ours)
     assert not theirs & set(ours.values())

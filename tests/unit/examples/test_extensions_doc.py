@@ -44,3 +44,14 @@ def test_every_history_setting_is_documented_with_its_default() -> None:
             assert shown == field.default, name
         else:
             assert float(shown) == field.default, name
+
+
+def test_the_run_example_talks_to_what_make_up_runs() -> None:
+    from services.up.plan import environment
+
+    (block,) = re.findall(r"```sh\n(WXKF_APPID=.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    given = dict(re.findall(r"^(WXKF_\w+)=(\S+) \\$", block, re.M))
+    local = environment({})
+    assert given["WXKF_APPID"] == local["WXKF_APPID"]
+    assert given["WXKF_BUS_URL"] == local["WXKF_BUS_URL"]
+    assert Path(given["WXKF_HISTORY_DB"]).parent.is_dir()

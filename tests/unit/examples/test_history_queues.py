@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from examples.extension.queues import DEFAULT_QUEUE, history_queues
+from examples.extension.queues import DEFAULT_MAX_LENGTH, DEFAULT_QUEUE, history_queues
 from libs.common.bus.topic import matches
 from libs.common.topology import COMMANDS, CORE_QUEUES, EVENTS
 
@@ -12,6 +12,11 @@ def test_one_queue_per_exchange_named_from_one_name() -> None:
     assert (events.name, events.exchange) == ("shop.history", EVENTS)
     assert (commands.name, commands.exchange) == ("shop.history.commands", COMMANDS)
     assert history_queues()[0].name == DEFAULT_QUEUE
+
+
+def test_the_queues_are_bounded_while_the_history_is_away() -> None:
+    assert {q.max_length for q in history_queues()} == {DEFAULT_MAX_LENGTH}
+    assert {q.max_length for q in history_queues(max_length=50)} == {50}
 
 
 def test_the_names_are_not_the_core_services() -> None:

@@ -72,6 +72,27 @@ def test_check_reports_each_problem_with_line_and_column(
     assert "ok" in out  # the other file is still checked
 
 
+def test_check_reports_structural_mistakes_of_several_rules_at_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "rules:\n  - name: a\n    replay: x\n  - name: b\n    transfer: maybe\n"
+        "  - reply: z\nfallback: {reply: ok, tgs: [x]}\n",
+        encoding="utf-8",
+    )
+    code, _, err = run(capsys, "rules", "check", str(bad))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines[:4]] == [
+        f"{bad}:3:5",
+        f"{bad}:5:15",
+        f"{bad}:6:5",
+        f"{bad}:7:23",
+    ]
+    assert lines[4] == f"{bad}: 4 problems"
+
+
 def test_check_a_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "rules", "check", str(tmp_path / "none.yaml"))
     assert code == 1
@@ -84,6 +105,15 @@ def test_test_a_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "rule:      agent (line " in out
     assert "transfer:  yes" in out
     assert "send.text" in out
+
+
+def test_the_lines_of_a_multi_line_reply_line_up(capsys: pytest.CaptureFixture[str]) -> None:
+    # The shipped welcome is two lines (a YAML block scalar).
+    _, out, _ = run(capsys, "rules", "test", str(EXAMPLE), "--enter")
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("  1. send.text"))
+    column = lines[first].index("您好")
+    assert lines[first + 1] == " " * column + "需要人工服务请输入「人工」。"
 
 
 def test_test_other_kinds_and_session(capsys: pytest.CaptureFixture[str]) -> None:

@@ -130,3 +130,50 @@ def test_rendered_problem_names_file_line_column_and_path() -> None:
         "rules:\n  - name: a\n    match: {txt: x}\n    reply: y\nfallback: {reply: ok}\n"
     )
     assert p.render("shop.yaml") == "shop.yaml:3:13: unknown key `txt` (at rules[0].match.txt)"
+
+
+def test_every_structural_mistake_is_reported_in_one_run() -> None:
+    document = """\
+        version: 1
+        colour: blue
+        hours:
+          office:
+            weekdays: mon
+            holidays: 2026-01-01
+        rules:
+          - name: a
+            match:
+              txt: hello
+            replay: hi
+          - name: b
+            transfer: maybe
+            reply:
+              - image: {assett: size-chart}
+          - reply: no name
+          - name: d
+            reply: fine
+        fallback:
+          reply: ok
+          tag: [x]
+          ignroe: true
+        """
+    found = [(p.line, p.column, p.message) for p in problems(document)]
+    assert [(line, message) for line, _, message in found] == [
+        (2, "unknown key `colour`"),
+        (6, found[1][2]),
+        (10, "unknown key `txt`"),
+        (11, "unknown key `replay`"),
+        (13, found[4][2]),
+        (15, "unknown key `assett`"),
+        (16, "missing required key `name`"),
+        (22, "unknown key `ignroe`"),
+    ]
+    assert "a list" in found[1][2]
+    assert "bool" in found[4][2]
+
+
+def test_a_required_key_taken_away_is_not_reported_twice() -> None:
+    document = "rules:\n  - name: [a, b]\n    reply: hi\nfallback: {reply: ok}\n"
+    (only,) = problems(document)
+    assert (only.line, only.column) == (2, 11)
+    assert "str" in only.message

@@ -112,11 +112,32 @@ async def test_load_prints_rate_and_latency(
     _, url = endpoint
     argv = ["sim", "load", "--url", url, "--users", "3", "--rate", "40", "--duration", "0.1"]
     assert await cli._load_async(build_parser().parse_args(argv)) == 0
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     assert out[0].startswith("pushes: 4 completed of 4 begun")
     assert out[1] == "outcomes: success=4"
     assert out[2] == "errors: none"
     assert out[3].startswith("ACK latency ms: p50 ")
+    assert out[4].startswith("replies at the simulator: not counted")
+    assert "without --sim the simulator does not know these users wrote" in captured.err
+
+
+@pytest.mark.parametrize("action", ["api", "push", "verify", "load"])
+def test_every_option_says_what_it_is_for(action: str) -> None:
+    import argparse
+
+    def sub(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+        (actions,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        found: argparse.ArgumentParser = actions.choices[name]
+        return found
+
+    parser = sub(sub(build_parser(), "sim"), action)
+    silent = [
+        a.option_strings[0]
+        for a in parser._actions
+        if a.option_strings and a.help in (None, "") and a.dest != "help"
+    ]
+    assert silent == []
 
 
 def test_load_needs_a_pace() -> None:
@@ -144,11 +165,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_api_command_serves_until_stopped() -> None:
+async def test_api_command_serves_until_stopped_and_keeps_its_state(tmp_path: Path) -> None:
     port = _free_port()
+    saved = tmp_path / "up" / "simulator.json"
     wxkf = str(Path(sys.executable).with_name("wxkf"))
+    argv = [wxkf, "sim", "api", "--port", str(port), "--frozen-clock", "--start", "1000"]
     proc = subprocess.Popen(  # noqa: ASYNC220, S603 - our own script, fixed args, stopped below
-        [wxkf, "sim", "api", "--port", str(port), "--frozen-clock", "--start", "1000"],
+        [*argv, "--state", str(saved)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "WXKF_APPID": "wx00000000000000aa"},
@@ -169,8 +192,12 @@ async def test_api_command_serves_until_stopped() -> None:
             query = {"grant_type": "client_credential", "appid": "wx00000000000000aa"}
             query["secret"] = "0c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f"
             async with session.get(f"http://127.0.0.1:{port}/cgi-bin/token", params=query) as r:
-                assert (await r.json(content_type=None))["expires_in"] == 7200
+                answer = await r.json(content_type=None)
+                assert answer["expires_in"] == 7200
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
     assert f"on http://127.0.0.1:{port} (appid wx00000000000000aa)" in out.decode()
+    assert f"state kept in {saved}" in out.decode()
+    assert answer["access_token"] in saved.read_text()  # written when stopped

@@ -67,6 +67,26 @@ async def test_inbox_of_a_user_who_got_nothing(client: Client) -> None:
     assert (await resp.json()) == {"openid": "nobody", "messages": []}
 
 
+async def test_outcomes_add_up_the_users_of_a_prefix(
+    client: Client, state: SimState, token: str
+) -> None:
+    for openid in ("oGroupA1", "oGroupA2", "oOther"):
+        state.user_message(openid)
+        await call(client, SEND, token, text(openid))
+    state.users["oGroupA2"].grants.clear()
+    assert (await call(client, SEND, token, text("oGroupA2")))["errcode"] == 45015
+    resp = await client.get("/sim/outcomes", params={"prefix": "oGroupA"})
+    assert await resp.json() == {
+        "users": 2,
+        "messages_sent": 2,
+        "delivered": 2,
+        "refused": {"45015": 1},
+    }
+    resp = await client.get("/sim/outcomes")
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "invalid_request"
+
+
 async def test_stats_and_reset(client: Client, state: SimState, token: str) -> None:
     state.user_message(OPENID)
     await call(client, SEND, token, text())

@@ -1,0 +1,137 @@
+"""What one ``wxkf up`` runs: its environment, ports and files, checked before it starts.
+
+Every value comes from a ``WXKF_`` variable when it is set, else from a default for a local
+run. The ports are checked free (0 picks a free one) and then written into the environment,
+so every place that names a port (the simulator's URL, the media URL, the push URL printed)
+uses the same number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from libs.common.ports import claim
+from libs.common.settings import LOCAL_BUS_URL, LOCAL_STORE_URL, SettingsError, load
+from libs.common.topology import ALL_QUEUES, SENDER_COMMANDS, QueueSpec
+from services.command import wxkf_command
+from services.launcher import REGISTRY, SERVICES, load_settings
+from services.sender.settings import SenderSettings
+from services.simulator.config import DEMO_AES_KEY, DEMO_APPID, DEMO_SECRET, DEMO_TOKEN
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+LOOPBACK = "127.0.0.1"
+SIMULATOR = "simulator"
+PORT_VARIABLES = {
+    SIMULATOR: "WXKF_SIM_PORT",
+    **{name: f"WXKF_{name.upper()}_PORT" for name in SERVICES},
+}
+
+
+class UpSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """``wxkf up``'s own variables (the services read theirs)."""
+
+    sim_port: Port = 8090
+    """The simulated WeChat API."""
+    up_dir: str = ".wxkf/up"
+    """What is kept between runs: the simulator's state, the images the rules name."""
+
+
+class Layout(msgspec.Struct, frozen=True, kw_only=True):
+    """The files of a run."""
+
+    directory: Path
+    assets: Path
+    """The media service's asset directory (``WXKF_ASSETS_DIR``)."""
+    simulator_state: Path
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    env: dict[str, str]
+    """What every process gets."""
+    ports: dict[str, int]
+    """By part: the simulator and each service."""
+    host: str
+    """Where the services listen (``WXKF_LISTEN_HOST``)."""
+    layout: Layout
+    queues: list[QueueSpec]
+    """wxkf's work queues as this run declares them (the sender's retry delays are settings)."""
+
+    def url(self, name: str, path: str = "") -> str:
+        host = LOOPBACK if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.ports[name]}{path}"
+
+    @property
+    def push_url(self) -> str:
+        return self.url("ingress", self.env.get("WXKF_PUSH_PATH", "/wechat"))
+
+
+def environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with the defaults of a local run for what it does not set."""
+    env = dict(environ)
+    defaults = {
+        "WXKF_BUS_URL": LOCAL_BUS_URL,
+        "WXKF_STORE_URL": LOCAL_STORE_URL,
+        "WXKF_APPID": DEMO_APPID,
+        "WXKF_APP_SECRET": DEMO_SECRET,
+        "WXKF_TOKEN": DEMO_TOKEN,
+        "WXKF_AES_KEY": DEMO_AES_KEY,
+        "WXKF_LISTEN_HOST": LOOPBACK,
+        "WXKF_LOG_FORMAT": "console",
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    return env
+
+
+def plan(environ: Mapping[str, str]) -> Plan:
+    """The run ``environ`` asks for. Raises :class:`SettingsError` (one problem per line) or
+    :class:`~libs.common.ports.PortBusy` (naming the variable that moves the port)."""
+    env = environment(environ)
+    problems: list[str] = []
+    try:
+        up = load(UpSettings, env)
+    except SettingsError as exc:
+        problems.append(f"wxkf up: {exc}")
+        up = UpSettings()
+    try:
+        settings = load_settings(SERVICES, env)
+    except SettingsError as exc:
+        problems += str(exc).splitlines()
+        settings = {}
+    for name, s in settings.items():
+        if s.bus_url.startswith("memory://") or s.store_url.startswith("memory://"):
+            problems.append(
+                f"{name}: WXKF_BUS_URL and WXKF_STORE_URL must be RabbitMQ and Redis: wxkf up "
+                "runs each service as its own process (wxkf run all runs them in one)"
+            )
+            break
+    if problems:
+        raise SettingsError("\n".join(problems))
+    host = next(iter(settings.values())).listen_host
+    wanted = {SIMULATOR: up.sim_port}
+    for name in SERVICES:
+        wanted[name] = int(getattr(settings[name], REGISTRY[name].port_field))
+    command = f"{wxkf_command()} up"
+    ports = claim(wanted, PORT_VARIABLES, host=host, run="wxkf up", command=command)
+    for name, port in ports.items():
+        env[PORT_VARIABLES[name]] = str(port)
+    directory = Path(up.up_dir)
+    layout = Layout(
+        directory=directory,
+        assets=Path(env.get("WXKF_ASSETS_DIR") or directory / "assets"),
+        simulator_state=directory / "simulator.json",
+    )
+    env.setdefault("WXKF_ASSETS_DIR", str(layout.assets))
+    sender = settings["sender"]
+    assert isinstance(sender, SenderSettings)
+    queues = [sender.commands_queue() if q.name == SENDER_COMMANDS.name else q for q in ALL_QUEUES]
+    made = Plan(env=env, ports=ports, host=host, layout=layout, queues=queues)
+    # The simulator and media are called on the ports just chosen.
+    env.setdefault("WXKF_WECHAT_API_BASE", made.url(SIMULATOR))
+    env.setdefault("WXKF_MEDIA_URL", made.url("media"))
+    return made
