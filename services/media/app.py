@@ -161,4 +161,4 @@ async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await app[BUS].stop_consuming()
+        await app[BUS].stop_consuming(grace_s=app[SETTINGS].shutdown_grace_s)

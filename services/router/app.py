@@ -90,4 +90,4 @@ async def _consumer(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await bus.stop_consuming()
+        await bus.stop_consuming(grace_s=app[SETTINGS].shutdown_grace_s)

@@ -101,7 +101,7 @@ async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncItera
     try:
         yield
     finally:
-        await bus.stop_consuming()
+        await bus.stop_consuming(grace_s=app[SETTINGS].shutdown_grace_s)
         # Outcomes on their way to the store land (or give up) before it closes.
         if sender.recording:
             await asyncio.wait(sender.recording, timeout=settings.shutdown_grace_s)

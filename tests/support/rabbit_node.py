@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -181,6 +182,23 @@ class RabbitNode:
 
     def alarms(self) -> str:
         return self.ctl("eval", "rabbit_alarm:get_alarms().").strip()
+
+    def connection_states(self, vhost: str) -> dict[str, str]:
+        """The connections of ``vhost`` by the name their client gave (with the client's
+        port, to keep two of one name apart) → running, blocking, blocked, ..."""
+        out = self.ctl(
+            "list_connections", "--no-table-headers", "vhost", "peer_port", "state",
+            "client_properties",
+        )  # fmt: skip
+        states: dict[str, str] = {}
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) < 4 or parts[0] != vhost:
+                continue
+            found = re.search(r'"connection_name",\s*"([^"]*)"', parts[3])
+            name = found.group(1) if found else "?"
+            states[f"{parts[1]}:{name}"] = parts[2]
+        return states
 
     def queues(self, vhost: str) -> dict[str, tuple[int, int]]:
         """Queue name → (messages ready + unacked, consumers)."""

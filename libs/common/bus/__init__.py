@@ -151,8 +151,10 @@ class Bus(Protocol):
         """Start consuming; returns at once. Consumers resume by themselves after a reconnect."""
         ...
 
-    async def stop_consuming(self) -> None:
-        """Take no new deliveries; wait for the handlers in flight to finish."""
+    async def stop_consuming(self, *, grace_s: float | None = None) -> None:
+        """Take no new deliveries; wait for the handlers in flight to finish, at most
+        ``grace_s`` (None: as long as they take). A handler still running then is cancelled:
+        its message goes back to the queue unsettled, and is delivered again."""
         ...
 
     async def ping(self) -> None:

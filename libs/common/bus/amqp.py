@@ -598,7 +598,7 @@ class AmqpBus:
         self._consumers.append(consumer)
         log.info("consumer.started", queue=spec.name, prefetch=prefetch)
 
-    async def stop_consuming(self) -> None:
+    async def stop_consuming(self, *, grace_s: float | None = None) -> None:
         self._stopping = True
         # After close() the connection delivers nothing more: there is nothing to cancel, and
         # asking a closed robust connection would only wait out op_timeout_s per consumer.
@@ -609,9 +609,7 @@ class AmqpBus:
             except (TimeoutError, *_LINK_ERRORS) as exc:
                 # The channel is gone, so it delivers nothing more anyway.
                 log.info("consumer.cancel_failed", queue=consumer.spec.name, error=repr(exc))
-        inflight = set(self.inflight)
-        if inflight:
-            await asyncio.wait(inflight)
+        await dl.finish(set(self.inflight), grace_s)
         for consumer in [] if self._closed else self._consumers:
             await _quietly(consumer.channel.close(), "consumer.close_failed")
         self._consumers.clear()

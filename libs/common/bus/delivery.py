@@ -8,7 +8,7 @@ between ``amqp://`` and ``memory://``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -127,6 +127,20 @@ def _retry(
     return Verdict(
         outcome="retry", reason=_bounded(reason), delay_s=delay, repeat=repeat, note=note
     )
+
+
+async def finish(handlers: Collection[asyncio.Task[Any]], grace_s: float | None) -> None:
+    """Let the handlers in flight finish, at most ``grace_s``; cancel what is left (each
+    cancelled delivery goes back to its queue unsettled)."""
+    if not handlers:
+        return
+    _, left = await asyncio.wait(handlers, timeout=grace_s)
+    if not left:
+        return
+    log.warning("consumer.abandoned", deliveries=len(left), grace_s=grace_s)
+    for task in left:
+        task.cancel()
+    await asyncio.wait(left)
 
 
 def _bounded(text: str) -> str:

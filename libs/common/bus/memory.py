@@ -415,14 +415,13 @@ class MemoryBus:
         queue.consumers.append(consumer)
         self.broker.pump(queue)
 
-    async def stop_consuming(self) -> None:
+    async def stop_consuming(self, *, grace_s: float | None = None) -> None:
         for consumer in self._consumers:
             consumer.active = False
             if consumer in consumer.queue.consumers:
                 consumer.queue.consumers.remove(consumer)
         inflight = [t for c in self._consumers for t in c.inflight]
-        if inflight:
-            await asyncio.wait(inflight)
+        await dl.finish(inflight, grace_s)
         self._consumers.clear()
 
     # -- dead letters ---------------------------------------------------------------------------
