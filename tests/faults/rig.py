@@ -198,6 +198,9 @@ class Report:
     """Of ``ambiguous``: copies the store may have forgotten, reported instead of sent."""
     pending: int = 0
     problems: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """Replies that were not delivered, with the facts that say why (not a broken promise
+    in itself: WeChat may refuse)."""
 
     def line(self) -> str:
         return (
@@ -434,6 +437,8 @@ class Rig:
                 continue
             if got == 0 and not ambiguous and not facts:
                 report.pending += 1
+            elif got == 0 and not ambiguous:
+                report.refused.append(f"{text!r}: " + "; ".join(_fact_line(f) for f in facts))
         return report
 
     async def settled(
@@ -476,6 +481,11 @@ class Rig:
                     await service.exited(10)
         if self._http is not None:
             await self._http.close()
+
+
+def _fact_line(fact: Outcome) -> str:
+    why = getattr(fact, "reason", None) or getattr(fact, "errmsg", "")
+    return f"{fact.routing_key()} {why} (attempts {fact.attempts})"
 
 
 def free_port() -> int:

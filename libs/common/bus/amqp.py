@@ -170,14 +170,16 @@ class _Consumer:
         self.tag = await self.queue.consume(self.on_message, timeout=self.bus.op_timeout_s)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.bus.inflight.add(task)
-        try:
-            await self._handle(message)
-        finally:
-            if task is not None:
-                self.bus.inflight.discard(task)
+        # aiormq runs this in a task of the channel's, which it cancels when the channel is
+        # lost; a handler cut off mid-call would leave its work half done (a send whose fate
+        # is then unknown). The work runs in a task of its own and finishes; only its ack is
+        # moot on a dead channel, and the broker delivers the message again, which the
+        # handler's own deduplication answers. The bus cancels these tasks itself, when a
+        # stop's grace runs out (stop_consuming).
+        task = asyncio.get_running_loop().create_task(self._handle(message))
+        self.bus.inflight.add(task)
+        task.add_done_callback(self.bus.inflight.discard)
+        await asyncio.shield(task)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         spec, bus = self.spec, self.bus
