@@ -438,7 +438,7 @@ class Rig:
             if got == 0 and not ambiguous and not facts:
                 report.pending += 1
             elif got == 0 and not ambiguous:
-                report.refused.append(f"{text!r}: " + "; ".join(_fact_line(f) for f in facts))
+                report.refused.append(f"{text!r}: " + "; ".join(fact_line(f) for f in facts))
         return report
 
     async def settled(
@@ -483,7 +483,7 @@ class Rig:
             await self._http.close()
 
 
-def _fact_line(fact: Outcome) -> str:
+def fact_line(fact: Outcome) -> str:
     why = getattr(fact, "reason", None) or getattr(fact, "errmsg", "")
     return f"{fact.routing_key()} {why} (attempts {fact.attempts})"
 
