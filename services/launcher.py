@@ -92,7 +92,8 @@ async def run_services(
     mixed = {(s.bus_url, s.store_url) for s in settings.values()}
     if len(mixed) > 1:
         raise SettingsError("services in one process must share WXKF_BUS_URL and WXKF_STORE_URL")
-    bus = await bus_lib.connect(first.bus_url)
+    # Named after what runs here, so an operator tells the connections apart in the broker.
+    bus = await bus_lib.connect(first.bus_url, name="wxkf-" + "+".join(settings))
     try:
         store = await store_lib.connect(first.store_url)
         try:

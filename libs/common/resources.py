@@ -27,14 +27,18 @@ CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 
 def bus_ctx(
-    url: str, *, bus: Bus | None = None, queues: Iterable[QueueSpec] = CORE_QUEUES
+    url: str,
+    *,
+    bus: Bus | None = None,
+    queues: Iterable[QueueSpec] = CORE_QUEUES,
+    name: str = "wxkf",
 ) -> CleanupCtx:
     """``app[BUS]``: ``bus`` if given, else a connection to ``url``; the topology declared."""
     specs = tuple(queues)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         opened = bus is None
-        instance = await bus_lib.connect(url) if bus is None else bus
+        instance = await bus_lib.connect(url, name=name) if bus is None else bus
         try:
             # Idempotent, and done by every service, so no event is unroutable because its
             # consumer has not started yet.

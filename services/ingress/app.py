@@ -73,7 +73,7 @@ def create_app(
     app[RECORDER] = Recorder()
     app.cleanup_ctx.extend(
         [
-            bus_ctx(settings.bus_url, bus=bus),
+            bus_ctx(settings.bus_url, bus=bus, name="wxkf-ingress"),
             store_ctx(settings.store_url, store=store),
             _recorded_before_the_store_closes,
             _relay,

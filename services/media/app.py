@@ -67,7 +67,12 @@ def create_app(
     if settings.archive_enabled:
         # Only an archiving media service needs the broker, and it alone drains this queue.
         app.cleanup_ctx.append(
-            bus_ctx(settings.bus_url, bus=bus, queues=(*CORE_QUEUES, MEDIA_ARCHIVE))
+            bus_ctx(
+                settings.bus_url,
+                bus=bus,
+                queues=(*CORE_QUEUES, MEDIA_ARCHIVE),
+                name=f"wxkf-{SERVICE}",
+            )
         )
         app.cleanup_ctx.append(_archive_ctx)
     add_routes(app)

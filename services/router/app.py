@@ -34,7 +34,7 @@ def create_app(
             # Rules first: a rules file that does not compile stops the start before any
             # connection is made.
             _rules,
-            bus_ctx(settings.bus_url, bus=bus),
+            bus_ctx(settings.bus_url, bus=bus, name=f"wxkf-{SERVICE}"),
             store_ctx(settings.store_url, store=store),
             _consumer,
         ]

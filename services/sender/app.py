@@ -39,7 +39,7 @@ def create_app(
     queues = CORE_QUEUES if commands == SENDER_COMMANDS else (*CORE_QUEUES, commands)
     app.cleanup_ctx.extend(
         [
-            bus_ctx(settings.bus_url, bus=bus, queues=queues),
+            bus_ctx(settings.bus_url, bus=bus, queues=queues, name=f"wxkf-{SERVICE}"),
             store_ctx(settings.store_url, store=store),
             http_ctx(timeout_s=settings.wechat_timeout_s, limit=settings.http_connections),
             functools.partial(_consumers, commands=commands),

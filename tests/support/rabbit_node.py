@@ -200,6 +200,23 @@ class RabbitNode:
             states[f"{parts[1]}:{name}"] = parts[2]
         return states
 
+    def close_connections(self, vhost: str, name: str) -> int:
+        """Close, from the broker's side, the connections of ``vhost`` whose client gave them
+        the name ``name``; how many."""
+        out = self.ctl(
+            "list_connections", "--no-table-headers", "pid", "vhost", "client_properties"
+        )
+        closed = 0
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) < 3 or parts[1] != vhost:
+                continue
+            found = re.search(r'"connection_name",\s*"([^"]*)"', parts[2])
+            if found and found.group(1) == name:
+                self.ctl("close_connection", parts[0], "the test cuts it")
+                closed += 1
+        return closed
+
     def queues(self, vhost: str) -> dict[str, tuple[int, int]]:
         """Queue name → (messages ready + unacked, consumers)."""
         out = self.ctl(
