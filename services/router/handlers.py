@@ -147,9 +147,21 @@ def _stored_plan(raw: bytes | None) -> Plan | None:
         return None
 
 
-async def _answer(event: InboundEvent, delivery: Delivery, *, transfer: bool, rule: str) -> None:
-    """The RPC answer, when the delivery asked for one (ingress asks only for user messages)."""
+WECHAT_DEADLINE_MS = 5000
+"""WeChat stops waiting for a push's answer after 5 s; so does ingress, before it."""
+
+
+async def _answer(
+    event: InboundEvent, delivery: Delivery, *, transfer: bool, rule: str, now_ms: int | None = None
+) -> None:
+    """The RPC answer, when the delivery asked for one (ingress asks only for user messages)
+    and someone can still be waiting: a reply address outlives its requester, and one on a
+    broker node that is gone costs the connection that answers it."""
     if not delivery.reply_to:
+        return
+    age_ms = (now_ms if now_ms is not None else time.time_ns() // 1_000_000) - event.time_ms
+    if age_ms > WECHAT_DEADLINE_MS:
+        metrics.ANSWERS_SKIPPED.inc()
         return
     reply = DecisionReply(
         event_id=event.id, transfer=transfer and isinstance(event, UserMessage), rule=rule

@@ -63,6 +63,11 @@ PLAN_NOT_FINISHED = Counter(
     "Plans carried out whose done mark the store did not take (a redelivery would repeat them "
     "as possible repeats).",
 )
+ANSWERS_SKIPPED = Counter(
+    "wxkf_router_answers_skipped_total",
+    "Decision answers not sent because their requester stopped waiting long ago (an event "
+    "redelivered or delayed past WeChat's 5 s).",
+)
 ANSWER_FAILURES = Counter(
     "wxkf_router_answer_failures_total",
     "Decision answers that could not be sent to the requester (the work still goes on).",

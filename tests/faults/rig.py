@@ -201,13 +201,19 @@ class Report:
     refused: list[str] = field(default_factory=list)
     """Replies that were not delivered, with the facts that say why (not a broken promise
     in itself: WeChat may refuse)."""
+    unpublished: list[str] = field(default_factory=list)
+    """Accepted pushes whose event was not seen on the bus (yet)."""
+    failures: int = 0
+    """Pushes without a reply whose commands reported why (refused, failed, ambiguous)."""
+    per_user: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    """Openid → its pushes, events, decisions, replies and failures."""
 
     def line(self) -> str:
         return (
             f"pushes={self.pushes} gave_up={self.gave_up} events={self.events} "
             f"(copies {self.event_copies}) decisions={self.decisions} replies={self.replies} "
             f"duplicates={self.duplicates} ambiguous={self.ambiguous} "
-            f"(forgotten {self.forgotten}) pending={self.pending}"
+            f"(forgotten {self.forgotten}) failures={self.failures} pending={self.pending}"
         )
 
 
@@ -247,6 +253,7 @@ class Rig:
     services: dict[str, list[Service]] = field(default_factory=lambda: defaultdict(list))
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     _count: int = 0
+    _turn: int = 0
     _http: aiohttp.ClientSession | None = None
 
     # -- processes -----------------------------------------------------------------------------
@@ -254,6 +261,9 @@ class Rig:
     async def start(self, name: str, **overrides: str) -> Service:
         """One more process of service ``name``, ready when this returns."""
         index = len(self.services[name])
+        if name == "ingress" and self.live("ingress"):
+            # A second replica beside the first, as behind a load balancer: a port of its own.
+            overrides = {"ingress_port": str(free_port()), **overrides}
         env = {**self.env, **{f"WXKF_{k.upper()}": v for k, v in overrides.items()}}
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -308,8 +318,12 @@ class Rig:
 
     @property
     def push_url(self) -> str:
-        """The one URL WeChat pushes to, whichever ingress process serves it now."""
-        return f"http://127.0.0.1:{self.env['WXKF_INGRESS_PORT']}/wechat"
+        """The URL WeChat pushes to: the first ingress's port, which a restart keeps (as a
+        Service's address), or, with replicas live, each in turn (as a load balancer)."""
+        ports = [s.port for s in self.live("ingress") if s.port is not None]
+        self._turn += 1
+        port = ports[self._turn % len(ports)] if ports else self.env["WXKF_INGRESS_PORT"]
+        return f"http://127.0.0.1:{port}/wechat"
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -406,10 +420,15 @@ class Rig:
             event = copies[0].id if copies else None
             report.event_copies += len(copies)
             report.events += 1 if copies else 0
+            counts = report.per_user[openid]
+            counts["pushes"] += 1
+            counts["events"] += 1 if copies else 0
             if event is not None and tally.decisions.get(event):
                 report.decisions += 1
+                counts["decisions"] += 1
             got = received[(openid, reply_to(text))]
             report.replies += min(got, 1)
+            counts["replies"] += min(got, 1)
             if got > 1:
                 report.duplicates += got - 1
                 report.problems.append(f"{text!r}: its reply was delivered {got} times")
@@ -426,6 +445,7 @@ class Rig:
                 report.problems.append(f"{text!r}: answered without a decision on the bus")
             if not result.ok:
                 report.gave_up += 1
+                counts["gave_up"] += 1
                 statuses = {a.status for a in result.answers}
                 if statuses != {503}:
                     report.problems.append(
@@ -433,11 +453,17 @@ class Rig:
                     )
                 continue
             if event is None:
-                report.problems.append(f"{text!r}: accepted ({result.outcome}) but never published")
+                # Kept in the spool, or still on its way: lost only if it never comes.
+                report.pending += 1
+                report.unpublished.append(f"{text!r}: accepted ({result.outcome}), not on the bus")
                 continue
             if got == 0 and not ambiguous and not facts:
                 report.pending += 1
-            elif got == 0 and not ambiguous:
+                continue
+            if got == 0:
+                report.failures += 1
+                counts["failures"] += 1
+            if got == 0 and not ambiguous:
                 report.refused.append(f"{text!r}: " + "; ".join(fact_line(f) for f in facts))
         return report
 
@@ -456,7 +482,10 @@ class Rig:
                 probe, lambda r: r.pending == 0, deadline_s=deadline_s, every_s=0.25, what="settled"
             )
         except AssertionError:
-            return self.report(chosen)
+            report = self.report(chosen)
+            # Accepted and never published: the one loss there is.
+            report.problems.extend(report.unpublished)
+            return report
 
     def log_tail(self, lines: int = 12) -> str:
         """Each process's last warnings and errors (what a failed scenario's message shows)."""
@@ -479,6 +508,9 @@ class Rig:
             for service in group:
                 with contextlib.suppress(TimeoutError):
                     await service.exited(10)
+                # Every line, for a failed scenario's post-mortem (pytest keeps the folder).
+                log = self.folder / f"{service.name}-{service.index}.log"
+                log.write_text("\n".join(service.lines) + "\n", encoding="utf-8")
         if self._http is not None:
             await self._http.close()
 
@@ -538,10 +570,12 @@ async def rig(
     services: dict[str, int] | None = None,
     config: SimConfig | None = None,
     api_latency_ms: float = 0.0,
+    api_faults: FaultRule | None = None,
 ) -> AsyncIterator[Rig]:
     """A running system: ``services`` maps each name to its replicas (one of each of
     ingress, router and sender by default); WeChat's send API answers ``api_latency_ms``
-    late (the message is delivered at once), so that a kill finds calls in flight."""
+    late (the message is delivered at once), so that a kill finds calls in flight, or fails
+    as ``api_faults`` says."""
     tag = uuid.uuid4().hex[:8]
     config = config or SimConfig(appid=f"wx{tag}{tag}", gh_id=f"gh_{tag}")
     sim = SimState(config, clock=SimClock())
@@ -549,6 +583,8 @@ async def rig(
         sim.faults.add(
             FaultRule(path=SEND_PATH, rate=1.0, outcomes=[Fault(latency_ms=api_latency_ms)])
         )
+    if api_faults is not None:
+        sim.faults.add(api_faults)
     rules = folder / "rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
     async with running_sim(create_sim(state=sim)) as sim_url:

@@ -138,9 +138,12 @@ class RabbitNode:
             _wait_gone(pid)
 
     def destroy(self) -> None:
-        """Stop the node whatever its state and remove its data."""
+        """Stop the node whatever its state and remove its data (its log stays, for a failed
+        test's post-mortem)."""
         self.kill()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        for child in self.folder.iterdir() if self.folder.exists() else ():
+            if child.name != "log":
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
 
     # -- rabbitmqctl -----------------------------------------------------------------------------
 
@@ -284,9 +287,17 @@ class RabbitCluster:
     def node_named(self, node: str) -> RabbitNode:
         return next(n for n in self.nodes if n.node == node)
 
+    def describe(self, vhost: str) -> str:
+        """Every queue's depth, leader and members online, for a failed test's message."""
+        live = [n for n in self.nodes if _alive(n.pid())]
+        return live[0].ctl(
+            "list_queues", "-p", vhost, "name", "messages", "leader", "online", "state"
+        )
+
     def leaders(self, vhost: str) -> dict[str, str]:
-        """Quorum queue name → the node that leads it."""
-        out = self.nodes[0].ctl("list_queues", "-p", vhost, "--no-table-headers", "name", "leader")
+        """Quorum queue name → the node that leads it (asked of the first node alive)."""
+        live = [n for n in self.nodes if n.pid() is not None and _alive(n.pid())]
+        out = live[0].ctl("list_queues", "-p", vhost, "--no-table-headers", "name", "leader")
         table = {}
         for line in out.splitlines():
             parts = line.split("\t")
@@ -297,6 +308,16 @@ class RabbitCluster:
 
 def _cookie() -> str:
     return secrets.token_hex(16).upper()
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _wait_gone(pid: int, deadline_s: float = 30.0) -> None:

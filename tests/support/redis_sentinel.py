@@ -9,6 +9,7 @@ cannot trigger one); tests fail it over with SENTINEL FAILOVER when they mean to
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -190,6 +191,18 @@ class SentinelGroup:
             "the old primary turned into a replica",
         )
         return after
+
+    def replica_port(self) -> int:
+        primary = self.primary_port()
+        return next(port for port in self.ports if port != primary)
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP one server: it holds its connections and answers nothing (a replica so
+        stopped falls behind its primary)."""
+        self._procs[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self._procs[port].send_signal(signal.SIGCONT)
 
     def kill_primary(self) -> int:
         """Kill the primary outright (no goodbye to anyone); its port. The sentinel names it

@@ -16,7 +16,7 @@ from libs.common.bus import Delivery, Reject, Retry
 from libs.common.bus.delivery import Delivery as BusDelivery
 from libs.common.bus.memory import MemoryBus
 from libs.common.bus.outcomes import BusError
-from libs.common.schemas import AnyMessage, SendCommand, SendText, decode_reply
+from libs.common.schemas import AnyMessage, SendCommand, SendText, decode_reply, now_ms
 from libs.common.store import Claim, Store, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from libs.common.topology import COMMANDS, QueueSpec
@@ -274,3 +274,16 @@ async def test_a_decision_fact_nobody_listens_to_is_counted_not_retried(harness:
     raw = await harness.store.get(plans.key(event.id))
     assert raw is not None
     assert plans.decode(raw).done
+
+
+async def test_nobody_is_answered_once_wechat_stopped_waiting(harness: Harness) -> None:
+    # Redelivered, or late out of a backlog: its requester gave up long ago, and its reply
+    # address may name a broker node that is gone (which costs the connection answering it).
+    event = msgspec.structs.replace(text("hi"), time_ms=now_ms() - 6_000)
+    answers = Answers()
+    skipped = counter("wxkf_router_answers_skipped_total")
+    await handle_event(harness.router, event, delivery(answers))
+    assert answers.bodies == []
+    assert counter("wxkf_router_answers_skipped_total") == skipped + 1
+    # The decision is carried out all the same.
+    await until(lambda: harness.sent, lambda s: len(s) == 1, what="the command")
