@@ -1,11 +1,11 @@
-# The documented interface: make install | test | lint | demo | up | bench.
+# The documented interface: make install | test | lint | demo | up | bench | soak.
 # Every target builds .venv on first use, so a fresh clone needs only Python 3.11+ and make.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint test test-unit services tools demo up bench format clean
+.PHONY: install lint test test-unit soak services tools demo up bench format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wxkf needs Python 3.11 or newer; PYTHON=$(PYTHON) is " + sys.version.split()[0])'
@@ -21,9 +21,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Lint first, then make sure RabbitMQ, Redis and the deployment tools answer, then every test.
+# Lint first, then make sure RabbitMQ, Redis and the deployment tools answer, then every test
+# (the fault suite beside the rest: scripts/run-tests.sh).
 test: lint services tools
-	$(BIN)/pytest
+	@BIN=$(BIN) scripts/run-tests.sh
+
+# The fault suite's conservation soak at full size: 20,000 pushes from 2,000 users.
+soak: $(STAMP) services
+	WXKF_SOAK_PUSHES=20000 WXKF_SOAK_RATE=60 $(BIN)/pytest tests/faults/test_soak.py -s
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit

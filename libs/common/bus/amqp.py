@@ -23,6 +23,7 @@ recovered connection with no consumers is a known failure mode of robust connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Iterable, Mapping
@@ -70,6 +71,9 @@ PUBLISH: Final = "publish"
 CONSUME: Final = "consume"
 ROLES: Final = (PUBLISH, CONSUME)
 """The bus's two connections, in the order they open."""
+
+PUBLISHER_RENEW_S: Final = 1.0
+"""The least time between two replacements of the publishing channel (see _renew_publisher)."""
 
 _CHANNEL_ERRORS = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError)
 _LINK_ERRORS = (*_CHANNEL_ERRORS, ConnectionError, OSError)
@@ -293,6 +297,7 @@ class AmqpBus:
         self._closed = False
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
+        self._publisher_renewed_at = 0.0
         self._watchdog: asyncio.Task[None] | None = None
 
     @classmethod
@@ -487,6 +492,7 @@ class AmqpBus:
             ) from None
         except aiormq.exceptions.DeliveryError as exc:
             outcome = "nack"
+            self._renew_publisher(channel)
             raise PublishError(f"nacked by the broker ({exchange} {routing_key}): {exc}") from None
         except _LINK_ERRORS as exc:
             outcome = "error"
@@ -498,6 +504,23 @@ class AmqpBus:
             metrics.published(exchange, outcome).inc()
             if outcome == "ok":
                 metrics.publish_seconds(exchange).observe(time.perf_counter() - started)
+
+    def _renew_publisher(self, channel: aiormq.abc.AbstractChannel) -> None:
+        """Replace the publishing channel after a nack, at most once a second.
+
+        A channel keeps what it learnt of each quorum queue's leader: one that published
+        while its queues elected new leaders (their node died) can go on being nacked long
+        after they have, where a new channel is not. Closing the underlying channel makes
+        aio-pika's robust channel open a new one; publishes in flight on it fail and are
+        retried by their callers, as after any nack."""
+        now = time.monotonic()
+        if channel.is_closed or now - self._publisher_renewed_at < PUBLISHER_RENEW_S:
+            return
+        self._publisher_renewed_at = now
+        log.warning("bus.publisher_renewed", why="nacked")
+        task = asyncio.get_running_loop().create_task(_close_channel(channel))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _live_publisher(self) -> aiormq.Channel:
         # While the connection is down (or the channel is being reopened) this waits; the
@@ -886,3 +909,8 @@ class AmqpBus:
     def _check_open(self) -> None:
         if self._closed:
             raise BusError("bus closed")
+
+
+async def _close_channel(channel: aiormq.abc.AbstractChannel) -> None:
+    with contextlib.suppress(*_LINK_ERRORS):
+        await channel.close()
