@@ -48,7 +48,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The mini program's AppID (``wx…``)."""
     # URLs carry credentials, so they are Secrets too (and may come from *_FILE).
     bus_url: Secret = Secret("memory://")
-    """``amqp://user:pass@host:5672/vhost`` or ``memory://`` (one process only)."""
+    """``amqp://user:pass@host:5672/vhost`` (a cluster: ``amqp://user:pass@n1:5672,n2:5672/vhost``,
+    see bus.md) or ``memory://`` (one process only)."""
     store_url: Secret = Secret("memory://")
     """``redis://:pass@host:6379/0``, ``redis+sentinel://:pass@s1:26379,s2:26379/MASTER/0``
     (Redis with Sentinel failover) or ``memory://`` (one process only)."""

@@ -53,6 +53,13 @@ class SpoolFull(Unavailable):
     code = "spool_full"
 
 
+class Overdue(Unavailable):
+    """The broker and the store together took too long to keep the push: answered 503 before
+    WeChat stops waiting, so that it sends the push again."""
+
+    code = "overdue"
+
+
 class StillPending(Unavailable):
     """Another attempt of the same push is still publishing it after the wait."""
 

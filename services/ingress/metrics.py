@@ -32,7 +32,8 @@ PUSHES = Counter(
 )
 """outcome: published; spooled (kept in the store for the broker, see spool.py); unclaimed
 (published without the dedupe claim, the store being down); duplicate (a retry of one
-settled); unconfirmed (neither the broker nor the spool took it: 503), spool_full,
+settled); unconfirmed (neither the broker nor the spool took it: 503), overdue (not kept
+within 4.5 s of arrival, the broker and the store both slow: 503), spool_full,
 store_unavailable, pending (503 as well)."""
 
 

@@ -9,6 +9,7 @@ makes WeChat send the push again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -26,6 +27,7 @@ from services.ingress import answer, decision, dedupe, metrics, spool
 from services.ingress.errors import (
     BodyTooLarge,
     IngressError,
+    Overdue,
     Unavailable,
     Unconfirmed,
     UnsupportedContentType,
@@ -33,6 +35,10 @@ from services.ingress.errors import (
 from services.ingress.keys import GATE, PUSH, RECORDER, RELAY, SETTINGS
 
 log = structlog.get_logger(__name__)
+
+ANSWER_BOUND_S = 4.5
+"""The latest a push is answered, from its arrival: WeChat stops waiting at 5 s, and an answer
+it never reads is worse than a 503 it retries."""
 
 # WeChat does not document the Content-Type of its pushes; these are what XML or JSON can
 # come as (aiohttp reports a missing header as application/octet-stream). The format itself
@@ -64,6 +70,7 @@ async def handle(request: web.Request) -> web.Response:
 
 async def _handle(request: web.Request) -> web.Response:
     started = time.perf_counter()
+    arrived = asyncio.get_running_loop().time()
     app = request.app
     config = app[PUSH]
     try:
@@ -96,23 +103,30 @@ async def _handle(request: web.Request) -> web.Response:
 
     try:
         try:
-            settled = await dedupe.settle(
-                store,
-                dedupe.Push(
-                    key=dedupe.key_for(event.id),
-                    born=float(event.create_time),
-                    arrived=event.time_ms / 1000,
-                ),
-                publish,
-                keep if settings.spool_limit else None,
-                pending_ttl_s=settings.dedupe_pending_ttl_s,
-                done_ttl_s=settings.dedupe_ttl_s,
-                wait_s=budget_s + settings.dedupe_wait_margin_ms / 1000,
-                recorder=app[RECORDER],
-            )
+            # Each step has its own bound, but a slow store and a slow broker add up: past
+            # this one the answer would come after WeChat stopped waiting. A step cut short
+            # leaves at most a pending claim (it expires) or a copy of the event (consumers
+            # drop it by its id); WeChat's next attempt finds either.
+            async with asyncio.timeout_at(arrived + ANSWER_BOUND_S):
+                settled = await dedupe.settle(
+                    store,
+                    dedupe.Push(
+                        key=dedupe.key_for(event.id),
+                        born=float(event.create_time),
+                        arrived=event.time_ms / 1000,
+                    ),
+                    publish,
+                    keep if settings.spool_limit else None,
+                    pending_ttl_s=settings.dedupe_pending_ttl_s,
+                    done_ttl_s=settings.dedupe_ttl_s,
+                    wait_s=budget_s + settings.dedupe_wait_margin_ms / 1000,
+                    recorder=app[RECORDER],
+                )
         except BusError as exc:
             metrics.PUBLISH_FAILURES.inc()
             raise Unconfirmed(str(exc)) from exc
+        except TimeoutError:
+            raise Overdue(f"not kept within {ANSWER_BOUND_S:g}s of its arrival") from None
     except Unavailable as exc:
         metrics.pushes(kind, exc.code).inc()
         log.warning("push.unavailable", type=kind, reason=exc.code, error=str(exc))

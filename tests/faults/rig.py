@@ -607,8 +607,11 @@ async def rig(
             await bus.declare()
             await Watcher(bus, tally).start()
             wanted = services or {"ingress": 1, "router": 1, "sender": 1}
+            # The first of each service, then the other replicas (an ingress replica takes a
+            # port of its own once the first holds the one WeChat knows).
+            await asyncio.gather(*(system.start(name) for name in wanted))
             await asyncio.gather(
-                *(system.start(name) for name, count in wanted.items() for _ in range(count))
+                *(system.start(name) for name, count in wanted.items() for _ in range(count - 1))
             )
             yield system
         finally:

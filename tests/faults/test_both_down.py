@@ -75,7 +75,9 @@ async def test_pushes_that_nothing_could_keep_are_refused_and_counted(
         assert report.pending == 0
         assert report.duplicates == 0
         assert report.gave_up > 0, "an outage longer than WeChat's retries drops pushes"
-        assert report.replies == report.pushes - report.gave_up, report.refused[:5]
+        # Every push WeChat delivered is answered; one it gave up on may be too, when a
+        # step cut short by the answer's bound had published it after all.
+        assert report.replies >= report.pushes - report.gave_up, report.refused[:5]
         # Each push WeChat gave up on was refused four times, each refusal counted where the
         # alert looks.
         assert refusals >= 4 * report.gave_up

@@ -26,6 +26,7 @@ from libs.common.wechat.codec import Format
 from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.push import Mode, build_push
 from libs.common.wechat.signature import sign
+from services.ingress import push as push_module
 from services.ingress.app import create_app
 from services.ingress.dedupe import key_for
 from services.ingress.settings import IngressSettings
@@ -417,6 +418,26 @@ async def test_with_the_store_and_the_broker_down_a_push_gets_503() -> None:
         query, body = env.build(text())
         await broken.close()
         assert await env.post(query, body) == (503, b"unconfirmed")
+
+
+class StalledStore(MemoryStore):
+    """A Redis that was paused: calls are sent and never answered (within a test)."""
+
+    async def claim(self, mark: Write, **kwargs: Any) -> Claim:
+        await asyncio.sleep(60)
+        raise StoreError("timed out")
+
+
+async def test_a_push_nothing_keeps_in_time_gets_503_before_wechat_stops_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(push_module, "ANSWER_BOUND_S", 0.3)
+    async with start(conf(), store=StalledStore(prefix="stalled:")) as env:
+        query, body = env.build(text())
+        labels = {"type": "msg.text", "outcome": "overdue"}
+        before = REGISTRY.get_sample_value("wxkf_ingress_pushes_total", labels) or 0.0
+        assert await env.post(query, body) == (503, b"overdue")
+        assert REGISTRY.get_sample_value("wxkf_ingress_pushes_total", labels) == before + 1
 
 
 # --- answers --------------------------------------------------------------------------------
