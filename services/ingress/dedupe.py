@@ -136,6 +136,11 @@ RETRY_HINT_S = 3.0
 than this after the push's CreateTime is one of the resends."""
 
 
+CLAIM_BOUND_S = 1.5
+"""The longest a push waits for its dedupe claim (a connection from the pool included),
+leaving the rest of WeChat's 5 s to the publish and the decision."""
+
+
 async def settle(
     store: Store,
     push: Push,
@@ -161,10 +166,15 @@ async def settle(
     poll_s = _FIRST_POLL_S
     while True:
         try:
-            claim = await store.claim(mark, flag=None if keep is None else spool.FLAG)
-        except StoreError as exc:
+            # A store that does not answer soon is as good as down: the push is published
+            # unclaimed while WeChat still waits for the answer.
+            async with asyncio.timeout(CLAIM_BOUND_S):
+                claim = await store.claim(mark, flag=None if keep is None else spool.FLAG)
+        except (StoreError, TimeoutError) as exc:
             metrics.STORE_ERRORS.labels(op="claim").inc()
-            log.warning("dedupe.store_unavailable", error=str(exc))
+            log.warning(
+                "dedupe.store_unavailable", error=str(exc) or f"no answer within {CLAIM_BOUND_S:g}s"
+            )
             # Published all the same: a retry of this push may publish it again, with the
             # same event id, which the consumers drop.
             return Settled(answer=await publish(False), path="unclaimed")

@@ -92,8 +92,15 @@ async def _handle(request: web.Request) -> web.Response:
     confirm_s = settings.publish_confirm_ms / 1000
 
     async def publish(repeat: bool) -> dedupe.Done:
+        # The decision waits only as long as the answer's bound leaves after the confirm: a
+        # published push is answered `success` without its decision, never 503.
+        left = arrived + ANSWER_BOUND_S - asyncio.get_running_loop().time() - confirm_s
         return await decision.publish(
-            bus, event, budget_s=budget_s, confirm_s=confirm_s, repeat=repeat
+            bus,
+            event,
+            budget_s=max(0.0, min(budget_s, left)),
+            confirm_s=confirm_s,
+            repeat=repeat,
         )
 
     async def keep(repeat: bool) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.rig import COUNTS
 from tests.support.rabbit_node import RabbitNode
 from tests.support.redis_server import RedisServer
 
@@ -32,3 +33,10 @@ def broker_url(broker: RabbitNode) -> Iterator[str]:
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     with RedisServer.started(tmp_path / "redis") as server:
         yield server
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if COUNTS:
+        terminalreporter.write_sep("=", "what each fault scenario counted")
+        for line in COUNTS:
+            terminalreporter.write_line(line)

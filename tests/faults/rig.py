@@ -68,6 +68,16 @@ def reply_to(text: str) -> str:
     return ("agent: " if "转人工" in text else "re: ") + text
 
 
+COUNTS: list[str] = []
+"""Each scenario's counts, shown together at the end of the run (conftest.py)."""
+
+
+def counts(text: str) -> None:
+    """Say what a scenario counted: printed now, and again in the run's summary."""
+    print(text)
+    COUNTS.append(text.strip())
+
+
 # --- one service process ----------------------------------------------------------------------
 
 

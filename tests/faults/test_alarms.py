@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import rig
+from tests.faults.rig import counts, rig
 from tests.support.rabbit_node import RabbitNode
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
@@ -47,7 +47,7 @@ async def test_a_broker_alarm_during_a_burst(
             await asyncio.to_thread(raise_alarm, False)
         await load
         report = await system.settled(deadline_s=90)
-        print(
+        counts(
             f"\n{alarm} alarm {ALARM_S:g} s: {report.line()}; connections {sorted(during.items())}"
         )
         assert report.problems == [], system.log_tail()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.faults.rig import ROOT, rig
+from tests.faults.rig import ROOT, counts, rig
 from tests.support.rabbit_node import RabbitNode
 from tests.support.redis_server import RedisServer
 
@@ -67,7 +67,7 @@ async def test_pushes_that_nothing_could_keep_are_refused_and_counted(
         answered_503 = sum(
             1 for result in system.tally.pushes.values() for a in result.answers if a.status == 503
         )
-        print(
+        counts(
             f"\nbroker and Redis down {OUTAGE_S} s: {report.line()}; 503 answers "
             f"{answered_503}, counted {counted}"
         )

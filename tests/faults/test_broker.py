@@ -17,7 +17,7 @@ import pytest
 
 from libs.common.schemas import SendText, Sent
 from libs.common.topology import ROUTER_EVENTS, SENDER_COMMANDS, SENDER_WINDOWS
-from tests.faults.rig import fact_line, rig
+from tests.faults.rig import counts, fact_line, rig
 from tests.support.rabbit_node import RabbitNode
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
@@ -68,7 +68,7 @@ async def test_the_broker_stopped_three_times_during_a_burst(
             lines.append(f"stopped {outage_s} s: {len(during)} pushes meanwhile, consumers {back}")
         await load
         report = await system.settled(deadline_s=120)
-        print("\n" + "\n".join(lines) + f"\nbroker stopped thrice: {report.line()}")
+        counts("\n" + "\n".join(lines) + f"\nbroker stopped thrice: {report.line()}")
         assert report.problems == [], system.log_tail()
         assert report.pending == 0
         # Redis answered throughout: what the broker could not take waited in the spool.
@@ -146,7 +146,7 @@ async def test_the_broker_restarts_with_a_backlog_of_commands(
             [str(d.body.get("content", "")) for d in system.sim.inbox(openid)] for openid in users
         ]
         twice = sum(len(items) - len(set(items)) for items in per_user)
-        print(
+        counts(
             f"\nbacklog of {BACKLOG}: {delivered()} delivered in {drained_s:.0f} s, {twice} twice"
         )
         assert twice == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import rig
+from tests.faults.rig import counts, rig
 from tests.support.rabbit_node import RabbitNode
 from tests.support.redis_server import RedisServer
 
@@ -36,7 +36,7 @@ async def test_the_router_stalls_and_dies_while_decisions_are_awaited(
         results = await load
         report = await system.settled(deadline_s=90)
         slow = [r for r in results if r.attempts > 1]
-        print(f"\nrouter stalled then killed: {report.line()}; {len(slow)} pushes resent")
+        counts(f"\nrouter stalled then killed: {report.line()}; {len(slow)} pushes resent")
         assert report.problems == [], system.log_tail()
         assert report.pending == 0
         assert report.replies == report.pushes
@@ -58,7 +58,7 @@ async def test_ingress_loses_its_connection_while_answers_are_on_their_way(
         results = await load
         report = await system.settled(deadline_s=90)
         slow = [r for r in results if r.attempts > 1]
-        print(f"\ningress cut {cuts} times: {report.line()}; {len(slow)} pushes resent")
+        counts(f"\ningress cut {cuts} times: {report.line()}; {len(slow)} pushes resent")
         assert cuts >= 2
         assert report.problems == [], system.log_tail()
         assert report.pending == 0

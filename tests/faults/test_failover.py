@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import rig
+from tests.faults.rig import counts, rig
 from tests.support.rabbit_node import RabbitCluster
 from tests.support.redis_sentinel import SentinelGroup
 from tests.support.redis_server import RedisServer
@@ -49,7 +49,7 @@ async def test_a_sentinel_failover_to_a_replica_that_had_not_caught_up(
             await system.start("sender")
             await load
             report = await system.settled(deadline_s=120)
-            print(f"\nfailover to a lagging replica ({lagging} → {new}): {report.line()}")
+            counts(f"\nfailover to a lagging replica ({lagging} → {new}): {report.line()}")
             assert new == lagging
             assert report.problems == [], system.log_tail()
             assert report.pending == 0
@@ -74,7 +74,8 @@ async def test_the_node_leading_the_queues_dies(tmp_path: Path, redis_server: Re
             report = await system.settled(deadline_s=120)
             after = await asyncio.to_thread(cluster.leaders, vhost)
 
-            print(f"\n{leader} killed, now led by {after['wxkf.sender.commands']}: {report.line()}")
+            now = after["wxkf.sender.commands"]
+            counts(f"\n{leader} killed, now led by {now}: {report.line()}")
             assert after["wxkf.sender.commands"] != leader
             assert report.problems == [], cluster.describe(vhost) + system.log_tail()
             assert report.pending == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import rig
+from tests.faults.rig import counts, rig
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.faults
@@ -27,7 +27,7 @@ async def test_a_killed_service_restarts_and_nothing_is_lost_or_sent_twice(
         await system.start(victim)
         await load
         report = await system.settled(deadline_s=90)
-        print(f"\nkill {victim}: {report.line()}")
+        counts(f"\nkill {victim}: {report.line()}")
         assert report.problems == [], system.log_tail()
         assert report.pending == 0
         assert report.gave_up == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import rig
+from tests.faults.rig import counts, rig
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.faults
@@ -33,7 +33,7 @@ async def test_redis_paused_during_a_burst(
         redis_server.resume()
         await load
         report = await system.settled(deadline_s=120)
-        print(f"\nredis paused {pause_s} s: {report.line()}")
+        counts(f"\nredis paused {pause_s} s: {report.line()}")
         assert report.problems == [], system.log_tail()
         assert report.pending == 0
         assert report.gave_up == 0
@@ -52,7 +52,7 @@ async def test_redis_restarted_without_its_data_during_a_burst(
         redis_server.restart_empty()
         await load
         report = await system.settled(deadline_s=120)
-        print(f"\nredis restarted empty: {report.line()}")
+        counts(f"\nredis restarted empty: {report.line()}")
         assert report.problems == [], system.log_tail()
         assert report.pending == 0
         assert report.duplicates == 0
@@ -77,7 +77,7 @@ async def test_redis_loses_its_data_as_a_service_dies_mid_work(
         await system.start(victim)
         await load
         report = await system.settled(deadline_s=120)
-        print(f"\nredis restarted empty as the {victim} died: {report.line()}")
+        counts(f"\nredis restarted empty as the {victim} died: {report.line()}")
         assert report.problems == [], system.log_tail()
         assert report.pending == 0
         assert report.duplicates == 0

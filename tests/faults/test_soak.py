@@ -20,7 +20,7 @@ import pytest
 
 from libs.common.wechat.api import SEND_PATH
 from services.simulator.faults import Fault, FaultRule
-from tests.faults.rig import rig
+from tests.faults.rig import counts, rig
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.faults
@@ -57,7 +57,7 @@ async def test_every_push_is_accounted_for_per_user(
         await system.burst(users, per_user=PER_USER, rate=RATE)
         report = await system.settled(deadline_s=180)
         calls = dict(system.sim.stats.calls[SEND_PATH])
-        print(f"\nsoak of {report.pushes} pushes at {RATE:g}/s: {report.line()} sends={calls}")
+        counts(f"\nsoak of {report.pushes} pushes at {RATE:g}/s: {report.line()} sends={calls}")
 
         assert report.problems == [], system.log_tail()
         assert report.pending == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import rig
+from tests.faults.rig import counts, rig
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.faults
@@ -45,7 +45,7 @@ async def test_a_rolling_restart_of_every_service_under_load(
         await load
         report = await system.settled(deadline_s=90)
         shown = ", ".join(f"{k} {v:.1f} s" for k, v in drains.items())
-        print(f"\nrolling restart (stopped in {shown}): {report.line()}")
+        counts(f"\nrolling restart (stopped in {shown}): {report.line()}")
         assert report.problems == [], system.log_tail()
         assert report.pending == 0
         assert report.gave_up == 0

@@ -356,6 +356,8 @@ class AmqpBus:
             consumer_check_s=consumer_check_s,
         )
         for role, each in zip(ROLES, opened, strict=True):
+            # A series from the start, so that an alert on it is never blind for want of one.
+            metrics.BLOCKED.labels(role).set(0)
             each.reconnect_callbacks.add(functools.partial(bus._on_reconnect, role))
             each.close_callbacks.add(functools.partial(bus._on_connection_lost, role))
             bus._watch_flow(role, each)
