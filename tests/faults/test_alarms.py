@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.common.topology import SENDER_COMMANDS, SENDER_WINDOWS
 from tests.faults.rig import counts, rig
 from tests.support.rabbit_node import RabbitNode
 from tests.support.redis_server import RedisServer
@@ -71,3 +72,46 @@ async def test_a_broker_alarm_during_a_burst(
                     'wxkf_bus_connection_blocks_total{connection="publish"}', 0
                 )
         assert blocked_total >= 1
+
+
+async def test_a_blocked_service_still_acks_what_needs_no_publish(
+    tmp_path: Path, broker: RabbitNode, broker_url: str, redis_server: RedisServer
+) -> None:
+    """The sender comes back to a backlog during a memory alarm: its first fact blocks its
+    publishing connection, and the window events (which publish nothing) are acked all the
+    same, on the connection that consumes. On one connection for both, the broker would stop
+    reading the acks with the publishes."""
+    vhost = broker_url.rsplit("/", 1)[1]
+    windows, commands = SENDER_WINDOWS.name, SENDER_COMMANDS.name
+    async with rig(tmp_path, broker_url=broker_url, store_url=redis_server.url()) as system:
+        await system.stop("sender")
+        users = system.users(100)
+        await system.burst(users, per_user=2, rate=40)
+        await eventually(
+            lambda: asyncio.to_thread(broker.queues, vhost),
+            lambda found: found[windows][0] >= 200 and found[commands][0] >= 200,
+            deadline_s=30,
+            what="the sender's backlog",
+        )
+        broker.memory_alarm(True)
+        try:
+            await system.start("sender")
+            drained = await eventually(
+                lambda: asyncio.to_thread(broker.queues, vhost),
+                lambda found: found[windows][0] == 0,
+                deadline_s=ALARM_S,
+                what="the window events acked during the alarm",
+            )
+            states = await asyncio.to_thread(broker.connection_states, vhost)
+        finally:
+            broker.memory_alarm(False)
+        report = await system.settled(deadline_s=90)
+        counts(
+            f"\nsender back to a backlog in an alarm: window events left {drained[windows][0]}, "
+            f"commands left {drained[commands][0]}; {report.line()}"
+        )
+        sender = {n: s for n, s in states.items() if n.endswith("wxkf-sender.publish")}
+        assert "blocked" in sender.values(), states
+        assert report.problems == [], system.log_tail()
+        assert report.pending == 0
+        assert report.replies == report.pushes
