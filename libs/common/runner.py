@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 
+from libs.common.edge import EDGE, GuardedSite
 from libs.common.keys import SERVICE
 from libs.common.settings import env_name
 from libs.common.stopping import StopSignals
@@ -181,7 +182,12 @@ async def running(
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s)
             runners.append(runner)
             await runner.setup()
-            site = web.TCPSite(runner, host, port)
+            edge = app.get(EDGE)
+            site: web.BaseSite = (
+                web.TCPSite(runner, host, port)
+                if edge is None
+                else GuardedSite(runner, host, port, edge)
+            )
             try:
                 await site.start()
             except OSError as exc:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from libs.common import edge
 from libs.common.bus import Bus
 from libs.common.keys import BUS, STORE
 from libs.common.resources import bus_ctx, store_ctx
@@ -68,6 +69,14 @@ def create_app(
     if settings.spool_limit:
         app[READY_WITH_ONE_OF] = frozenset({"bus", "store"})
     app[SETTINGS] = settings
+    edge.install(
+        app,
+        edge.EdgeLimits(
+            read_timeout_s=settings.read_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            per_source=settings.max_connections_per_source,
+        ),
+    )
     app[PUSH] = push_config(settings)
     app[GATE] = Gate(settings.max_in_flight)
     app[RECORDER] = Recorder()

@@ -28,6 +28,13 @@ class BodyTooLarge(IngressError):
     http_status = 413
 
 
+class ReadTimeout(IngressError):
+    """The body did not arrive within ``WXKF_READ_TIMEOUT_S``; the connection is closed."""
+
+    code = "read_timeout"
+    http_status = 408
+
+
 class Unavailable(IngressError):
     """The push was not settled; 503 makes WeChat retry it later."""
 

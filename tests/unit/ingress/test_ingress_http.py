@@ -274,6 +274,30 @@ async def test_too_large_without_content_length(plain: Env) -> None:
     assert plain.published() == 0
 
 
+async def test_a_body_slower_than_the_read_timeout_is_answered_408_and_closed() -> None:
+    stalled = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"<xml>"
+        await stalled.wait()  # a client that stops sending; released when the test ends
+        yield b"</xml>"
+
+    async with start(conf(read_timeout_s=0.2)) as env:
+        query, _ = env.build(text(), mode="plain")
+        before = refusals("read_timeout")
+        resp = await env.client.post(
+            env.settings.push_path,
+            params=query,
+            data=trickle(),
+            headers={"Content-Type": "text/xml"},
+        )
+        assert (resp.status, await resp.read()) == (408, b"read_timeout")
+        assert resp.headers.get("Connection", "").lower() == "close"
+        assert refusals("read_timeout") == before + 1
+        assert env.published() == 0
+        stalled.set()
+
+
 async def test_envelope_without_encrypt(safe: Env) -> None:
     query, _ = safe.build(text())
     body = b"<xml><ToUserName><![CDATA[gh]]></ToUserName></xml>"
@@ -519,7 +543,7 @@ async def test_a_decision_for_another_event_is_not_taken() -> None:
     await bus.stop_consuming()
 
 
-async def test_beyond_the_in_flight_bound_pushes_are_shed_unread() -> None:
+async def test_beyond_the_in_flight_bound_pushes_are_shed() -> None:
     bus = MemoryBus.fresh()
     release = asyncio.Event()
 
