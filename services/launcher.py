@@ -105,10 +105,13 @@ async def run_services(
                 for name, s in settings.items()
             ]
             grace = max(s.shutdown_grace_s for s in settings.values())
+            # One internal port for the process: its metrics are one registry, its readiness
+            # that of every service in it.
             await run_apps(
                 apps,
                 host=first.listen_host,
                 shutdown_grace_s=grace,
+                internal_port=first.internal_port,
                 stop=stop,
                 signals=signals,
             )

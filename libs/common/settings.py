@@ -64,6 +64,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     list of openids. Unset: a built-in key."""
     shutdown_grace_s: float = 20.0
     """How long a stopping service waits for in-flight work after SIGTERM."""
+    internal_port: int = 9180
+    """The internal port: ``/healthz``, ``/readyz`` and ``/metrics`` of the process (never
+    served on the service's own port). The same variable for every service; it is for the
+    kubelet and Prometheus, never for the internet. 0 picks a free port."""
     listen_host: str = "0.0.0.0"  # noqa: S104 - every interface of a pod, see below
     """The address the service listens on. Every interface by default: in a pod, the probes
     and the Service reach the pod's own address. ``wxkf up`` sets ``127.0.0.1``, so that a

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 SERVICES = {"ingress": 8080, "router": 8081, "sender": 8082, "media": 8084}
+INTERNAL_PORT = 9180
 K8S_VERSION = "1.30.0"
 
 
@@ -79,7 +80,11 @@ def test_each_service_is_hardened_probed_and_stops_gracefully(overlay: str, serv
     assert hardening["capabilities"]["drop"] == ["ALL"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["ports"][0]["containerPort"] == SERVICES[service]
+    # Probes on the internal port: the service's own port serves no health.
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == "internal"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": SERVICES[service], "internal": INTERNAL_PORT}
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]
     # The pod must outlive the preStop pause plus the service's own drain after SIGTERM.
@@ -91,6 +96,14 @@ def test_each_service_is_hardened_probed_and_stops_gracefully(overlay: str, serv
     by_name(overlay, "PodDisruptionBudget", f"wxkf-{service}")
     service_obj = by_name(overlay, "Service", f"wxkf-{service}")
     assert service_obj["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    # No Service exposes the internal port; ingress's faces the internet with the push only.
+    assert [p["targetPort"] for p in service_obj["spec"]["ports"]] == ["http"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_reads_the_same_internal_port(overlay: str) -> None:
+    config = by_name(overlay, "ConfigMap", "wxkf-config")
+    assert config["data"]["WXKF_INTERNAL_PORT"] == str(INTERNAL_PORT)
 
 
 def test_prod_scales_ingress_on_cpu_and_workers_on_queue_depth() -> None:

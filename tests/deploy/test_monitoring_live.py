@@ -240,7 +240,9 @@ async def test_every_dashboard_query_returns_data(run: Run) -> None:
 async def test_every_metric_name_is_in_the_exposition(run: Run) -> None:
     exposed: set[str] = set()
     for name in rig.SERVICES:
-        exposed |= rig.exposition_names(await rig.fetch_text(run.system.url(name, "/metrics")))
+        exposed |= rig.exposition_names(
+            await rig.fetch_text(run.system.internal_url(name, "/metrics"))
+        )
     exposed |= rig.exposition_names(
         await rig.fetch_text(f"http://{rig.RABBIT_METRICS}/metrics/per-object")
     )

@@ -80,6 +80,7 @@ async def wxkf_up(tmp_path: Path) -> AsyncIterator[Up]:
             env |= {f"WXKF_{name.upper()}_PORT": str(ports[name]) for name in PARTS[1:]}
             env |= {
                 "WXKF_SIM_PORT": str(ports["simulator"]),
+                "WXKF_INTERNAL_PORT": "0",
                 "WXKF_BUS_URL": rabbit.url(vhost),
                 "WXKF_STORE_URL": store_url,
                 "WXKF_UP_DIR": str(tmp_path / "up"),

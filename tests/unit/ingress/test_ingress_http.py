@@ -21,6 +21,7 @@ from libs.common.settings import Secret
 from libs.common.store import Claim, RateLimit, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from libs.common.topology import EVENTS, ROUTER_EVENTS, QueueSpec
+from libs.common.web import internal_app
 from libs.common.wechat import codec, replies
 from libs.common.wechat.codec import Format
 from libs.common.wechat.crypto import Cipher
@@ -66,8 +67,16 @@ def conf(**overrides: Any) -> IngressSettings:
 
 
 class Env:
-    def __init__(self, client: TestClient[Any, Any], bus: MemoryBus, settings: IngressSettings):
+    def __init__(
+        self,
+        client: TestClient[Any, Any],
+        bus: MemoryBus,
+        settings: IngressSettings,
+        internal: TestClient[Any, Any],
+    ):
         self.client = client
+        self.internal = internal
+        """The internal port: health, readiness, metrics."""
         self.bus = bus
         self.settings = settings
         self.cipher = Cipher.from_key(AES_KEY, APPID)
@@ -112,8 +121,11 @@ async def start(
     bus = bus or MemoryBus.fresh()
     await bus.declare([TAP])
     app = create_app(settings, bus=bus, store=store or MemoryStore(prefix="unit:"))
-    async with TestClient(TestServer(app)) as client:
-        yield Env(client, bus, settings)
+    async with (
+        TestClient(TestServer(app)) as client,
+        TestClient(TestServer(internal_app([app]))) as internal,
+    ):
+        yield Env(client, bus, settings, internal)
 
 
 @pytest.fixture
@@ -479,11 +491,13 @@ async def test_an_accepted_push_is_logged_without_content_or_openid(safe: Env) -
         assert secret not in shown
 
 
-async def test_health_and_readiness(safe: Env) -> None:
-    assert (await safe.client.get("/healthz")).status == 200
-    assert (await safe.client.get("/readyz")).status == 200
-    metrics = await (await safe.client.get("/metrics")).text()
+async def test_health_and_readiness_on_the_internal_port_only(safe: Env) -> None:
+    assert (await safe.internal.get("/healthz")).status == 200
+    assert (await safe.internal.get("/readyz")).status == 200
+    metrics = await (await safe.internal.get("/metrics")).text()
     assert "wxkf_ingress_pushes_total" in metrics
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await safe.client.get(path)).status == 404
 
 
 class Unreachable(MemoryStore):
@@ -493,7 +507,7 @@ class Unreachable(MemoryStore):
 
 async def test_ready_with_the_store_down_while_the_bus_answers() -> None:
     async with start(conf(), store=Unreachable(prefix=uuid.uuid4().hex)) as env:
-        resp = await env.client.get("/readyz")
+        resp = await env.internal.get("/readyz")
         assert resp.status == 200
         assert (await resp.json())["degraded"] == {"store": "StoreError"}
 
@@ -502,7 +516,7 @@ async def test_not_ready_when_neither_the_bus_nor_the_store_answers() -> None:
     broken = MemoryBus.fresh()
     async with start(conf(), store=Unreachable(prefix=uuid.uuid4().hex), bus=broken) as env:
         await broken.close()
-        resp = await env.client.get("/readyz")
+        resp = await env.internal.get("/readyz")
         assert resp.status == 503
         assert (await resp.json())["check"] == "bus"
 
@@ -511,7 +525,7 @@ async def test_without_a_spool_the_bus_must_answer_to_be_ready() -> None:
     broken = MemoryBus.fresh()
     async with start(conf(spool_limit=0), bus=broken) as env:
         await broken.close()
-        resp = await env.client.get("/readyz")
+        resp = await env.internal.get("/readyz")
         assert resp.status == 503
         assert (await resp.json())["check"] == "bus"
 
