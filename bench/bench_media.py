@@ -143,6 +143,7 @@ async def main(sizes_mb: list[int], rounds: int) -> None:
             "WXKF_WECHAT_API_BASE": sim_url,
             "WXKF_MEDIA_PORT": str(port),
             "WXKF_INTERNAL_PORT": str(internal),
+            "WXKF_MEDIA_OPEN": "true",  # on loopback, for the benchmark's own calls
             "WXKF_LOG_LEVEL": "warning",
             "WXKF_LOG_FORMAT": "json",
         }

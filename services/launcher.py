@@ -121,10 +121,20 @@ async def run_services(
         await bus.close()
 
 
+def run_settings(
+    names: Sequence[str], environ: Mapping[str, str] | None = None
+) -> dict[str, CommonSettings]:
+    """The settings of ``wxkf run <names>``. Every service in one process: the media API runs
+    open unless a token is given (the sender's calls to it carry the same
+    ``WXKF_INTERNAL_TOKEN`` when it is); media alone, or with some others, needs its token."""
+    embedded: dict[str, Any] = {"media_open": True} if set(names) == set(SERVICES) else {}
+    return load_settings(names, environ, **embedded)
+
+
 def run(args: argparse.Namespace) -> int:
     names = selected(args.services)
     try:
-        settings = load_settings(names)
+        settings = run_settings(names)
     except SettingsError as exc:
         for line in str(exc).splitlines():
             print(f"wxkf: configuration error: {line}", file=sys.stderr)
@@ -160,7 +170,9 @@ UP_PREAMBLE = """\
 `wxkf up` also sets, when they are not set: `WXKF_BUS_URL` and `WXKF_STORE_URL` to RabbitMQ and
 Redis on loopback, the demo credentials, `WXKF_LISTEN_HOST=127.0.0.1`, `WXKF_WECHAT_API_BASE`
 to its simulator, `WXKF_MEDIA_URL` to its media service and `WXKF_ASSETS_DIR` to
-`<WXKF_UP_DIR>/assets`; each port variable may be 0 (a free port)."""
+`<WXKF_UP_DIR>/assets`, `WXKF_INTERNAL_TOKEN` to a token made for the run; each port variable
+may be 0 (a free port), and each service's internal port is the next one up from
+`WXKF_INTERNAL_PORT` (ingress, router, sender, media)."""
 
 
 def _table(rows: Sequence[Any]) -> list[str]:

@@ -106,6 +106,7 @@ def service_settings(
         sender_port=ports["sender"],
         media_port=ports["media"],
         internal_port=ports["internal"],
+        media_open=True,  # one process on loopback, the demo credentials
         log_format="json",
         log_level=log_level,
         shutdown_grace_s=SHUTDOWN_GRACE_S,

@@ -8,6 +8,7 @@ uses the same number.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -96,6 +97,8 @@ def environment(environ: Mapping[str, str]) -> dict[str, str]:
         "WXKF_AES_KEY": DEMO_AES_KEY,
         "WXKF_LISTEN_HOST": LOOPBACK,
         "WXKF_LOG_FORMAT": "console",
+        # Media and the sender (separate processes) share a token made for this run.
+        "WXKF_INTERNAL_TOKEN": secrets.token_urlsafe(24),
     }
     for key, value in defaults.items():
         env.setdefault(key, value)

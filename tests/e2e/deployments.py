@@ -129,6 +129,8 @@ def service_values(config: SimConfig, sim_url: str, assets: Path) -> dict[str, s
         "max_push_age_s": "600",
         "dedupe_ttl_s": str(SHORT_TTL_S),
         "shutdown_grace_s": "5",
+        # Media refuses to start without it; the sender's calls to media carry it.
+        "internal_token": secrets.token_urlsafe(16),
     }
 
 
