@@ -35,6 +35,13 @@ class ReadTimeout(IngressError):
     http_status = 408
 
 
+class ReplayedSignature(IngressError):
+    """A plain-mode signature seen before with another body, within the replay window."""
+
+    code = "replayed_signature"
+    http_status = 401
+
+
 class Unavailable(IngressError):
     """The push was not settled; 503 makes WeChat retry it later."""
 

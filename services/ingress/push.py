@@ -10,6 +10,7 @@ makes WeChat send the push again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 
 import structlog
@@ -21,13 +22,15 @@ from libs.common.inbound import to_event
 from libs.common.keys import BUS, STORE
 from libs.common.observability.logging import hash_openid
 from libs.common.schemas import InboundEvent, UserMessage
+from libs.common.store import StoreError
 from libs.common.wechat.errors import WeChatError
-from libs.common.wechat.push import open_push
+from libs.common.wechat.push import open_push, single_query
 from services.ingress import answer, decision, dedupe, metrics, spool
 from services.ingress.errors import (
     BodyTooLarge,
     IngressError,
     ReadTimeout,
+    ReplayedSignature,
     Unavailable,
     Unconfirmed,
     UnsupportedContentType,
@@ -76,8 +79,11 @@ async def _handle(request: web.Request, body: bytes) -> web.Response:
     app = request.app
     config = app[PUSH]
     try:
-        opened = open_push(request.query, body, config=config, now=time.time())
-    except WeChatError as exc:
+        query = single_query(request.query.items())
+        opened = open_push(query, body, config=config, now=time.time())
+        if not opened.encrypted:
+            await _bind_signature(app, query["signature"], body)
+    except (WeChatError, ReplayedSignature) as exc:
         return _refused(exc, started)
 
     event = to_event(opened.message, appid=config.appid)
@@ -138,6 +144,29 @@ async def _handle(request: web.Request, body: bytes) -> web.Response:
     # every push, and at debug the router logs each decision under the same correlation id.
     log.debug("push.accepted", type=event.routing_key(), outcome=outcome)
     return _answered(answer.success(), metrics.ANSWERED_SUCCESS, started)
+
+
+async def _bind_signature(app: web.Application, signature: str, body: bytes) -> None:
+    """A plain-mode signature covers the token, timestamp and nonce, not the body: the first
+    body seen with it is remembered for the replay window, and another one refused.
+
+    WeChat's own retries send the same body again and pass. Without the store the check is
+    skipped (logged): a push is still answered, as the dedupe does then too.
+    """
+    settings = app[SETTINGS]
+    key = f"ingress:signature:{signature}"
+    digest = hashlib.sha256(body).digest()
+    ttl_s = float(settings.max_push_age_s or settings.dedupe_ttl_s)
+    store = app[STORE]
+    try:
+        if await store.set_if_absent(key, digest, ttl_s=ttl_s):
+            return
+        seen = await store.get(key)
+    except StoreError as exc:
+        log.warning("push.signature_unchecked", error=str(exc))
+        return
+    if seen is not None and seen != digest:
+        raise ReplayedSignature("this signature came before with another body")
 
 
 def _refused(exc: WeChatError | IngressError, started: float) -> web.Response:

@@ -43,6 +43,7 @@ CONTENT = "我的订单号是 12345"
 TAP = QueueSpec(name="unit.ingress.tap", exchange=EVENTS, bindings=("msg.#", "event.#"))
 
 _msg_ids = iter(range(2**60, 2**61))
+_nonces = iter(range(415670741, 2**62))
 
 
 def text(content: str = CONTENT, msg_id: int | None = None) -> codec.TextMessage:
@@ -91,7 +92,7 @@ class Env:
             mode=mode or self.settings.mode,
             fmt=fmt,
             timestamp=int(time.time()),
-            nonce="415670741",
+            nonce=str(next(_nonces)),
             to_user=GH,
             openid=OPENID,
         )
@@ -308,6 +309,98 @@ async def test_a_body_slower_than_the_read_timeout_is_answered_408_and_closed() 
         assert refusals("read_timeout") == before + 1
         assert env.published() == 0
         stalled.set()
+
+
+def _xml(inner: bytes) -> bytes:
+    head = (
+        b"<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>"
+    )
+    return head + inner + b"</xml>"
+
+
+def _json(extra: bytes) -> bytes:
+    return b'{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"text",' + extra + b"}"
+
+
+XML, JSON = "text/xml", "application/json"
+BAD_BODIES = {
+    "non-UTF-8 XML": (
+        _xml(b"<MsgType>text</MsgType><Content>\xff\xfe</Content><MsgId>1</MsgId>"),
+        XML,
+        "bad_encoding",
+    ),
+    "non-UTF-8 JSON": (_json(b'"Content":"\xff","MsgId":1'), JSON, "bad_encoding"),
+    "65-bit MsgId in XML": (
+        _xml(b"<MsgType>text</MsgType><Content>x</Content><MsgId>%d</MsgId>" % 2**64),
+        XML,
+        "bad_field",
+    ),
+    "65-bit MsgId in JSON": (_json(b'"Content":"x","MsgId":%d' % 2**64), JSON, "bad_field"),
+    "JSON nested 50,000 deep": (
+        _json(b'"Content":"x","MsgId":1,"Extra":' + b"[" * 50_000 + b"]" * 50_000),
+        JSON,
+        "malformed_json",
+    ),
+    "XML too deep": (_xml(b"<a>" * 5_000 + b"</a>" * 5_000), XML, "xml_too_deep"),
+    "billion laughs": (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        b"<xml><A>&lol2;</A></xml>",
+        XML,
+        "xml_forbidden_construct",
+    ),
+    "external DTD": (
+        b'<?xml version="1.0"?><!DOCTYPE xml SYSTEM "http://evil.example/x.dtd"><xml/>',
+        XML,
+        "xml_forbidden_construct",
+    ),
+    "external entity": (
+        b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b"<xml><A>&e;</A></xml>",
+        XML,
+        "xml_forbidden_construct",
+    ),
+    "processing instruction": (
+        _xml(b"<?evil run?><MsgType>text</MsgType><Content>x</Content><MsgId>1</MsgId>"),
+        XML,
+        "xml_forbidden_construct",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+async def test_bad_input_is_refused_through_http(plain: Env, case: str) -> None:
+    body, content_type, reason = BAD_BODIES[case]
+    query, _ = plain.build(text(), mode="plain")
+    await expect_refusal(plain, query, body, 400, reason, content_type)
+
+
+@pytest.mark.parametrize("repeated", ["signature", "timestamp", "nonce", "echostr"])
+async def test_a_repeated_query_parameter_is_refused(plain: Env, repeated: str) -> None:
+    query, body = plain.build(text(), mode="plain")
+    query["echostr"] = "e"
+    pairs = [*query.items(), (repeated, "other")]
+    before = refusals("bad_query")
+    resp = await plain.client.post(
+        plain.settings.push_path, params=pairs, data=body, headers={"Content-Type": "text/xml"}
+    )
+    assert (resp.status, await resp.read()) == (400, b"bad_query")
+    assert refusals("bad_query") == before + 1
+    resp = await plain.client.get(plain.settings.push_path, params=pairs)
+    assert (resp.status, await resp.read()) == (400, b"bad_query")
+    assert plain.published() == 0
+
+
+async def test_a_plain_signature_reused_with_another_body_is_refused(plain: Env) -> None:
+    query, body = plain.build(text("first"), mode="plain")
+    assert await plain.post(query, body) == (200, replies.SUCCESS)
+    _, other = plain.build(text("forged"), mode="plain")
+    before = refusals("replayed_signature")
+    assert await plain.post(query, other) == (401, b"replayed_signature")
+    assert refusals("replayed_signature") == before + 1
+    # WeChat's own retry (the same query and body) is still answered.
+    assert await plain.post(query, body) == (200, replies.SUCCESS)
+    assert plain.published() == 1
 
 
 async def test_envelope_without_encrypt(safe: Env) -> None:
