@@ -52,6 +52,11 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     store_url: Secret = Secret("memory://")
     """``redis://:pass@host:6379/0``, ``redis+sentinel://:pass@s1:26379,s2:26379/MASTER/0``
     (Redis with Sentinel failover) or ``memory://`` (one process only)."""
+    bus_declare: Literal["all", "own"] = "all"
+    """``all``: the service declares wxkf's whole topology at start, so that no event is
+    unroutable because its consumer has not started yet. ``own``: only the exchanges and the
+    queues it consumes, all that a broker user limited to them may declare
+    (libs/common/access.py); the other queues are their consumers' to declare."""
     log_format: LogFormat | None = None
     """``json`` or ``console``; unset means console on a terminal, JSON otherwise."""
     log_level: str = "info"

@@ -72,7 +72,11 @@ def create_app(
             bus_ctx(
                 settings.bus_url,
                 bus=bus,
-                queues=(*CORE_QUEUES, MEDIA_ARCHIVE),
+                queues=(
+                    (*CORE_QUEUES, MEDIA_ARCHIVE)
+                    if settings.bus_declare == "all"
+                    else (MEDIA_ARCHIVE,)
+                ),
                 name=f"wxkf-{SERVICE}",
             )
         )
