@@ -172,7 +172,9 @@ Redis on loopback, the demo credentials, `WXKF_LISTEN_HOST=127.0.0.1`, `WXKF_WEC
 to its simulator, `WXKF_MEDIA_URL` to its media service and `WXKF_ASSETS_DIR` to
 `<WXKF_UP_DIR>/assets`, `WXKF_INTERNAL_TOKEN` to a token made for the run; each port variable
 may be 0 (a free port), and each service's internal port is the next one up from
-`WXKF_INTERNAL_PORT` (ingress, router, sender, media)."""
+`WXKF_INTERNAL_PORT` (ingress, router, sender, media). With the broker on this machine, each
+service runs as a broker and Redis user of its own (`wxkf-<service>`, made with `rabbitmqctl`
+and `ACL SETUSER`, new passwords at every start; `WXKF_BUS_DECLARE=own`), as in prod."""
 
 
 def _table(rows: Sequence[Any]) -> list[str]:

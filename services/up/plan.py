@@ -60,6 +60,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     """Each service's internal port (health, readiness, metrics). Four processes on one host
     cannot share one value of ``WXKF_INTERNAL_PORT``, so each gets the next port up from it
     (ingress, router, sender, media); from 0, each a free one."""
+    own: dict[str, dict[str, str]] = {}
+    """Each service's own variables (its broker and Redis user), over :attr:`env`."""
     host: str
     """Where the services listen (``WXKF_LISTEN_HOST``)."""
     layout: Layout
@@ -75,10 +77,12 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
         return f"http://{host}:{self.internal[name]}{path}"
 
     def env_of(self, name: str) -> dict[str, str]:
-        """What the process of ``name`` gets: the run's environment, and its internal port."""
-        if name not in self.internal:
-            return self.env
-        return self.env | {"WXKF_INTERNAL_PORT": str(self.internal[name])}
+        """What the process of ``name`` gets: the run's environment, its internal port, and its
+        own broker and Redis URLs once :mod:`services.up.users` made them."""
+        env = self.env | self.own.get(name, {})
+        if name in self.internal:
+            env["WXKF_INTERNAL_PORT"] = str(self.internal[name])
+        return env
 
     @property
     def push_url(self) -> str:

@@ -18,8 +18,10 @@ from tests.deploy.test_manifests import ROOT, _tool
 
 GUIDE = ROOT / "docs" / "deploy.md"
 SERVICES = ("ingress", "router", "sender", "media")
-MADE_BY_OPERATORS = {"wxkf-rabbitmq-default-user"}
-"""The RabbitMQ Cluster Operator makes the broker's user; the guide reads it."""
+MADE_BY_OPERATORS = {"wxkf-rabbitmq-default-user"} | {
+    f"wxkf-{s}-user-credentials" for s in ("ingress", "router", "sender", "media")
+}
+"""The RabbitMQ operators make the broker's users; the guide reads them."""
 
 
 def guide() -> str:

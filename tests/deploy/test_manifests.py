@@ -361,3 +361,33 @@ def test_a_policy_selects_the_broker_and_one_the_store(overlay: str) -> None:
         and "Ingress" in p["spec"]["policyTypes"]
     ]
     assert stores, "no policy selects the Redis pods"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_prod_gives_each_service_a_broker_user_with_only_its_permissions(service: str) -> None:
+    from libs.common.access import broker_permissions, user_name
+
+    name = user_name(service)  # type: ignore[arg-type]
+    user = by_name("prod", "User", name)["spec"]
+    assert user["tags"] == [], "no management, monitoring or administrator tag"
+    permission = by_name("prod", "Permission", name)["spec"]
+    assert permission["userReference"] == {"name": name}
+    assert permission["vhost"] == "/"
+    wanted = broker_permissions(service)  # type: ignore[arg-type]
+    assert permission["permissions"] == {
+        "configure": wanted.configure,
+        "write": wanted.write,
+        "read": wanted.read,
+    }
+    cluster = by_name("prod", "RabbitmqCluster", "wxkf-rabbitmq")["metadata"]["name"]
+    assert (
+        user["rabbitmqClusterReference"]
+        == permission["rabbitmqClusterReference"]
+        == {"name": cluster}
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_declare_only_what_their_users_may(overlay: str) -> None:
+    config = by_name(overlay, "ConfigMap", "wxkf-config")["data"]
+    assert config["WXKF_BUS_DECLARE"] == "own"

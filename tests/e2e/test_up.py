@@ -142,6 +142,8 @@ async def test_up_serves_the_shipped_rules_counts_a_load_and_stops_on_one_ctrl_c
         await until_ready(up)
         ready_at = len(up.lines)
         assert f"push URL {up.url('ingress', '/wechat')}" in up.output()
+        # As in prod: each service its own broker and Redis user (services/up/users.py).
+        assert "each service is a broker and Redis user of its own" in up.output()
 
         # Every rule that answers, as a user of its own each (a transfer would hold the next).
         tries: list[tuple[str, str | None]] = [
