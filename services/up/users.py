@@ -129,7 +129,8 @@ async def provision(
     urls: dict[Service, ServiceUrls] = {}
     vhost = vhost_of(bus_url)
     for service in SERVICES:
-        name, password = user_name(service) + suffix, secrets.token_urlsafe(18)
+        # Hex: a password that starts with "-" would read as an option of rabbitmqctl.
+        name, password = user_name(service) + suffix, secrets.token_hex(20)
         await _store_user(store_url, service, name, password)
         await _broker_user(service, name, password, vhost)
         urls[service] = ServiceUrls(

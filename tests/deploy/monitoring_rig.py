@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -65,6 +66,8 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     internal: dict[str, int] = field(default_factory=dict)
     """Each service's internal port (health, readiness, metrics), once it runs."""
+    internal_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    """The media API's bearer token (media refuses to start without one)."""
 
     def url(self, name: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
@@ -92,6 +95,7 @@ def system_environment(system: System, store_url: str, rules: Path) -> dict[str,
         "WXKF_SENDER_PORT": str(ports["sender"]),
         "WXKF_MEDIA_PORT": str(ports["media"]),
         "WXKF_INTERNAL_PORT": "0",
+        "WXKF_INTERNAL_TOKEN": system.internal_token,
         "WXKF_MEDIA_URL": system.url("media"),
         "WXKF_RULES": str(rules),
         "WXKF_ASSETS_DIR": str(system.workdir / "assets"),

@@ -171,7 +171,8 @@ async def drive_traffic(run: Run) -> None:
 
     # A client of the media API (an extension): an upload, and the user's image twice
     # (the second from the cache).
-    async with aiohttp.ClientSession() as http:
+    bearer = {"Authorization": f"Bearer {system.internal_token}"}
+    async with aiohttp.ClientSession(headers=bearer) as http:
         upload = _png(bytes.fromhex(system.appid[8:14]))
         async with http.post(system.url("media", "/v1/media"), data=upload) as response:
             assert response.status == 200, await response.text()
