@@ -145,3 +145,32 @@ def store_acl(service: Service, prefix: str = STORE_PREFIX) -> list[str]:
 def user_name(service: Service) -> str:
     """The broker and Redis user of ``service``."""
     return f"wxkf-{service}"
+
+
+def users_acl_line(service: Service, password: str) -> str:
+    """``service``'s line of a Redis ACL file (``aclfile``; the operator's ``user.acl``)."""
+    return " ".join(["user", user_name(service), "on", f">{password}", *store_acl(service)])
+
+
+def reference(vhost: str = "/") -> list[str]:
+    """What ``wxkf access`` prints: every service's broker permissions and Redis ACL rules,
+    with placeholders for the passwords."""
+    lines = [
+        "# RabbitMQ: one user per service (the prod overlay's Permission resources hold the same)"
+    ]
+    for service in SERVICES:
+        allowed = broker_permissions(service)
+        lines.append(
+            f"rabbitmqctl set_permissions -p {vhost} {user_name(service)} "
+            f"'{allowed.configure}' '{allowed.write}' '{allowed.read}'"
+        )
+    lines.append("# Redis: user.acl of the Secret wxkf-redis-acl (set every password)")
+    lines.append("user default on >REPLICATION_PASSWORD ~* &* +@all")
+    lines += [users_acl_line(s, f"PASSWORD_OF_{s.upper()}") for s in SERVICES]
+    return lines
+
+
+def access_main(args: object) -> int:
+    """``wxkf access``: print :func:`reference`."""
+    print("\n".join(reference(getattr(args, "vhost", "/"))))
+    return 0

@@ -254,6 +254,19 @@ REDIS_REPLICATION = _kind(
                 "additionalProperties": False,
                 "properties": {"volumeClaimTemplate": {"type": "object"}},
             },
+            # A Secret volume with the key user.acl, mounted at /etc/redis/user.acl.
+            "acl": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "secret": {
+                        "type": "object",
+                        "required": ["secretName"],
+                        "additionalProperties": False,
+                        "properties": {"secretName": {"type": "string"}},
+                    }
+                },
+            },
         },
     },
 )

@@ -391,3 +391,11 @@ def test_prod_gives_each_service_a_broker_user_with_only_its_permissions(service
 def test_services_declare_only_what_their_users_may(overlay: str) -> None:
     config = by_name(overlay, "ConfigMap", "wxkf-config")["data"]
     assert config["WXKF_BUS_DECLARE"] == "own"
+
+
+def test_prod_redis_reads_its_users_from_a_secret_the_guide_makes() -> None:
+    servers = by_name("prod", "RedisReplication", "wxkf-redis")["spec"]
+    assert servers["acl"] == {"secret": {"secretName": "wxkf-redis-acl"}}
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    assert "create secret generic wxkf-redis-acl --from-file=user.acl=" in guide
+    assert guide.index("wxkf-redis-acl --from-file") < guide.index("kubectl apply -k my-wxkf")
