@@ -195,7 +195,7 @@ def test_the_store_url_of_the_secret_template_names_each_deployment() -> None:
         f"wxkf-redis-sentinel-{n}.wxkf-redis-sentinel-headless:26379" for n in range(3)
     )
     assert f"redis+sentinel://wxkf-ingress:<password>@{sentinel_pods}/wxkf/0" in text
-    assert "redis://wxkf-ingress:<password>@wxkf-redis:6379/0" in text, "dev's, in a comment"
+    assert "redis://:<password>@wxkf-redis:6379/0" in text, "dev's, in a comment"
     sentinels = by_name("prod", "RedisSentinel", "wxkf-redis")["spec"]["redisSentinelConfig"]
     assert sentinels["masterGroupName"] == "wxkf"
 
