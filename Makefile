@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint test test-unit soak services tools demo up bench format clean
+.PHONY: install lint test test-unit soak fuzz services tools demo up bench format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wxkf needs Python 3.11 or newer; PYTHON=$(PYTHON) is " + sys.version.split()[0])'
@@ -32,6 +32,11 @@ soak: $(STAMP) services
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+# The push handler fuzzed over HTTP for longer than `make test` does (every mode and format).
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	WXKF_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/unit/ingress/test_ingress_fuzz.py -q
 
 services:
 	@scripts/ensure-services.sh

@@ -135,13 +135,15 @@ async def main(sizes_mb: list[int], rounds: int) -> None:
     biggest = max(sizes_mb) * MB
     state = SimState(SimConfig(media_max_bytes=biggest))
     async with running(create_sim(state=state)) as sim_url:
-        port = free_port()
+        port, internal = free_port(), free_port()
         env = {
             **os.environ,
             "WXKF_APPID": DEMO_APPID,
             "WXKF_APP_SECRET": DEMO_SECRET,
             "WXKF_WECHAT_API_BASE": sim_url,
             "WXKF_MEDIA_PORT": str(port),
+            "WXKF_INTERNAL_PORT": str(internal),
+            "WXKF_MEDIA_OPEN": "true",  # on loopback, for the benchmark's own calls
             "WXKF_LOG_LEVEL": "warning",
             "WXKF_LOG_FORMAT": "json",
         }
@@ -152,7 +154,7 @@ async def main(sizes_mb: list[int], rounds: int) -> None:
         media_url = f"http://127.0.0.1:{port}"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-                await wait_ready(session, media_url, service)
+                await wait_ready(session, f"http://127.0.0.1:{internal}", service)
                 await run(state, session, sim_url, media_url, service.pid, sizes_mb, rounds)
         finally:
             service.terminate()

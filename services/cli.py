@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the reference of every WXKF_ variable")
     config.set_defaults(func=_delegate("services.launcher", "config_main"))
 
+    access = sub.add_parser(
+        "access",
+        help="print each service's broker permissions and Redis ACL rules (docs/security.md)",
+    )
+    access.add_argument("--vhost", default="/", help="the broker's vhost (/)")
+    access.set_defaults(func=_delegate("libs.common.access", "access_main"))
+
     schema = sub.add_parser("schema", help="print the JSON Schema of every bus message")
     schema.set_defaults(func=_schema)
 

@@ -105,10 +105,13 @@ async def run_services(
                 for name, s in settings.items()
             ]
             grace = max(s.shutdown_grace_s for s in settings.values())
+            # One internal port for the process: its metrics are one registry, its readiness
+            # that of every service in it.
             await run_apps(
                 apps,
                 host=first.listen_host,
                 shutdown_grace_s=grace,
+                internal_port=first.internal_port,
                 stop=stop,
                 signals=signals,
             )
@@ -118,10 +121,20 @@ async def run_services(
         await bus.close()
 
 
+def run_settings(
+    names: Sequence[str], environ: Mapping[str, str] | None = None
+) -> dict[str, CommonSettings]:
+    """The settings of ``wxkf run <names>``. Every service in one process: the media API runs
+    open unless a token is given (the sender's calls to it carry the same
+    ``WXKF_INTERNAL_TOKEN`` when it is); media alone, or with some others, needs its token."""
+    embedded: dict[str, Any] = {"media_open": True} if set(names) == set(SERVICES) else {}
+    return load_settings(names, environ, **embedded)
+
+
 def run(args: argparse.Namespace) -> int:
     names = selected(args.services)
     try:
-        settings = load_settings(names)
+        settings = run_settings(names)
     except SettingsError as exc:
         for line in str(exc).splitlines():
             print(f"wxkf: configuration error: {line}", file=sys.stderr)
@@ -157,7 +170,11 @@ UP_PREAMBLE = """\
 `wxkf up` also sets, when they are not set: `WXKF_BUS_URL` and `WXKF_STORE_URL` to RabbitMQ and
 Redis on loopback, the demo credentials, `WXKF_LISTEN_HOST=127.0.0.1`, `WXKF_WECHAT_API_BASE`
 to its simulator, `WXKF_MEDIA_URL` to its media service and `WXKF_ASSETS_DIR` to
-`<WXKF_UP_DIR>/assets`; each port variable may be 0 (a free port)."""
+`<WXKF_UP_DIR>/assets`, `WXKF_INTERNAL_TOKEN` to a token made for the run; each port variable
+may be 0 (a free port), and each service's internal port is the next one up from
+`WXKF_INTERNAL_PORT` (ingress, router, sender, media). With the broker on this machine, each
+service runs as a broker and Redis user of its own (`wxkf-<service>`, made with `rabbitmqctl`
+and `ACL SETUSER`, new passwords at every start; `WXKF_BUS_DECLARE=own`), as in prod."""
 
 
 def _table(rows: Sequence[Any]) -> list[str]:

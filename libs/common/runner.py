@@ -35,9 +35,11 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 
+from libs.common.edge import EDGE, GuardedSite
 from libs.common.keys import SERVICE
 from libs.common.settings import env_name
 from libs.common.stopping import StopSignals
+from libs.common.web import internal_app
 
 log = structlog.get_logger(__name__)
 
@@ -67,8 +69,13 @@ class PortUnavailable(OSError):
 
 
 def port_variable(app: str) -> str:
-    """The variable that sets an app's port: ``WXKF_<APP>_PORT`` (``WXKF_INGRESS_PORT``)."""
+    """The variable that sets an app's port: ``WXKF_<APP>_PORT`` (``WXKF_INGRESS_PORT``), and
+    ``WXKF_INTERNAL_PORT`` for the internal port of every process."""
     return env_name(f"{app}_port")
+
+
+INTERNAL = "internal"
+"""The name the internal app goes by in the runner's lines and errors."""
 
 
 GC_YOUNG_THRESHOLD = 10_000
@@ -83,8 +90,10 @@ def serve(
     *,
     host: str = ALL_INTERFACES,
     shutdown_grace_s: float,
+    internal_port: int | None = None,
 ) -> None:
-    """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop.
+    """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop; with
+    ``internal_port``, their health, readiness and metrics on it (:func:`internal_app`).
 
     The process's stop signals are handled from here to its end (:mod:`libs.common.stopping`).
     """
@@ -96,6 +105,7 @@ def serve(
                 apps,
                 host=host,
                 shutdown_grace_s=shutdown_grace_s,
+                internal_port=internal_port,
                 on_started=settle_heap,
                 signals=signals,
             )
@@ -137,6 +147,7 @@ async def run_apps(
     *,
     host: str = ALL_INTERFACES,
     shutdown_grace_s: float,
+    internal_port: int | None = None,
     stop: asyncio.Event | None = None,
     on_started: Callable[[], None] | None = None,
     signals: StopSignals | None = None,
@@ -154,7 +165,9 @@ async def run_apps(
         scope = signals.installed()
     with scope:
         signals.bind(stop)
-        async with running(apps, host=host, shutdown_grace_s=shutdown_grace_s):
+        async with running(
+            apps, host=host, shutdown_grace_s=shutdown_grace_s, internal_port=internal_port
+        ):
             if on_started is not None:
                 on_started()
             await stop.wait()
@@ -166,29 +179,40 @@ async def running(
     *,
     host: str = "127.0.0.1",
     shutdown_grace_s: float,
+    internal_port: int | None = None,
 ) -> AsyncIterator[list[int]]:
     """Start ``apps``; yields their bound ports (in order); stops them gracefully on exit.
 
-    If an app fails to start, the apps already started are stopped before the error rises.
+    With ``internal_port``, an :func:`internal_app` for them all listens on it too, started
+    last (its bound port is the last one yielded). If an app fails to start, the apps already
+    started are stopped before the error rises.
     """
     if shutdown_grace_s < 0:
         raise ValueError(f"shutdown_grace_s must be >= 0, got {shutdown_grace_s!r}")
     runners: list[web.AppRunner] = []
     ports: list[int] = []
+    internal = None if internal_port is None else internal_app([app for app, _ in apps])
+    every = [*apps, *([] if internal is None else [(internal, internal_port or 0)])]
     try:
-        for app, port in apps:
+        for app, port in every:
+            name = INTERNAL if app is internal else app.get(SERVICE, "app")
             # The RED metrics and our own request lines replace aiohttp's access log.
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s)
             runners.append(runner)
             await runner.setup()
-            site = web.TCPSite(runner, host, port)
+            edge = app.get(EDGE)
+            site: web.BaseSite = (
+                web.TCPSite(runner, host, port)
+                if edge is None
+                else GuardedSite(runner, host, port, edge)
+            )
             try:
                 await site.start()
             except OSError as exc:
-                raise PortUnavailable(app.get(SERVICE, "app"), host, port, exc) from exc
+                raise PortUnavailable(name, host, port, exc) from exc
             bound = int(runner.addresses[0][1])
             ports.append(bound)
-            log.info("runner.listening", app=app.get(SERVICE, "app"), host=host, port=bound)
+            log.info("runner.listening", app=name, host=host, port=bound)
         yield ports
     finally:
         await _stop(runners, shutdown_grace_s)

@@ -53,6 +53,11 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     store_url: Secret = Secret("memory://")
     """``redis://:pass@host:6379/0``, ``redis+sentinel://:pass@s1:26379,s2:26379/MASTER/0``
     (Redis with Sentinel failover) or ``memory://`` (one process only)."""
+    bus_declare: Literal["all", "own"] = "all"
+    """``all``: the service declares wxkf's whole topology at start, so that no event is
+    unroutable because its consumer has not started yet. ``own``: only the exchanges and the
+    queues it consumes, all that a broker user limited to them may declare
+    (libs/common/access.py); the other queues are their consumers' to declare."""
     log_format: LogFormat | None = None
     """``json`` or ``console``; unset means console on a terminal, JSON otherwise."""
     log_level: str = "info"
@@ -65,6 +70,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     list of openids. Unset: a built-in key."""
     shutdown_grace_s: float = 20.0
     """How long a stopping service waits for in-flight work after SIGTERM."""
+    internal_port: int = 9180
+    """The internal port: ``/healthz``, ``/readyz`` and ``/metrics`` of the process (never
+    served on the service's own port). The same variable for every service; it is for the
+    kubelet and Prometheus, never for the internet. 0 picks a free port."""
     listen_host: str = "0.0.0.0"  # noqa: S104 - every interface of a pod, see below
     """The address the service listens on. Every interface by default: in a pod, the probes
     and the Service reach the pod's own address. ``wxkf up`` sets ``127.0.0.1``, so that a

@@ -1,8 +1,12 @@
-"""The aiohttp application every service starts from: health, readiness, metrics, middlewares.
+"""The aiohttp application every service starts from, and the internal one beside it.
 
-``/healthz`` says the process is alive; ``/readyz`` pings every resource the app holds (the
-bus and the store when set, and any check added with :func:`add_readiness_check`) and names
-the first that fails; ``/metrics`` is prometheus-client's exposition of the default registry.
+A service's own app (:func:`base_app`) serves only what the service is for: the push path,
+the media API. Health, readiness and metrics are the internal port's (:func:`internal_app`,
+``WXKF_INTERNAL_PORT``), one per process whatever the apps it runs: ``/healthz`` says the
+process is alive; ``/readyz`` pings every resource each app holds (the bus and the store when
+set, and any check added with :func:`add_readiness_check`) and names the first that fails;
+``/metrics`` is prometheus-client's exposition of the default registry.
+
 Per request the middlewares bind a fresh logging context (service, request id), record the
 RED metrics by route template, and turn an unhandled exception into a 500 JSON answer.
 """
@@ -13,7 +17,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from aiohttp import web
@@ -65,15 +69,30 @@ READINESS_FAILURES = Counter(
 )
 
 
+SERVES = web.AppKey("serves", tuple[web.Application, ...])
+"""The apps whose health and readiness an internal app answers for."""
+
+
 def base_app(service: str) -> web.Application:
-    """A new application for ``service`` with ``/healthz``, ``/readyz`` and ``/metrics``."""
+    """A new application for ``service``: the middlewares, no route of its own (see
+    :func:`internal_app` for health, readiness and metrics)."""
     app = web.Application(middlewares=[_context_middleware, _metrics_middleware, _errors])
     app[SERVICE] = service
     app[READINESS] = {}
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler())
     return app
+
+
+def internal_app(apps: Sequence[web.Application]) -> web.Application:
+    """``/healthz``, ``/readyz`` (over every one of ``apps``) and ``/metrics``: the internal
+    port of a process running ``apps``."""
+    internal = web.Application(middlewares=[_context_middleware, _metrics_middleware, _errors])
+    internal[SERVICE] = "+".join(dict.fromkeys(app[SERVICE] for app in apps))
+    internal[SERVES] = tuple(apps)
+    internal[READINESS] = {}
+    internal.router.add_get("/healthz", healthz)
+    internal.router.add_get("/readyz", readyz)
+    internal.router.add_get("/metrics", metrics_handler())
+    return internal
 
 
 def metrics_handler() -> Handler:
@@ -117,29 +136,44 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    app = request.config_dict
-    either = request.app.get(READY_WITH_ONE_OF, frozenset())
+    degraded: dict[str, str] = {}
+    for app in request.app[SERVES]:
+        failed, blocking = await _readiness(app)
+        if blocking is not None:
+            READINESS_FAILURES.labels(app[SERVICE], blocking).inc()
+            return web.json_response(
+                {
+                    "status": "unavailable",
+                    "service": app[SERVICE],
+                    "check": blocking,
+                    "reason": failed[blocking],
+                },
+                status=503,
+            )
+        degraded.update(failed)
+    return web.json_response({"status": "ok", **({"degraded": degraded} if degraded else {})})
+
+
+async def _readiness(app: web.Application) -> tuple[dict[str, str], str | None]:
+    """The checks of ``app`` that failed (name: reason), and the one that makes it unready."""
+    either = app.get(READY_WITH_ONE_OF, frozenset())
     failed: dict[str, str] = {}
-    for name, check in readiness_checks(request.app).items():
+    for name, check in readiness_checks(app).items():
         try:
             async with asyncio.timeout(READINESS_TIMEOUT_S):
                 await check()
         except Exception as exc:  # noqa: BLE001 - any failure of a check means "not ready"
             reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            log.warning("http.not_ready", check=name, reason=reason, error=str(exc))
+            log.warning(
+                "http.not_ready", service=app[SERVICE], check=name, reason=reason, error=str(exc)
+            )
             failed[name] = reason
             if name not in either:
                 break
     blocking = [n for n in failed if n not in either]
     if not blocking and either and either <= failed.keys():
         blocking = [n for n in failed if n in either]  # every one of them failed
-    if not blocking:
-        return web.json_response({"status": "ok", **({"degraded": failed} if failed else {})})
-    name = blocking[0]
-    READINESS_FAILURES.labels(app[SERVICE], name).inc()
-    return web.json_response(
-        {"status": "unavailable", "check": name, "reason": failed[name]}, status=503
-    )
+    return failed, (blocking[0] if blocking else None)
 
 
 def route_of(request: web.Request) -> str:

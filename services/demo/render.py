@@ -76,15 +76,11 @@ def summary(results: Sequence[StepResult], total: int) -> list[str]:
 def where(ports: Mapping[str, int], log_path: str, *, serving: bool) -> list[str]:
     push_url = f"http://127.0.0.1:{ports['ingress']}/wechat"
     sim_url = f"http://127.0.0.1:{ports['simulator']}"
-    metrics = [
-        f"{name} http://127.0.0.1:{ports[name]}/metrics"
-        for name in ("ingress", "router", "sender", "media")
-    ]
+    internal = f"http://127.0.0.1:{ports['internal']}"
     out = [
         "The system keeps serving; Ctrl-C stops it." if serving else "Where everything was:",
         f"   push URL    {push_url}   (Token wxkfdemotoken, safe mode, XML)",
-        f"   /metrics    {metrics[0]}   {metrics[1]}",
-        f"               {metrics[2]}   {metrics[3]}",
+        f"   /metrics    {internal}/metrics   (and /readyz: the internal port, never public)",
         f"   WeChat API  {sim_url}   (the simulator; what a user received: "
         "/sim/users/<openid>/inbox)",
         f"   logs        {log_path}",

@@ -105,6 +105,8 @@ def service_settings(
         router_port=ports["router"],
         sender_port=ports["sender"],
         media_port=ports["media"],
+        internal_port=ports["internal"],
+        media_open=True,  # one process on loopback, the demo credentials
         log_format="json",
         log_level=log_level,
         shutdown_grace_s=SHUTDOWN_GRACE_S,
@@ -112,22 +114,20 @@ def service_settings(
 
 
 async def ready(ports: Mapping[str, int], services: asyncio.Task[None], log: Path) -> None:
-    """Every service answers ``/readyz``; or the reason they never will."""
+    """Every service is ready (``/readyz`` of the internal port, for all four of them); or the
+    reason they never will be."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_DEADLINE_S
-    waiting = list(SERVICES)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while waiting:
+        while True:
             if services.done():
                 raise _stopped(services, ports, log)
-            name = waiting[0]
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with http.get(f"http://127.0.0.1:{ports[name]}/readyz") as response:
+                async with http.get(f"http://127.0.0.1:{ports['internal']}/readyz") as response:
                     if response.status == 200:
-                        waiting.pop(0)
-                        continue
+                        return
             if loop.time() > deadline:
-                raise DemoError(f"the {name} service was not ready in time; see {log}")
+                raise DemoError(f"the services were not ready in time; see {log}")
             # Polling a starting server, not waiting out a condition.
             await asyncio.sleep(0.1)
 

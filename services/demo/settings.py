@@ -26,6 +26,8 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
     media_port: Port = 18084
     sim_port: Port = 18090
     """The simulated WeChat API."""
+    internal_port: Port = 18089
+    """Health, readiness and metrics of the services (one process, one internal port)."""
     demo_dir: str = ""
     """Where the services' log and the demo's images go; unset: a new temporary directory."""
     log_level: str = "debug"
@@ -39,6 +41,7 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
             "sender": self.sender_port,
             "media": self.media_port,
             "simulator": self.sim_port,
+            "internal": self.internal_port,
         }
 
 
@@ -48,6 +51,7 @@ PORT_VARIABLES = {
     "sender": "WXKF_SENDER_PORT",
     "media": "WXKF_MEDIA_PORT",
     "simulator": "WXKF_SIM_PORT",
+    "internal": "WXKF_INTERNAL_PORT",
 }
 
 

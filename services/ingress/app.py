@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from libs.common import edge
 from libs.common.bus import Bus
 from libs.common.keys import BUS, STORE
 from libs.common.resources import bus_ctx, store_ctx
 from libs.common.store import Store
+from libs.common.topology import CORE_QUEUES
 from libs.common.web import READY_WITH_ONE_OF, base_app
 from libs.common.wechat.crypto import Cipher
 from libs.common.wechat.push import PushConfig
@@ -68,12 +70,26 @@ def create_app(
     if settings.spool_limit:
         app[READY_WITH_ONE_OF] = frozenset({"bus", "store"})
     app[SETTINGS] = settings
+    edge.install(
+        app,
+        edge.EdgeLimits(
+            read_timeout_s=settings.read_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            per_source=settings.max_connections_per_source,
+        ),
+    )
     app[PUSH] = push_config(settings)
     app[GATE] = Gate(settings.max_in_flight)
     app[RECORDER] = Recorder()
     app.cleanup_ctx.extend(
         [
-            bus_ctx(settings.bus_url, bus=bus, name="wxkf-ingress"),
+            bus_ctx(
+                settings.bus_url,
+                bus=bus,
+                # Ingress consumes no queue: with its own declarations, exchanges only.
+                queues=CORE_QUEUES if settings.bus_declare == "all" else (),
+                name="wxkf-ingress",
+            ),
             store_ctx(settings.store_url, store=store),
             _recorded_before_the_store_closes,
             _relay,

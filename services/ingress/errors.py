@@ -28,6 +28,20 @@ class BodyTooLarge(IngressError):
     http_status = 413
 
 
+class ReadTimeout(IngressError):
+    """The body did not arrive within ``WXKF_READ_TIMEOUT_S``; the connection is closed."""
+
+    code = "read_timeout"
+    http_status = 408
+
+
+class ReplayedSignature(IngressError):
+    """A plain-mode signature seen before with another body, within the replay window."""
+
+    code = "replayed_signature"
+    http_status = 401
+
+
 class Unavailable(IngressError):
     """The push was not settled; 503 makes WeChat retry it later."""
 

@@ -1,8 +1,9 @@
 """A bound on the pushes one process handles at once.
 
-Beyond it a push is answered 503 at once, before its body is read: WeChat sends it again
-later, nothing was published, and the process's memory stays bounded however far the
-arrival rate runs ahead of what the broker confirms.
+A push takes its place once its body is read (within ``WXKF_READ_TIMEOUT_S``, so a client
+that trickles its body never holds one). Beyond the bound a push is answered 503 at once:
+WeChat sends it again later, nothing was published, and the process's memory stays bounded
+however far the arrival rate runs ahead of what the broker confirms.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ makes WeChat send the push again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 
 import structlog
@@ -21,13 +22,16 @@ from libs.common.inbound import to_event
 from libs.common.keys import BUS, STORE
 from libs.common.observability.logging import hash_openid
 from libs.common.schemas import InboundEvent, UserMessage
+from libs.common.store import StoreError
 from libs.common.wechat.errors import WeChatError
-from libs.common.wechat.push import OpenedPush, PushConfig, open_push
+from libs.common.wechat.push import open_push, single_query
 from services.ingress import answer, decision, dedupe, metrics, spool
 from services.ingress.errors import (
     BodyTooLarge,
     IngressError,
     Overdue,
+    ReadTimeout,
+    ReplayedSignature,
     Unavailable,
     Unconfirmed,
     UnsupportedContentType,
@@ -56,30 +60,38 @@ PUSH_CONTENT_TYPES = frozenset(
 
 
 async def handle(request: web.Request) -> web.Response:
-    gate = request.app[GATE]
+    # The body is read before the push takes an in-flight place, within the read timeout: a
+    # client that trickles its body holds a connection for that long, never a place.
+    arrived = asyncio.get_running_loop().time()
+    app = request.app
+    try:
+        body = await _receive(request, app[PUSH].max_body_bytes, app[SETTINGS].read_timeout_s)
+    except IngressError as exc:
+        return _refused(exc, time.perf_counter())
+    gate = app[GATE]
     if not gate.enter():
         metrics.SHED.inc()
         # Counted; a warning per push shed would feed the overload it reports.
         log.debug("push.shed", in_flight=gate.in_flight)
         return web.Response(status=503, text="overloaded")
     try:
-        return await _handle(request)
+        return await _handle(request, body, arrived)
     finally:
         gate.leave()
 
 
-async def _handle(request: web.Request) -> web.Response:
+async def _handle(request: web.Request, body: bytes, arrived: float) -> web.Response:
+    """``arrived``: the loop's time when the request's handling began (its body unread)."""
     started = time.perf_counter()
-    arrived = asyncio.get_running_loop().time()
     app = request.app
     config = app[PUSH]
     try:
-        opened = await _open(request, config)
-    except (WeChatError, IngressError) as exc:
-        metrics.BAD_INPUT.labels(reason=exc.code).inc()
-        log.warning("push.refused", reason=exc.code, status=exc.http_status)
-        response = web.Response(status=exc.http_status, text=exc.code)
-        return _answered(response, metrics.ANSWERED_REFUSED, started)
+        query = single_query(request.query.items())
+        opened = open_push(query, body, config=config, now=time.time())
+        if not opened.encrypted:
+            await _bind_signature(app, query["signature"], body)
+    except (WeChatError, ReplayedSignature) as exc:
+        return _refused(exc, started)
 
     event = to_event(opened.message, appid=config.appid)
     structlog.contextvars.bind_contextvars(
@@ -155,11 +167,48 @@ async def _handle(request: web.Request) -> web.Response:
     return _answered(answer.success(), metrics.ANSWERED_SUCCESS, started)
 
 
-async def _open(request: web.Request, config: PushConfig) -> OpenedPush:
+async def _bind_signature(app: web.Application, signature: str, body: bytes) -> None:
+    """A plain-mode signature covers the token, timestamp and nonce, not the body: the first
+    body seen with it is remembered for the replay window, and another one refused.
+
+    WeChat's own retries send the same body again and pass. Without the store the check is
+    skipped (logged): a push is still answered, as the dedupe does then too.
+    """
+    settings = app[SETTINGS]
+    key = f"ingress:signature:{signature}"
+    digest = hashlib.sha256(body).digest()
+    ttl_s = float(settings.max_push_age_s or settings.dedupe_ttl_s)
+    store = app[STORE]
+    try:
+        if await store.set_if_absent(key, digest, ttl_s=ttl_s):
+            return
+        seen = await store.get(key)
+    except StoreError as exc:
+        log.warning("push.signature_unchecked", error=str(exc))
+        return
+    if seen is not None and seen != digest:
+        raise ReplayedSignature("this signature came before with another body")
+
+
+def _refused(exc: WeChatError | IngressError, started: float) -> web.Response:
+    metrics.BAD_INPUT.labels(reason=exc.code).inc()
+    log.warning("push.refused", reason=exc.code, status=exc.http_status)
+    response = web.Response(status=exc.http_status, text=exc.code)
+    if isinstance(exc, ReadTimeout):
+        response.force_close()
+    return _answered(response, metrics.ANSWERED_REFUSED, started)
+
+
+async def _receive(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The body of a push: its content type checked, at most ``limit`` bytes, within
+    ``timeout_s`` (:class:`ReadTimeout` past it)."""
     if request.content_type not in PUSH_CONTENT_TYPES:
         raise UnsupportedContentType(request.content_type[:64])
-    body = await _read_capped(request, config.max_body_bytes)
-    return open_push(request.query, body, config=config, now=time.time())
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_capped(request, limit)
+    except TimeoutError:
+        raise ReadTimeout(f"the body took more than {timeout_s} s") from None
 
 
 async def _read_capped(request: web.Request, limit: int) -> bytes:

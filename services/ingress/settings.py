@@ -38,7 +38,19 @@ class IngressSettings(CommonSettings, frozen=True, kw_only=True):
     dedupe_wait_margin_ms: int = 1000
     """A retry that finds its push pending waits the decision budget plus this margin."""
     max_in_flight: int = 2000
-    """Pushes one process handles at once; beyond, 503 at once (WeChat sends them again)."""
+    """Pushes one process handles at once; beyond, 503 at once (WeChat sends them again).
+    A push takes its place only once its body is read, so a slow client never holds one."""
+    read_timeout_s: float = 3.0
+    """The time a push may take to arrive: its headers from their first byte, its body from
+    the end of its headers, each. WeChat sends a push of a few KB at once, and waits 5 s for
+    the answer; past this, the connection is closed (headers) or answered 408 (body)."""
+    idle_timeout_s: float = 15.0
+    """How long an idle connection (new, or kept alive after an answer) may wait for the
+    first byte of its next request."""
+    max_connections_per_source: int = 512
+    """Connections one address may hold open at once; 0: no cap. WeChat pushes from a few
+    addresses, each answered within the decision budget, so this is far above what one of them
+    holds; behind a proxy that hides clients' addresses, set 0 and cap at the proxy."""
     publish_confirm_ms: int = 1500
     """How long a push waits for the broker to confirm its event before it is kept in the
     spool instead (and answered ``success`` without a transfer decision)."""
@@ -102,6 +114,12 @@ def _problems(s: IngressSettings) -> list[tuple[str, str]]:
         )
     if s.dedupe_wait_margin_ms < 0:
         problems.append(("dedupe_wait_margin_ms", "must not be negative"))
+    if not 0 < s.read_timeout_s <= 30:
+        problems.append(("read_timeout_s", "must be in (0, 30]: WeChat gives up after 5 s"))
+    if s.idle_timeout_s <= 0:
+        problems.append(("idle_timeout_s", "must be positive"))
+    if s.max_connections_per_source < 0:
+        problems.append(("max_connections_per_source", "must be 0 (no cap) or positive"))
     if s.max_in_flight < 1:
         problems.append(("max_in_flight", "must be at least 1"))
     if s.publish_confirm_ms < 1 or s.publish_confirm_ms + s.decision_budget_ms >= 5000:

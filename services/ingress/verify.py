@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from libs.common.wechat.errors import WeChatError
-from libs.common.wechat.push import verify_url
+from libs.common.wechat.push import single_query, verify_url
 from services.ingress import metrics
 from services.ingress.keys import PUSH
 
@@ -15,7 +15,7 @@ log = structlog.get_logger(__name__)
 
 async def handle(request: web.Request) -> web.Response:
     try:
-        echostr = verify_url(request.query, request.app[PUSH].token)
+        echostr = verify_url(single_query(request.query.items()), request.app[PUSH].token)
     except WeChatError as exc:
         metrics.URL_VERIFICATIONS.labels(outcome=exc.code).inc()
         log.warning("verify.refused", reason=exc.code)

@@ -10,4 +10,5 @@ serve(
     [(create_app(settings), settings.media_port)],
     host=settings.listen_host,
     shutdown_grace_s=settings.shutdown_grace_s,
+    internal_port=settings.internal_port,
 )

@@ -47,6 +47,8 @@ def create_app(
 ) -> web.Application:
     """The media service. ``clock`` is WeChat's time (tests pass the simulator's)."""
     app = base_app(service=SERVICE)
+    if not settings.internal_token:
+        log.warning("media.open", hint="WXKF_MEDIA_OPEN: the API needs no token")
     app.middlewares.extend([edge.errors, edge.internal_token])
     app[SETTINGS] = settings
     app[CLOCK] = clock
@@ -70,7 +72,11 @@ def create_app(
             bus_ctx(
                 settings.bus_url,
                 bus=bus,
-                queues=(*CORE_QUEUES, MEDIA_ARCHIVE),
+                queues=(
+                    (*CORE_QUEUES, MEDIA_ARCHIVE)
+                    if settings.bus_declare == "all"
+                    else (MEDIA_ARCHIVE,)
+                ),
                 name=f"wxkf-{SERVICE}",
             )
         )

@@ -18,7 +18,12 @@ KindList = Annotated[str, msgspec.Meta(pattern=r"(?i)^ *(jpe?g|png|gif)( *, *(jp
 class MediaSettings(WeChatApiSettings, frozen=True, kw_only=True):
     media_port: int = 8084
     internal_token: Secret | None = None
-    """When set, every ``/v1/`` request must carry ``Authorization: Bearer <token>``."""
+    """Every ``/v1/`` request must carry ``Authorization: Bearer <token>``. Required: without
+    it the service does not start, unless ``WXKF_MEDIA_OPEN`` says it runs open."""
+    media_open: bool = False
+    """Run the API without a token: anyone who reaches the port may upload to WeChat and read
+    every image. Only where nothing untrusted reaches it (``wxkf demo`` and ``wxkf run all``
+    set it themselves when no token is given)."""
     media_max_bytes: Bytes = 2 * MB
     """Largest image accepted for upload (WECHAT.md §9.1: 2 MB is the safe default)."""
     media_types: KindList = "jpeg,png,gif"
@@ -38,6 +43,14 @@ class MediaSettings(WeChatApiSettings, frozen=True, kw_only=True):
     """Directory that user images are archived into; setting it turns the archive on."""
     archive_max_bytes: Bytes = 32 * MB
     """Largest user image the archive keeps (WeChat documents no limit)."""
+
+    def __post_init__(self) -> None:
+        # The " - at `$.field`" suffix is how settings.load names the variable (see ingress).
+        if not self.internal_token and not self.media_open:
+            raise ValueError(
+                "is required: the media API would be open to anyone who reaches it (set "
+                "WXKF_MEDIA_OPEN=true to run it open on purpose) - at `$.internal_token`"
+            )
 
     @property
     def allowed_kinds(self) -> frozenset[Kind]:

@@ -14,7 +14,7 @@ from libs.common.bus import Bus
 from libs.common.keys import BUS, STORE
 from libs.common.resources import bus_ctx, store_ctx
 from libs.common.store import Store
-from libs.common.topology import ROUTER_EVENTS
+from libs.common.topology import CORE_QUEUES, ROUTER_EVENTS
 from libs.common.web import base_app
 from services.router import handlers
 from services.router.keys import RULES, SETTINGS
@@ -34,7 +34,12 @@ def create_app(
             # Rules first: a rules file that does not compile stops the start before any
             # connection is made.
             _rules,
-            bus_ctx(settings.bus_url, bus=bus, name=f"wxkf-{SERVICE}"),
+            bus_ctx(
+                settings.bus_url,
+                bus=bus,
+                queues=CORE_QUEUES if settings.bus_declare == "all" else (ROUTER_EVENTS,),
+                name=f"wxkf-{SERVICE}",
+            ),
             store_ctx(settings.store_url, store=store),
             _consumer,
         ]

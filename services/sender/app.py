@@ -37,6 +37,8 @@ def create_app(
     app[CLOCK] = clock or time.time
     commands = settings.commands_queue()
     queues = CORE_QUEUES if commands == SENDER_COMMANDS else (*CORE_QUEUES, commands)
+    if settings.bus_declare == "own":
+        queues = (commands, SENDER_WINDOWS)
     app.cleanup_ctx.extend(
         [
             bus_ctx(settings.bus_url, bus=bus, queues=queues, name=f"wxkf-{SERVICE}"),

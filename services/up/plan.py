@@ -8,6 +8,7 @@ uses the same number.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -55,6 +56,12 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     """What every process gets."""
     ports: dict[str, int]
     """By part: the simulator and each service."""
+    internal: dict[str, int] = {}
+    """Each service's internal port (health, readiness, metrics). Four processes on one host
+    cannot share one value of ``WXKF_INTERNAL_PORT``, so each gets the next port up from it
+    (ingress, router, sender, media); from 0, each a free one."""
+    own: dict[str, dict[str, str]] = {}
+    """Each service's own variables (its broker and Redis user), over :attr:`env`."""
     host: str
     """Where the services listen (``WXKF_LISTEN_HOST``)."""
     layout: Layout
@@ -64,6 +71,18 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     def url(self, name: str, path: str = "") -> str:
         host = LOOPBACK if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         return f"http://{host}:{self.ports[name]}{path}"
+
+    def internal_url(self, name: str, path: str = "") -> str:
+        host = LOOPBACK if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.internal[name]}{path}"
+
+    def env_of(self, name: str) -> dict[str, str]:
+        """What the process of ``name`` gets: the run's environment, its internal port, and its
+        own broker and Redis URLs once :mod:`services.up.users` made them."""
+        env = self.env | self.own.get(name, {})
+        if name in self.internal:
+            env["WXKF_INTERNAL_PORT"] = str(self.internal[name])
+        return env
 
     @property
     def push_url(self) -> str:
@@ -82,6 +101,8 @@ def environment(environ: Mapping[str, str]) -> dict[str, str]:
         "WXKF_AES_KEY": DEMO_AES_KEY,
         "WXKF_LISTEN_HOST": LOOPBACK,
         "WXKF_LOG_FORMAT": "console",
+        # Media and the sender (separate processes) share a token made for this run.
+        "WXKF_INTERNAL_TOKEN": secrets.token_urlsafe(24),
     }
     for key, value in defaults.items():
         env.setdefault(key, value)
@@ -117,7 +138,17 @@ def plan(environ: Mapping[str, str]) -> Plan:
     for name in SERVICES:
         wanted[name] = int(getattr(settings[name], REGISTRY[name].port_field))
     command = f"{wxkf_command()} up"
-    ports = claim(wanted, PORT_VARIABLES, host=host, run="wxkf up", command=command)
+    internal_names = {f"{name} internal port": name for name in SERVICES}
+    base = settings[SERVICES[0]].internal_port
+    claimed = claim(
+        wanted | {key: base + i if base else 0 for i, key in enumerate(internal_names)},
+        PORT_VARIABLES | dict.fromkeys(internal_names, "WXKF_INTERNAL_PORT"),
+        host=host,
+        run="wxkf up",
+        command=command,
+    )
+    ports = {name: port for name, port in claimed.items() if name not in internal_names}
+    internal = {internal_names[k]: port for k, port in claimed.items() if k in internal_names}
     for name, port in ports.items():
         env[PORT_VARIABLES[name]] = str(port)
     directory = Path(up.up_dir)
@@ -130,7 +161,7 @@ def plan(environ: Mapping[str, str]) -> Plan:
     sender = settings["sender"]
     assert isinstance(sender, SenderSettings)
     queues = [sender.commands_queue() if q.name == SENDER_COMMANDS.name else q for q in ALL_QUEUES]
-    made = Plan(env=env, ports=ports, host=host, layout=layout, queues=queues)
+    made = Plan(env=env, ports=ports, internal=internal, host=host, layout=layout, queues=queues)
     # The simulator and media are called on the ports just chosen.
     env.setdefault("WXKF_WECHAT_API_BASE", made.url(SIMULATOR))
     env.setdefault("WXKF_MEDIA_URL", made.url("media"))

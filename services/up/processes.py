@@ -31,6 +31,7 @@ class Child(msgspec.Struct, kw_only=True):
     name: str
     argv: list[str]
     health_url: str
+    env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -43,13 +44,21 @@ def children(plan: Plan) -> list[Child]:
     python = sys.executable
     sim = [python, "-m", "services.cli", "sim", "api", "--host", plan.host]
     sim += ["--port", str(plan.ports[SIMULATOR]), "--state", str(plan.layout.simulator_state)]
-    found = [Child(name=SIMULATOR, argv=sim, health_url=plan.url(SIMULATOR, "/sim/clock"))]
+    found = [
+        Child(
+            name=SIMULATOR,
+            argv=sim,
+            health_url=plan.url(SIMULATOR, "/sim/clock"),
+            env=plan.env_of(SIMULATOR),
+        )
+    ]
     for name in SERVICES:
         found.append(
             Child(
                 name=name,
                 argv=[python, "-m", f"services.{name}"],
-                health_url=plan.url(name, "/readyz"),
+                health_url=plan.internal_url(name, "/readyz"),
+                env=plan.env_of(name),
             )
         )
     return found
@@ -88,7 +97,7 @@ async def _start(
     for child in found:
         child.process = await asyncio.create_subprocess_exec(
             *child.argv,
-            env=plan.env,
+            env=child.env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

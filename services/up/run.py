@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 
+import msgspec
+
 from libs.common.bus import BusError
 from libs.common.bus.amqp import safe_url
 from libs.common.observability.logging import configure
@@ -15,7 +17,7 @@ from libs.common.ports import PortBusy
 from libs.common.settings import SettingsError
 from libs.common.store import StoreError
 from services.command import wxkf_command
-from services.up import local_state, processes
+from services.up import local_state, processes, users
 from services.up.plan import SIMULATOR, Plan, plan
 
 USAGE_ERROR = 2
@@ -75,12 +77,30 @@ def ready_lines(made: Plan) -> list[str]:
     ]
 
 
+async def _own_users(made: Plan) -> Plan:
+    """Each service as its own broker and Redis user (:mod:`services.up.users`), or the admin
+    URLs for all when they cannot be made (said in one line)."""
+    env = made.env
+    try:
+        urls = await users.provision(env["WXKF_BUS_URL"], env["WXKF_STORE_URL"], made.queues)
+    except users.UsersUnavailable as exc:
+        print(f"   every service uses the URLs above: no user of its own ({exc})", flush=True)
+        return made
+    print(
+        "   each service is a broker and Redis user of its own (wxkf-ingress, wxkf-router, "
+        "wxkf-sender, wxkf-media), limited as in prod",
+        flush=True,
+    )
+    return msgspec.structs.replace(made, own={name: u.env() for name, u in urls.items()})
+
+
 async def _up(made: Plan, *, fresh: bool) -> int:
     if fresh:
         forgotten = await local_state.start_clean(made)
         print(forgotten.line(), flush=True)
     for line in header(made, fresh=fresh):
         print(line, flush=True)
+    made = await _own_users(made)
     stop, stop_now = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -254,6 +254,19 @@ REDIS_REPLICATION = _kind(
                 "additionalProperties": False,
                 "properties": {"volumeClaimTemplate": {"type": "object"}},
             },
+            # A Secret volume with the key user.acl, mounted at /etc/redis/user.acl.
+            "acl": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "secret": {
+                        "type": "object",
+                        "required": ["secretName"],
+                        "additionalProperties": False,
+                        "properties": {"secretName": {"type": "string"}},
+                    }
+                },
+            },
         },
     },
 )
@@ -291,7 +304,75 @@ REDIS_SENTINEL = _kind(
     },
 )
 
+_CLUSTER_REFERENCE = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
+}
+
+# The Messaging Topology Operator's (rabbitmq.com/v1beta1): a broker user, and its permissions.
+RABBITMQ_USER = _kind(
+    "rabbitmq.com/v1beta1",
+    "User",
+    {
+        "type": "object",
+        "required": ["rabbitmqClusterReference"],
+        "additionalProperties": False,
+        "properties": {
+            "tags": {
+                "type": "array",
+                "items": {
+                    "enum": [
+                        "management",
+                        "policymaker",
+                        "monitoring",
+                        "administrator",
+                        "impersonator",
+                    ]
+                },
+            },
+            "importCredentialsSecret": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string"}},
+            },
+            "rabbitmqClusterReference": _CLUSTER_REFERENCE,
+        },
+    },
+)
+RABBITMQ_PERMISSION = _kind(
+    "rabbitmq.com/v1beta1",
+    "Permission",
+    {
+        "type": "object",
+        "required": ["vhost", "permissions", "rabbitmqClusterReference"],
+        "additionalProperties": False,
+        "properties": {
+            "vhost": {"type": "string"},
+            "user": {"type": "string"},
+            "userReference": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string"}},
+            },
+            "permissions": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "configure": {"type": "string"},
+                    "write": {"type": "string"},
+                    "read": {"type": "string"},
+                },
+            },
+            "rabbitmqClusterReference": _CLUSTER_REFERENCE,
+        },
+    },
+)
+
 BY_KIND: dict[tuple[str, str], dict[str, Any]] = {
+    ("rabbitmq.com/v1beta1", "User"): RABBITMQ_USER,
+    ("rabbitmq.com/v1beta1", "Permission"): RABBITMQ_PERMISSION,
     ("redis.redis.opstreelabs.in/v1beta2", "RedisReplication"): REDIS_REPLICATION,
     ("redis.redis.opstreelabs.in/v1beta2", "RedisSentinel"): REDIS_SENTINEL,
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"): RABBITMQ_CLUSTER,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -63,9 +64,16 @@ class System:
     ports: dict[str, int]
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    internal: dict[str, int] = field(default_factory=dict)
+    """Each service's internal port (health, readiness, metrics), once it runs."""
+    internal_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    """The media API's bearer token (media refuses to start without one)."""
 
     def url(self, name: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def internal_url(self, name: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.internal[name]}{path}"
 
     @property
     def push_url(self) -> str:
@@ -86,6 +94,8 @@ def system_environment(system: System, store_url: str, rules: Path) -> dict[str,
         "WXKF_ROUTER_PORT": str(ports["router"]),
         "WXKF_SENDER_PORT": str(ports["sender"]),
         "WXKF_MEDIA_PORT": str(ports["media"]),
+        "WXKF_INTERNAL_PORT": "0",
+        "WXKF_INTERNAL_TOKEN": system.internal_token,
         "WXKF_MEDIA_URL": system.url("media"),
         "WXKF_RULES": str(rules),
         "WXKF_ASSETS_DIR": str(system.workdir / "assets"),
@@ -110,7 +120,9 @@ def system_environment(system: System, store_url: str, rules: Path) -> dict[str,
 async def running(system: System) -> AsyncIterator[None]:
     """The simulator and the four services, each its own process, until the block ends."""
     stop = asyncio.Event()
-    task = asyncio.create_task(processes.run(plan(system.env), stop=stop, ready_timeout_s=90))
+    made = plan(system.env)
+    system.internal = made.internal
+    task = asyncio.create_task(processes.run(made, stop=stop, ready_timeout_s=90))
 
     async def all_ready() -> bool:
         if task.done():
@@ -119,7 +131,7 @@ async def running(system: System) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             for name in SERVICES:
                 try:
-                    async with http.get(system.url(name, "/readyz")) as response:
+                    async with http.get(system.internal_url(name, "/readyz")) as response:
                         if response.status != 200:
                             return False
                 except (aiohttp.ClientError, TimeoutError):
@@ -141,7 +153,7 @@ def prometheus_config(system: System, rabbit_vhost_regex: str) -> dict[str, Any]
             "job_name": f"wxkf-{name}",
             "static_configs": [
                 {
-                    "targets": [f"127.0.0.1:{system.ports[name]}"],
+                    "targets": [f"127.0.0.1:{system.internal[name]}"],
                     "labels": {"namespace": NAMESPACE, "pod": f"wxkf-{name}-0"},
                 }
             ],

@@ -18,8 +18,10 @@ from tests.deploy.test_manifests import ROOT, _tool
 
 GUIDE = ROOT / "docs" / "deploy.md"
 SERVICES = ("ingress", "router", "sender", "media")
-MADE_BY_OPERATORS = {"wxkf-rabbitmq-default-user"}
-"""The RabbitMQ Cluster Operator makes the broker's user; the guide reads it."""
+MADE_BY_OPERATORS = {"wxkf-rabbitmq-default-user"} | {
+    f"wxkf-{s}-user-credentials" for s in ("ingress", "router", "sender", "media")
+}
+"""The RabbitMQ operators make the broker's users; the guide reads them."""
 
 
 def guide() -> str:
@@ -118,11 +120,18 @@ def test_every_secret_the_pods_read_is_made_by_a_step_of_the_guide(
         made.add(template["metadata"]["name"])
     assert read <= made, f"{overlay}: no step of the guide makes {sorted(read - made)}"
 
-    # Every key the services read from wxkf-secrets is in the guide's table and the template.
-    config = named(objects, "ConfigMap", "wxkf-config")["data"]
-    files = [v for k, v in config.items() if k.endswith("_FILE")]
-    keys = {Path(path).name for path in files}
-    table = set(re.findall(r"^   \| `([a-z-]+)` \| ", guide(), re.M))
+    # Every key the services mount from wxkf-secrets is in the guide's table and the template.
+    keys = {
+        item["key"]
+        for service in SERVICES
+        for volume in named(objects, "Deployment", f"wxkf-{service}")["spec"]["template"]["spec"][
+            "volumes"
+        ]
+        if volume.get("secret", {}).get("secretName") == "wxkf-secrets"
+        for item in volume["secret"]["items"]
+    }
+    rows = re.findall(r"^   \| `([a-z<>-]+)` \| ", guide(), re.M)
+    table = {row.replace("<service>", s) for row in rows for s in SERVICES}
     assert keys <= table
     assert keys <= set(template["stringData"])
 

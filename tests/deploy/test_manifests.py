@@ -3,6 +3,7 @@ properties the services rely on (probes, graceful stop, hardening)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 SERVICES = {"ingress": 8080, "router": 8081, "sender": 8082, "media": 8084}
+INTERNAL_PORT = 9180
 K8S_VERSION = "1.30.0"
 
 
@@ -79,7 +81,11 @@ def test_each_service_is_hardened_probed_and_stops_gracefully(overlay: str, serv
     assert hardening["capabilities"]["drop"] == ["ALL"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["ports"][0]["containerPort"] == SERVICES[service]
+    # Probes on the internal port: the service's own port serves no health.
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == "internal"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": SERVICES[service], "internal": INTERNAL_PORT}
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]
     # The pod must outlive the preStop pause plus the service's own drain after SIGTERM.
@@ -91,6 +97,14 @@ def test_each_service_is_hardened_probed_and_stops_gracefully(overlay: str, serv
     by_name(overlay, "PodDisruptionBudget", f"wxkf-{service}")
     service_obj = by_name(overlay, "Service", f"wxkf-{service}")
     assert service_obj["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    # No Service exposes the internal port; ingress's faces the internet with the push only.
+    assert [p["targetPort"] for p in service_obj["spec"]["ports"]] == ["http"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_reads_the_same_internal_port(overlay: str) -> None:
+    config = by_name(overlay, "ConfigMap", "wxkf-config")
+    assert config["data"]["WXKF_INTERNAL_PORT"] == str(INTERNAL_PORT)
 
 
 def test_prod_scales_ingress_on_cpu_and_workers_on_queue_depth() -> None:
@@ -176,12 +190,12 @@ def test_prod_runs_redis_with_sentinel_failover_and_the_services_can_reach_it() 
 def test_the_store_url_of_the_secret_template_names_each_deployment() -> None:
     template = yaml.safe_load((K8S / "base" / "secret.template.yaml").read_text())
     text = (K8S / "base" / "secret.template.yaml").read_text()
-    assert template["stringData"]["store-url"].startswith("redis+sentinel://")
+    assert template["stringData"]["ingress-store-url"].startswith("redis+sentinel://")
     sentinel_pods = ",".join(
         f"wxkf-redis-sentinel-{n}.wxkf-redis-sentinel-headless:26379" for n in range(3)
     )
-    assert f"redis+sentinel://:<password>@{sentinel_pods}/wxkf/0" in text
-    assert "redis://:<password>@wxkf-redis:6379/0" in text, "dev's single Redis, in a comment"
+    assert f"redis+sentinel://wxkf-ingress:<password>@{sentinel_pods}/wxkf/0" in text
+    assert "redis://:<password>@wxkf-redis:6379/0" in text, "dev's, in a comment"
     sentinels = by_name("prod", "RedisSentinel", "wxkf-redis")["spec"]["redisSentinelConfig"]
     assert sentinels["masterGroupName"] == "wxkf"
 
@@ -226,3 +240,162 @@ def test_dockerfile_lints_clean() -> None:
         [_tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- least privilege ---------------------------------------------------------------------------
+
+MOUNTED = {
+    "ingress": {"token", "aes-key"},
+    "router": set(),
+    "sender": {"app-secret", "internal-token"},
+    "media": {"app-secret", "internal-token"},
+}
+"""The Secret keys each Deployment may hold besides its own broker and Redis URLs and log-key."""
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_deployment_mounts_only_the_secret_keys_it_uses(overlay: str, service: str) -> None:
+    pod = by_name(overlay, "Deployment", f"wxkf-{service}")["spec"]["template"]["spec"]
+    secrets = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    assert [s["secretName"] for s in secrets] == ["wxkf-secrets"]
+    items = {i["key"]: i["path"] for i in secrets[0]["items"]}
+    own = {
+        f"{service}-bus-url": "bus-url",
+        f"{service}-store-url": "store-url",
+        "log-key": "log-key",
+    }
+    assert items == {**{k: k for k in MOUNTED[service]}, **own}
+    (container,) = pod["containers"]
+    assert "env" not in container or all("valueFrom" not in e for e in container["env"])
+    # Every key a Deployment mounts is one the Secret template has.
+    template = yaml.safe_load((K8S / "base" / "secret.template.yaml").read_text())
+    assert set(items) <= set(template["stringData"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_secret_file_the_config_names_is_a_setting_of_some_service(overlay: str) -> None:
+    from libs.common.settings import env_name
+    from services.launcher import REGISTRY
+
+    config = by_name(overlay, "ConfigMap", "wxkf-config")["data"]
+    files = {k.removesuffix("_FILE"): v for k, v in config.items() if k.endswith("_FILE")}
+    assert files["WXKF_LOG_KEY"] == "/var/run/secrets/wxkf/log-key", "WXKF_LOG_KEY from the Secret"
+    for service in SERVICES:
+        fields = {env_name(f) for f in REGISTRY[service].settings_class().__struct_fields__}
+        pod = by_name(overlay, "Deployment", f"wxkf-{service}")["spec"]["template"]["spec"]
+        (volume,) = [v["secret"] for v in pod["volumes"] if "secret" in v]
+        mounted = {i["path"] for i in volume["items"]}
+        # A variable the service reads from a file has its file mounted; no other is mounted.
+        wanted = {Path(path).name for var, path in files.items() if var in fields}
+        assert wanted == mounted, service
+
+
+def _egress_peers(policies: list[dict[str, Any]], app: str) -> list[dict[str, Any]]:
+    """Every egress rule that applies to the pods of ``app``."""
+    labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "wxkf"}
+    rules = []
+    for policy in policies:
+        selector = policy["spec"]["podSelector"]
+        matches = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+        for expr in selector.get("matchExpressions", []):
+            matches = matches and labels.get(expr["key"]) in expr["values"]
+        if matches:
+            rules += policy["spec"].get("egress", [])
+    return rules
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_egress_is_denied_but_for_what_each_service_needs(overlay: str) -> None:
+    policies = list(objects(overlay, "NetworkPolicy"))
+    deny = by_name(overlay, "NetworkPolicy", "wxkf-default-deny")["spec"]
+    assert deny["policyTypes"] == ["Ingress", "Egress"]
+    assert "egress" not in deny
+    for service in SERVICES:
+        rules = _egress_peers(policies, f"wxkf-{service}")
+        internet = [
+            peer["ipBlock"] for rule in rules for peer in rule.get("to", []) if "ipBlock" in peer
+        ]
+        to_pods = [peer for rule in rules for peer in rule.get("to", []) if "ipBlock" not in peer]
+        assert all("to" in rule for rule in rules), "no rule opens every destination"
+        if service in ("sender", "media"):
+            assert internet == [
+                {
+                    "cidr": "0.0.0.0/0",
+                    "except": [
+                        "10.0.0.0/8",
+                        "172.16.0.0/12",
+                        "192.168.0.0/16",
+                        "169.254.0.0/16",
+                        "100.64.0.0/10",
+                    ],
+                }
+            ]
+        else:
+            assert internet == [], f"{service} reaches the internet"
+        names = json.dumps(to_pods)
+        assert "wxkf-rabbitmq" in names
+        assert "wxkf-redis" in names
+        assert ("wxkf-media" in names) == (service in ("router", "sender"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_policy_selects_the_broker_and_one_the_store(overlay: str) -> None:
+    broker = by_name(overlay, "NetworkPolicy", "wxkf-rabbitmq")["spec"]
+    assert broker["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "wxkf-rabbitmq",
+        "app.kubernetes.io/component": "rabbitmq",
+    }
+    amqp = [r for r in broker["ingress"] if r.get("ports") == [{"port": 5672}]]
+    assert amqp == [
+        {
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "wxkf"}}}],
+            "ports": [{"port": 5672}],
+        }
+    ]
+    assert all("from" in rule for rule in broker["ingress"])
+    stores = [
+        p["spec"]
+        for p in objects(overlay, "NetworkPolicy")
+        if "wxkf-redis" in json.dumps(p["spec"]["podSelector"])
+        and "Ingress" in p["spec"]["policyTypes"]
+    ]
+    assert stores, "no policy selects the Redis pods"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_prod_gives_each_service_a_broker_user_with_only_its_permissions(service: str) -> None:
+    from libs.common.access import broker_permissions, user_name
+
+    name = user_name(service)  # type: ignore[arg-type]
+    user = by_name("prod", "User", name)["spec"]
+    assert user["tags"] == [], "no management, monitoring or administrator tag"
+    permission = by_name("prod", "Permission", name)["spec"]
+    assert permission["userReference"] == {"name": name}
+    assert permission["vhost"] == "/"
+    wanted = broker_permissions(service)  # type: ignore[arg-type]
+    assert permission["permissions"] == {
+        "configure": wanted.configure,
+        "write": wanted.write,
+        "read": wanted.read,
+    }
+    cluster = by_name("prod", "RabbitmqCluster", "wxkf-rabbitmq")["metadata"]["name"]
+    assert (
+        user["rabbitmqClusterReference"]
+        == permission["rabbitmqClusterReference"]
+        == {"name": cluster}
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_declare_only_what_their_users_may(overlay: str) -> None:
+    config = by_name(overlay, "ConfigMap", "wxkf-config")["data"]
+    assert config["WXKF_BUS_DECLARE"] == "own"
+
+
+def test_prod_redis_reads_its_users_from_a_secret_the_guide_makes() -> None:
+    servers = by_name("prod", "RedisReplication", "wxkf-redis")["spec"]
+    assert servers["acl"] == {"secret": {"secretName": "wxkf-redis-acl"}}
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    assert "create secret generic wxkf-redis-acl --from-file=user.acl=" in guide
+    assert guide.index("wxkf-redis-acl --from-file") < guide.index("kubectl apply -k my-wxkf")

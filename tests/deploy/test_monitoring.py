@@ -299,11 +299,12 @@ def test_the_prometheus_rule_is_generated_from_the_rules_file() -> None:
     assert rendered["spec"] == files.rules()
 
 
-def test_pod_monitors_scrape_every_service_on_its_http_port() -> None:
+def test_pod_monitors_scrape_every_service_on_its_internal_port() -> None:
     monitor = by_name("prod", "PodMonitor", "wxkf")
     assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["path"] == "/metrics"
+    assert endpoint["port"] == "internal"
     (expression,) = monitor["spec"]["selector"]["matchExpressions"]
     assert expression["key"] == "app.kubernetes.io/name"
     assert expression["operator"] == "In"

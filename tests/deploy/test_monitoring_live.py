@@ -171,7 +171,8 @@ async def drive_traffic(run: Run) -> None:
 
     # A client of the media API (an extension): an upload, and the user's image twice
     # (the second from the cache).
-    async with aiohttp.ClientSession() as http:
+    bearer = {"Authorization": f"Bearer {system.internal_token}"}
+    async with aiohttp.ClientSession(headers=bearer) as http:
         upload = _png(bytes.fromhex(system.appid[8:14]))
         async with http.post(system.url("media", "/v1/media"), data=upload) as response:
             assert response.status == 200, await response.text()
@@ -240,7 +241,9 @@ async def test_every_dashboard_query_returns_data(run: Run) -> None:
 async def test_every_metric_name_is_in_the_exposition(run: Run) -> None:
     exposed: set[str] = set()
     for name in rig.SERVICES:
-        exposed |= rig.exposition_names(await rig.fetch_text(run.system.url(name, "/metrics")))
+        exposed |= rig.exposition_names(
+            await rig.fetch_text(run.system.internal_url(name, "/metrics"))
+        )
     exposed |= rig.exposition_names(
         await rig.fetch_text(f"http://{rig.RABBIT_METRICS}/metrics/per-object")
     )

@@ -129,6 +129,8 @@ def service_values(config: SimConfig, sim_url: str, assets: Path) -> dict[str, s
         "max_push_age_s": "600",
         "dedupe_ttl_s": str(SHORT_TTL_S),
         "shutdown_grace_s": "5",
+        # Media refuses to start without it; the sender's calls to media carry it.
+        "internal_token": secrets.token_urlsafe(16),
     }
 
 
@@ -136,13 +138,15 @@ def service_values(config: SimConfig, sim_url: str, assets: Path) -> dict[str, s
 
 
 class Child:
-    """One service process: its JSON log lines (stderr), and the port it bound."""
+    """One service process: its JSON log lines (stderr), and the ports it bound (its own, and
+    the internal one: health, readiness, metrics)."""
 
     def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
         self.name = name
         self.proc = proc
         self.lines: list[str] = []
         self.port: int | None = None
+        self.internal: int | None = None
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -150,24 +154,33 @@ class Child:
         async for raw in self.proc.stderr:
             text = raw.decode("utf-8", "replace").rstrip()
             self.lines.append(text)
-            if self.port is None:
+            if self.port is None or self.internal is None:
                 with contextlib.suppress(ValueError, TypeError, AttributeError):
                     entry = json.loads(text)
                     if entry.get("event") == "runner.listening":
-                        self.port = int(entry["port"])
+                        if entry.get("app") == "internal":
+                            self.internal = int(entry["port"])
+                        else:
+                            self.port = int(entry["port"])
 
     async def bound(self) -> int:
+        """The service's own port, once it and the internal port listen."""
+
         def probe() -> int | None:
             if self.proc.returncode is not None:
                 tail = "\n".join(self.lines[-10:])
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
-            return self.port
+            return self.port if self.internal is not None else None
 
         port = await eventually(
             probe, lambda p: p is not None, deadline_s=START_DEADLINE_S, what=f"{self.name} up"
         )
         assert port is not None
         return port
+
+    async def internal_url(self, path: str = "") -> str:
+        await self.bound()
+        return f"http://127.0.0.1:{self.internal}{path}"
 
     async def stop(self) -> None:
         if self.proc.returncode is None:
@@ -245,6 +258,7 @@ async def processes(
                     "sender_port": "0",
                     "media_port": "0",
                     "history_port": "0",
+                    "internal_port": "0",
                     "history_db": str(tmp / "history.db"),
                     "history_queue": "wxkf.ext.history.e2e",
                 }
@@ -258,7 +272,7 @@ async def processes(
                     children[name] = await spawn(name, env)
             ports = {name: await child.bound() for name, child in children.items()}
             await asyncio.gather(
-                *(ready(f"http://127.0.0.1:{port}/readyz") for port in ports.values())
+                *[ready(await child.internal_url("/readyz")) for child in children.values()]
             )
             bus = await bus_lib.connect(amqp_url)
             try:
@@ -331,7 +345,7 @@ async def in_memory(tmp: Path) -> AsyncIterator[System]:
     async with running_sim(create_sim(state=sim)) as sim_url:
         values = service_values(config, sim_url, tmp / "assets")
         write_assets(tmp / "assets")
-        ports = claim({"ingress": 0, "router": 0, "sender": 0, "media": 0})
+        ports = claim({"ingress": 0, "router": 0, "sender": 0, "media": 0, "internal": 0})
         settings = load_settings(
             ("ingress", "router", "sender", "media"),
             {},
@@ -343,14 +357,14 @@ async def in_memory(tmp: Path) -> AsyncIterator[System]:
             router_port=ports["router"],
             sender_port=ports["sender"],
             media_port=ports["media"],
+            internal_port=ports["internal"],
         )
         stop = asyncio.Event()
         services = asyncio.create_task(run_services(settings, stop=stop))
         history_bus = await bus_lib.connect(memory_url)
         bus = await bus_lib.connect(memory_url)
         try:
-            for port in ports.values():
-                await ready(f"http://127.0.0.1:{port}/readyz")
+            await ready(f"http://127.0.0.1:{ports['internal']}/readyz")
             history = create_history(
                 load(
                     HistorySettings,

@@ -80,6 +80,7 @@ async def wxkf_up(tmp_path: Path) -> AsyncIterator[Up]:
             env |= {f"WXKF_{name.upper()}_PORT": str(ports[name]) for name in PARTS[1:]}
             env |= {
                 "WXKF_SIM_PORT": str(ports["simulator"]),
+                "WXKF_INTERNAL_PORT": "0",
                 "WXKF_BUS_URL": rabbit.url(vhost),
                 "WXKF_STORE_URL": store_url,
                 "WXKF_UP_DIR": str(tmp_path / "up"),
@@ -141,6 +142,8 @@ async def test_up_serves_the_shipped_rules_counts_a_load_and_stops_on_one_ctrl_c
         await until_ready(up)
         ready_at = len(up.lines)
         assert f"push URL {up.url('ingress', '/wechat')}" in up.output()
+        # As in prod: each service its own broker and Redis user (services/up/users.py).
+        assert "each service is a broker and Redis user of its own" in up.output()
 
         # Every rule that answers, as a user of its own each (a transfer would hold the next).
         tries: list[tuple[str, str | None]] = [

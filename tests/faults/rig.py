@@ -90,6 +90,9 @@ class Service:
         self.proc = proc
         self.lines: list[str] = []
         self.port: int | None = None
+        """The public port (ingress's pushes)."""
+        self.internal_port: int | None = None
+        """Health, readiness and metrics."""
         self._reader = asyncio.create_task(self._read())
 
     @property
@@ -101,16 +104,22 @@ class Service:
         async for raw in self.proc.stderr:
             text = raw.decode("utf-8", "replace").rstrip()
             self.lines.append(text)
-            if self.port is None and '"runner.listening"' in text:
+            if '"runner.listening"' in text:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
-                    self.port = int(json.loads(text)["port"])
+                    entry = json.loads(text)
+                    if entry["app"] == "internal":
+                        self.internal_port = int(entry["port"])
+                    elif self.port is None:
+                        self.port = int(entry["port"])
 
     async def listening(self) -> int:
+        """The internal port (health, readiness, metrics), once both ports are bound."""
+
         def probe() -> int | None:
             if self.proc.returncode is not None:
                 tail = "\n".join(self.lines[-15:])
                 raise AssertionError(f"{self.label} exited with {self.proc.returncode}:\n{tail}")
-            return self.port
+            return self.internal_port if self.port is not None else None
 
         port = await eventually(
             probe, lambda p: p is not None, deadline_s=START_DEADLINE_S, what=f"{self.label} up"
@@ -345,7 +354,7 @@ class Rig:
 
     async def metrics(self, service: Service) -> dict[str, float]:
         """The process's /metrics as ``name{labels}`` → value."""
-        async with self.http.get(f"http://127.0.0.1:{service.port}/metrics") as response:
+        async with self.http.get(f"http://127.0.0.1:{service.internal_port}/metrics") as response:
             text = await response.text()
         values: dict[str, float] = {}
         for line in text.splitlines():
@@ -560,6 +569,8 @@ def service_env(
         "ingress_port": str(free_port()),
         "router_port": "0",
         "sender_port": "0",
+        # Health, readiness and metrics: a port of each process's own.
+        "internal_port": "0",
         "log_level": "info",
         "log_format": "json",
         "shutdown_grace_s": "10",

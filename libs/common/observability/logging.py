@@ -60,6 +60,10 @@ def configure_service(
     )
 
 
+WIRE_LOGGERS = ("aiormq", "aio_pika", "pamqp", "aiohttp.access", "redis")
+"""Libraries whose debug lines carry what goes over the wire (bodies, keys, commands)."""
+
+
 def configure(
     service: str,
     *,
@@ -117,6 +121,10 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(name.upper())
+    # The AMQP client logs every frame it sends at debug, message bodies (openids, what users
+    # said) included: never below info, whatever the service's level.
+    for library in WIRE_LOGGERS:
+        logging.getLogger(library).setLevel(max(logging.INFO, root.level))
 
     structlog.configure(
         processors=[

@@ -12,7 +12,7 @@ each mode and format, signed and encrypted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal, TypeAlias
 
 import msgspec
@@ -85,6 +85,17 @@ class OpenedPush(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: str
     nonce: str
     """WeChat's nonce, which the encrypted answer may reuse."""
+
+
+def single_query(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The query as WeChat sends it: each parameter once. A repeated one is refused, since
+    which of its values a proxy, a log or this code reads is a matter of taste."""
+    query: dict[str, str] = {}
+    for name, value in pairs:
+        if name in query:
+            raise BadQuery(f"the query repeats {name[:32]!r}")
+        query[name] = value
+    return query
 
 
 def verify_url(query: Mapping[str, str], token: str) -> str:

@@ -87,15 +87,19 @@ async def test_the_entry_point_serves_and_stops_on_sigterm(
         "WXKF_BUS_URL": amqp_url,
         "WXKF_HISTORY_DB": str(db),
         "WXKF_HISTORY_PORT": "0",
+        "WXKF_INTERNAL_PORT": "0",
         "WXKF_HISTORY_QUEUE": queue,
         "WXKF_LOG_FORMAT": "json",
     }
     msg = text(new_openid(), "你好")
     async with started(env) as process:
         listening = await eventually(
-            lambda: process.events("runner.listening"), what="the service listening"
+            lambda: process.events("runner.listening"),
+            lambda found: len(found) == 2,
+            what="the service and its internal port listening",
         )
         base = f"http://127.0.0.1:{listening[0]['port']}"
+        internal = f"http://127.0.0.1:{listening[1]['port']}"
         bus = await AmqpBus.connect(amqp_url)
         try:
             await bus.publish(msg)
@@ -108,8 +112,10 @@ async def test_the_entry_point_serves_and_stops_on_sigterm(
                     return response.status, await response.json()
 
             _, body = await eventually(conversation, lambda r: r[0] == 200)
-            async with http.get(f"{base}/readyz") as response:
+            async with http.get(f"{internal}/readyz") as response:
                 assert response.status == 200
+            async with http.get(f"{base}/readyz") as response:
+                assert response.status == 404  # the API's port serves the API only
         assert [e["id"] for e in body["entries"]] == [msg.id]
         process.proc.send_signal(signal.SIGTERM)
         assert await process.finish() == 0

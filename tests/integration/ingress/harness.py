@@ -151,12 +151,30 @@ async def ingress(
     bus: Bus | None = None,
     store: Store | None = None,
 ) -> AsyncIterator[str]:
-    """An ingress app on a free port; yields its push URL. Its store uses the test prefix."""
+    """An ingress app on a free port; yields its push URL. Its store uses the test prefix.
+
+    Its internal port (health, readiness, metrics) is :func:`internal_of` the push URL.
+    """
     conf = conf or settings(backend)
     store = store or await backend.store()
     app = create_app(conf, bus=bus, store=store)
-    async with running([(app, 0)], host="127.0.0.1", shutdown_grace_s=1.0) as ports:
-        yield f"http://127.0.0.1:{ports[0]}{conf.push_path}"
+    async with running(
+        [(app, 0)], host="127.0.0.1", shutdown_grace_s=1.0, internal_port=0
+    ) as ports:
+        url = f"http://127.0.0.1:{ports[0]}{conf.push_path}"
+        _INTERNAL[url] = f"http://127.0.0.1:{ports[1]}"
+        try:
+            yield url
+        finally:
+            del _INTERNAL[url]
+
+
+_INTERNAL: dict[str, str] = {}
+
+
+def internal_of(push_url: str) -> str:
+    """The internal port's base URL of the ingress serving ``push_url``."""
+    return _INTERNAL[push_url]
 
 
 def pusher(url: str, conf: IngressSettings, **options: Any) -> Pusher:

@@ -25,6 +25,7 @@ from tests.integration.ingress.harness import (
     Tap,
     counts,
     ingress,
+    internal_of,
     real_backend,
     settings,
     text_message,
@@ -234,7 +235,7 @@ async def test_with_the_store_down_a_push_is_published_undeduplicated(backend: B
             proxy.down()
             assert await push.send(session, url) == (200, replies.SUCCESS)
             # Still ready: pushes are published, without the dedupe the store gives.
-            async with session.get(url.replace("/wechat", "/readyz")) as resp:
+            async with session.get(internal_of(url) + "/readyz") as resp:
                 assert resp.status == 200
                 assert (await resp.json())["degraded"] == {"store": "StoreError"}
             # WeChat's retry of a push it did not hear answered publishes it again, with the

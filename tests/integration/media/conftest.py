@@ -74,7 +74,12 @@ async def make_media(
     clients: list[TestClient[Any, Any]] = []
 
     async def make(bus: Bus | None = None, **overrides: Any) -> Media:
-        values = {"appid": DEMO_APPID, "app_secret": DEMO_SECRET, "wechat_api_base": url}
+        values = {
+            "appid": DEMO_APPID,
+            "app_secret": DEMO_SECRET,
+            "wechat_api_base": url,
+            "media_open": True,  # the API's own behaviour; test_media_auth.py gives a token
+        }
         settings = load(MediaSettings, {}, **{**values, **overrides})
         app = create_app(settings, bus=bus, store=store, clock=state.clock.now)
         client = TestClient(TestServer(app))

@@ -6,6 +6,7 @@ import json
 
 import aiohttp
 import msgspec
+from aiohttp.test_utils import TestServer
 
 from libs.common.schemas import (
     DecisionMade,
@@ -16,6 +17,7 @@ from libs.common.schemas import (
     now_ms,
 )
 from libs.common.topology import EVENTS, ROUTER_EVENTS
+from libs.common.web import internal_app
 from services.router import plans
 from services.router.plans import Plan
 from tests.support.waiting import eventually
@@ -210,12 +212,16 @@ async def test_metrics_and_readiness(rig: Rig) -> None:
     event = rig.text(rig.openid(), "hi")
     await rig.ask(event)
     await rig.decided(event)
-    server = rig.servers[-1]
-    async with aiohttp.ClientSession() as session:
-        async with session.get(server.make_url("/metrics")) as response:
-            text = await response.text()
-        async with session.get(server.make_url("/readyz")) as response:
-            assert response.status == 200
+    internal = TestServer(internal_app([rig.servers[-1].app]))
+    await internal.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(internal.make_url("/metrics")) as response:
+                text = await response.text()
+            async with session.get(internal.make_url("/readyz")) as response:
+                assert response.status == 200
+    finally:
+        await internal.close()
     assert 'wxkf_router_decisions_total{action="reply",rule="echo"}' in text
     assert "wxkf_router_decision_duration_seconds_bucket" in text
     assert "wxkf_router_rules_file_valid 1.0" in text

@@ -29,7 +29,7 @@ from libs.common.runner import (
     running,
     settle_heap,
 )
-from libs.common.web import base_app
+from libs.common.web import add_readiness_check, base_app
 
 ROOT = Path(__file__).resolve().parents[3]
 HANG_GUARD_S = 60.0
@@ -77,16 +77,29 @@ def slow_app(events: list[str], entered: asyncio.Event, release: asyncio.Event) 
     return app
 
 
-async def test_several_apps_each_on_its_own_port() -> None:
-    apps = [(base_app("one"), 0), (base_app("two"), 0)]
+async def test_several_apps_each_on_its_own_port_and_one_internal_port_for_all() -> None:
+    one, two = base_app("one"), base_app("two")
+
+    async def not_yet() -> None:
+        raise RuntimeError("rules not loaded")
+
+    add_readiness_check(two, "rules", not_yet)
     async with (
-        running(apps, shutdown_grace_s=1) as ports,
+        running([(one, 0), (two, 0)], shutdown_grace_s=1, internal_port=0) as ports,
         aiohttp.ClientSession() as http,
     ):
-        assert len(set(ports)) == 2
-        for port in ports:
+        assert len(set(ports)) == 3
+        *services, internal = ports
+        for port in services:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                assert resp.status == 200
+                assert resp.status == 404
+        async with http.get(f"http://127.0.0.1:{internal}/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(f"http://127.0.0.1:{internal}/readyz") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["service"] == "two"
+        async with http.get(f"http://127.0.0.1:{internal}/metrics") as resp:
+            assert "wxkf_http_requests_total" in await resp.text()
 
 
 async def test_in_flight_request_finishes_before_cleanup() -> None:

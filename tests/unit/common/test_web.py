@@ -1,4 +1,5 @@
-"""base_app: health, readiness, metrics exposition and the middlewares, on a real test server."""
+"""base_app and internal_app: the middlewares; health, readiness and metrics on the internal
+app only; on a real test server."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from libs.common.bus.memory import MemoryBus
 from libs.common.keys import BUS, STORE
 from libs.common.store import StoreError
 from libs.common.store.memory import MemoryStore
-from libs.common.web import add_readiness_check, base_app
+from libs.common.web import add_readiness_check, base_app, internal_app
 
 
 @pytest.fixture
@@ -60,18 +61,30 @@ async def client(service: str) -> AsyncIterator[TestClient]:
     await client.close()
 
 
+@pytest.fixture
+async def internal(client: TestClient) -> AsyncIterator[TestClient]:
+    served = await serve(internal_app([client.server.app]))
+    yield served
+    await served.close()
+
+
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_healthz_is_ok(client: TestClient) -> None:
-    resp = await client.get("/healthz")
+async def test_the_service_port_serves_no_health_readiness_or_metrics(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await client.get(path)).status == 404
+
+
+async def test_healthz_is_ok(internal: TestClient) -> None:
+    resp = await internal.get("/healthz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ok"}
 
 
-async def test_readyz_without_resources_is_ok(client: TestClient) -> None:
-    resp = await client.get("/readyz")
+async def test_readyz_without_resources_is_ok(internal: TestClient) -> None:
+    resp = await internal.get("/readyz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ok"}
 
@@ -85,7 +98,7 @@ async def test_readyz_pings_the_bus_and_the_store(service: str) -> None:
     app = base_app(service)
     app[BUS] = MemoryBus.fresh()
     app[STORE] = MemoryStore()
-    client = await serve(app)
+    client = await serve(internal_app([app]))
     try:
         assert (await client.get("/readyz")).status == 200
     finally:
@@ -96,13 +109,14 @@ async def test_readyz_names_the_failing_store(service: str) -> None:
     app = base_app(service)
     app[BUS] = MemoryBus.fresh()
     app[STORE] = FailingStore()
-    client = await serve(app)
+    client = await serve(internal_app([app]))
     try:
         with capture_logs() as logs:
             resp = await client.get("/readyz")
         assert resp.status == 503
         assert await resp.json() == {
             "status": "unavailable",
+            "service": service,
             "check": "store",
             "reason": "StoreError",
         }
@@ -118,7 +132,7 @@ async def test_readyz_names_a_closed_bus(service: str) -> None:
     app = base_app(service)
     app[BUS] = bus
     app[STORE] = MemoryStore()
-    client = await serve(app)
+    client = await serve(internal_app([app]))
     try:
         resp = await client.get("/readyz")
         assert resp.status == 503
@@ -134,11 +148,16 @@ async def test_readyz_runs_added_checks_and_bounds_them(
     app = base_app(service)
     never = asyncio.Event()
     add_readiness_check(app, "rules", never.wait)
-    client = await serve(app)
+    client = await serve(internal_app([app]))
     try:
         resp = await client.get("/readyz")
         assert resp.status == 503
-        assert await resp.json() == {"status": "unavailable", "check": "rules", "reason": "timeout"}
+        assert await resp.json() == {
+            "status": "unavailable",
+            "service": service,
+            "check": "rules",
+            "reason": "timeout",
+        }
     finally:
         await client.close()
 
@@ -156,15 +175,28 @@ def test_a_readiness_check_name_is_registered_once(service: str) -> None:
         add_readiness_check(app, "store", ok)
 
 
+async def test_readyz_answers_for_every_app_of_the_process(service: str) -> None:
+    ready, failing = base_app(service), base_app(service + "b")
+    failing[STORE] = FailingStore()
+    client = await serve(internal_app([ready, failing]))
+    try:
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        body = await resp.json()
+        assert (body["service"], body["check"]) == (service + "b", "store")
+    finally:
+        await client.close()
+
+
 async def test_metrics_count_by_route_template_not_raw_path(
-    client: TestClient, service: str
+    client: TestClient, internal: TestClient, service: str
 ) -> None:
     for item in ("1", "2", "3"):
         assert (await client.get(f"/items/{item}")).status == 200
     labels = {"service": service, "route": "/items/{id}"}
     assert sample("wxkf_http_requests_total", **labels, method="GET", status="200") == 3
     assert sample("wxkf_http_request_duration_seconds_count", **labels) == 3
-    resp = await client.get("/metrics")
+    resp = await internal.get("/metrics")
     assert resp.status == 200
     text = await resp.text()
     assert f'route="/items/{{id}}",service="{service}",status="200"' in text

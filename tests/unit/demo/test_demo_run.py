@@ -60,7 +60,7 @@ def test_the_files_go_where_asked(tmp_path: Path) -> None:
 
 
 async def test_a_port_taken_after_the_check_is_named_as_well(tmp_path: Path) -> None:
-    ports = claim({"ingress": 0, "router": 0})
+    ports = claim({"ingress": 0, "router": 0, "internal": 0})
     taken = ports["router"]
 
     async def bind() -> None:
@@ -80,4 +80,4 @@ async def test_services_that_stop_while_starting_point_at_the_log(tmp_path: Path
 
     services = asyncio.create_task(fail())
     with pytest.raises(DemoError, match=f"stopped while starting .* see {tmp_path}/log"):
-        await ready(claim({"ingress": 0}), services, tmp_path / "log")
+        await ready(claim({"ingress": 0, "internal": 0}), services, tmp_path / "log")

@@ -13,9 +13,10 @@ from services.up.plan import UpSettings
 def test_default_ports_do_not_clash_with_the_services_nor_wxkf_up() -> None:
     services = load_settings(
         ["ingress", "router", "sender", "media"],
-        {"WXKF_APPID": "wx1", "WXKF_APP_SECRET": "s", "WXKF_TOKEN": "t"},
+        {"WXKF_APPID": "wx1", "WXKF_APP_SECRET": "s", "WXKF_TOKEN": "t", "WXKF_MEDIA_OPEN": "1"},
     )
     theirs = {getattr(s, f"{name}_port") for name, s in services.items()} | {UpSettings().sim_port}
+    theirs |= {s.internal_port + i for i, s in enumerate(services.values())}
     ours = DemoSettings().ports()
     assert len(set(ours.values())) == len(ours)
     assert not theirs & set(ours.values())

@@ -18,15 +18,20 @@ from libs.common.bus import Bus
 from libs.common.bus.memory import MemoryBus
 from libs.common.schemas import AnyMessage
 from libs.common.settings import load
+from libs.common.web import internal_app
 from tests.support.waiting import eventually
 
 Client = TestClient[Any, Any]
 
 
 class Service:
-    def __init__(self, app: web.Application, client: Client, publisher: Bus) -> None:
+    def __init__(
+        self, app: web.Application, client: Client, internal: Client, publisher: Bus
+    ) -> None:
         self.app = app
         self.client = client
+        self.internal = internal
+        """The internal port: health, readiness, metrics."""
         self.publisher = publisher
 
     async def publish(self, *messages: AnyMessage) -> None:
@@ -59,9 +64,12 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     app = create_app(settings, bus=bus)
     client: Client = TestClient(TestServer(app))
     await client.start_server()
+    internal: Client = TestClient(TestServer(internal_app([app])))
+    await internal.start_server()
     try:
-        yield Service(app, client, publisher)
+        yield Service(app, client, internal, publisher)
     finally:
+        await internal.close()
         await client.close()
         await publisher.close()
         await bus.close()
@@ -165,11 +173,11 @@ async def test_a_malformed_openid_is_refused(service: Service, openid: str) -> N
 
 
 async def test_a_database_that_fails_makes_the_service_unready(service: Service) -> None:
-    status, body = await service.get("/readyz")
-    assert (status, body["status"]) == (200, "ok")
+    response = await service.internal.get("/readyz")
+    assert (response.status, (await response.json())["status"]) == (200, "ok")
     await service.app[DB].close()
-    status, body = await service.get("/readyz")
-    assert (status, body["check"]) == (503, "database")
+    response = await service.internal.get("/readyz")
+    assert (response.status, (await response.json())["check"]) == (503, "database")
     status, body = await service.get(f"/conversations/{new_openid()}")
     assert (status, body["error"]) == (503, "database_unavailable")
 
@@ -178,7 +186,7 @@ async def test_metrics_count_what_was_stored(service: Service) -> None:
     msg = text(new_openid())
     await service.publish(msg)
     await service.wait_for(msg.openid, 1)
-    response = await service.client.get("/metrics")
+    response = await service.internal.get("/metrics")
     exposition = await response.text()
     assert 'wxkf_history_records_total{kind="message",outcome="stored"}' in exposition
     assert "wxkf_history_writes_in_flight" in exposition

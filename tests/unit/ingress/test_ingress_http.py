@@ -21,6 +21,7 @@ from libs.common.settings import Secret
 from libs.common.store import Claim, RateLimit, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from libs.common.topology import EVENTS, ROUTER_EVENTS, QueueSpec
+from libs.common.web import internal_app
 from libs.common.wechat import codec, replies
 from libs.common.wechat.codec import Format
 from libs.common.wechat.crypto import Cipher
@@ -43,6 +44,7 @@ CONTENT = "我的订单号是 12345"
 TAP = QueueSpec(name="unit.ingress.tap", exchange=EVENTS, bindings=("msg.#", "event.#"))
 
 _msg_ids = iter(range(2**60, 2**61))
+_nonces = iter(range(415670741, 2**62))
 
 
 def text(content: str = CONTENT, msg_id: int | None = None) -> codec.TextMessage:
@@ -67,8 +69,16 @@ def conf(**overrides: Any) -> IngressSettings:
 
 
 class Env:
-    def __init__(self, client: TestClient[Any, Any], bus: MemoryBus, settings: IngressSettings):
+    def __init__(
+        self,
+        client: TestClient[Any, Any],
+        bus: MemoryBus,
+        settings: IngressSettings,
+        internal: TestClient[Any, Any],
+    ):
         self.client = client
+        self.internal = internal
+        """The internal port: health, readiness, metrics."""
         self.bus = bus
         self.settings = settings
         self.cipher = Cipher.from_key(AES_KEY, APPID)
@@ -83,7 +93,7 @@ class Env:
             mode=mode or self.settings.mode,
             fmt=fmt,
             timestamp=int(time.time()),
-            nonce="415670741",
+            nonce=str(next(_nonces)),
             to_user=GH,
             openid=OPENID,
         )
@@ -113,8 +123,11 @@ async def start(
     bus = bus or MemoryBus.fresh()
     await bus.declare([TAP])
     app = create_app(settings, bus=bus, store=store or MemoryStore(prefix="unit:"))
-    async with TestClient(TestServer(app)) as client:
-        yield Env(client, bus, settings)
+    async with (
+        TestClient(TestServer(app)) as client,
+        TestClient(TestServer(internal_app([app]))) as internal,
+    ):
+        yield Env(client, bus, settings, internal)
 
 
 @pytest.fixture
@@ -273,6 +286,122 @@ async def test_too_large_without_content_length(plain: Env) -> None:
     assert (status, answer) == (413, b"too_large")
     assert refusals("too_large") == before + 1
     assert plain.published() == 0
+
+
+async def test_a_body_slower_than_the_read_timeout_is_answered_408_and_closed() -> None:
+    stalled = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"<xml>"
+        await stalled.wait()  # a client that stops sending; released when the test ends
+        yield b"</xml>"
+
+    async with start(conf(read_timeout_s=0.2)) as env:
+        query, _ = env.build(text(), mode="plain")
+        before = refusals("read_timeout")
+        resp = await env.client.post(
+            env.settings.push_path,
+            params=query,
+            data=trickle(),
+            headers={"Content-Type": "text/xml"},
+        )
+        assert (resp.status, await resp.read()) == (408, b"read_timeout")
+        assert resp.headers.get("Connection", "").lower() == "close"
+        assert refusals("read_timeout") == before + 1
+        assert env.published() == 0
+        stalled.set()
+
+
+def _xml(inner: bytes) -> bytes:
+    head = (
+        b"<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>"
+    )
+    return head + inner + b"</xml>"
+
+
+def _json(extra: bytes) -> bytes:
+    return b'{"ToUserName":"gh","FromUserName":"o","CreateTime":1,"MsgType":"text",' + extra + b"}"
+
+
+XML, JSON = "text/xml", "application/json"
+BAD_BODIES = {
+    "non-UTF-8 XML": (
+        _xml(b"<MsgType>text</MsgType><Content>\xff\xfe</Content><MsgId>1</MsgId>"),
+        XML,
+        "bad_encoding",
+    ),
+    "non-UTF-8 JSON": (_json(b'"Content":"\xff","MsgId":1'), JSON, "bad_encoding"),
+    "65-bit MsgId in XML": (
+        _xml(b"<MsgType>text</MsgType><Content>x</Content><MsgId>%d</MsgId>" % 2**64),
+        XML,
+        "bad_field",
+    ),
+    "65-bit MsgId in JSON": (_json(b'"Content":"x","MsgId":%d' % 2**64), JSON, "bad_field"),
+    "JSON nested 50,000 deep": (
+        _json(b'"Content":"x","MsgId":1,"Extra":' + b"[" * 50_000 + b"]" * 50_000),
+        JSON,
+        "malformed_json",
+    ),
+    "XML too deep": (_xml(b"<a>" * 5_000 + b"</a>" * 5_000), XML, "xml_too_deep"),
+    "billion laughs": (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        b"<xml><A>&lol2;</A></xml>",
+        XML,
+        "xml_forbidden_construct",
+    ),
+    "external DTD": (
+        b'<?xml version="1.0"?><!DOCTYPE xml SYSTEM "http://evil.example/x.dtd"><xml/>',
+        XML,
+        "xml_forbidden_construct",
+    ),
+    "external entity": (
+        b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b"<xml><A>&e;</A></xml>",
+        XML,
+        "xml_forbidden_construct",
+    ),
+    "processing instruction": (
+        _xml(b"<?evil run?><MsgType>text</MsgType><Content>x</Content><MsgId>1</MsgId>"),
+        XML,
+        "xml_forbidden_construct",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+async def test_bad_input_is_refused_through_http(plain: Env, case: str) -> None:
+    body, content_type, reason = BAD_BODIES[case]
+    query, _ = plain.build(text(), mode="plain")
+    await expect_refusal(plain, query, body, 400, reason, content_type)
+
+
+@pytest.mark.parametrize("repeated", ["signature", "timestamp", "nonce", "echostr"])
+async def test_a_repeated_query_parameter_is_refused(plain: Env, repeated: str) -> None:
+    query, body = plain.build(text(), mode="plain")
+    query["echostr"] = "e"
+    pairs = [*query.items(), (repeated, "other")]
+    before = refusals("bad_query")
+    resp = await plain.client.post(
+        plain.settings.push_path, params=pairs, data=body, headers={"Content-Type": "text/xml"}
+    )
+    assert (resp.status, await resp.read()) == (400, b"bad_query")
+    assert refusals("bad_query") == before + 1
+    resp = await plain.client.get(plain.settings.push_path, params=pairs)
+    assert (resp.status, await resp.read()) == (400, b"bad_query")
+    assert plain.published() == 0
+
+
+async def test_a_plain_signature_reused_with_another_body_is_refused(plain: Env) -> None:
+    query, body = plain.build(text("first"), mode="plain")
+    assert await plain.post(query, body) == (200, replies.SUCCESS)
+    _, other = plain.build(text("forged"), mode="plain")
+    before = refusals("replayed_signature")
+    assert await plain.post(query, other) == (401, b"replayed_signature")
+    assert refusals("replayed_signature") == before + 1
+    # WeChat's own retry (the same query and body) is still answered.
+    assert await plain.post(query, body) == (200, replies.SUCCESS)
+    assert plain.published() == 1
 
 
 async def test_envelope_without_encrypt(safe: Env) -> None:
@@ -476,11 +605,13 @@ async def test_an_accepted_push_is_logged_without_content_or_openid(safe: Env) -
         assert secret not in shown
 
 
-async def test_health_and_readiness(safe: Env) -> None:
-    assert (await safe.client.get("/healthz")).status == 200
-    assert (await safe.client.get("/readyz")).status == 200
-    metrics = await (await safe.client.get("/metrics")).text()
+async def test_health_and_readiness_on_the_internal_port_only(safe: Env) -> None:
+    assert (await safe.internal.get("/healthz")).status == 200
+    assert (await safe.internal.get("/readyz")).status == 200
+    metrics = await (await safe.internal.get("/metrics")).text()
     assert "wxkf_ingress_pushes_total" in metrics
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await safe.client.get(path)).status == 404
 
 
 class Unreachable(MemoryStore):
@@ -490,7 +621,7 @@ class Unreachable(MemoryStore):
 
 async def test_ready_with_the_store_down_while_the_bus_answers() -> None:
     async with start(conf(), store=Unreachable(prefix=uuid.uuid4().hex)) as env:
-        resp = await env.client.get("/readyz")
+        resp = await env.internal.get("/readyz")
         assert resp.status == 200
         assert (await resp.json())["degraded"] == {"store": "StoreError"}
 
@@ -499,7 +630,7 @@ async def test_not_ready_when_neither_the_bus_nor_the_store_answers() -> None:
     broken = MemoryBus.fresh()
     async with start(conf(), store=Unreachable(prefix=uuid.uuid4().hex), bus=broken) as env:
         await broken.close()
-        resp = await env.client.get("/readyz")
+        resp = await env.internal.get("/readyz")
         assert resp.status == 503
         assert (await resp.json())["check"] == "bus"
 
@@ -508,7 +639,7 @@ async def test_without_a_spool_the_bus_must_answer_to_be_ready() -> None:
     broken = MemoryBus.fresh()
     async with start(conf(spool_limit=0), bus=broken) as env:
         await broken.close()
-        resp = await env.client.get("/readyz")
+        resp = await env.internal.get("/readyz")
         assert resp.status == 503
         assert (await resp.json())["check"] == "bus"
 
@@ -540,7 +671,7 @@ async def test_a_decision_for_another_event_is_not_taken() -> None:
     await bus.stop_consuming()
 
 
-async def test_beyond_the_in_flight_bound_pushes_are_shed_unread() -> None:
+async def test_beyond_the_in_flight_bound_pushes_are_shed() -> None:
     bus = MemoryBus.fresh()
     release = asyncio.Event()
 

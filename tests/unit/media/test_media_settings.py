@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,7 +11,7 @@ from libs.common.settings import SettingsError, load
 from services.media.settings import MediaSettings
 from services.media.sniff import GIF, JPEG, PNG
 
-BASE = {"WXKF_APPID": "wx1", "WXKF_APP_SECRET": "s3cret"}
+BASE = {"WXKF_APPID": "wx1", "WXKF_APP_SECRET": "s3cret", "WXKF_INTERNAL_TOKEN": "t0ken"}
 
 
 def test_defaults_follow_wechat() -> None:
@@ -16,7 +19,7 @@ def test_defaults_follow_wechat() -> None:
     assert settings.media_port == 8084
     assert settings.media_max_bytes == 2 * 1024 * 1024
     assert settings.allowed_kinds == {JPEG, PNG, GIF}
-    assert settings.internal_token is None
+    assert not settings.media_open
     assert not settings.archive_enabled
     assert settings.assets_dir is None
     assert settings.media_cache_dir is None
@@ -72,3 +75,43 @@ def test_bad_values_name_their_variable(var: str, value: str, says: str) -> None
 def test_the_app_secret_is_required() -> None:
     with pytest.raises(SettingsError, match="WXKF_APP_SECRET is required"):
         load(MediaSettings, {"WXKF_APPID": "wx1"})
+
+
+@pytest.mark.parametrize("open_", [None, "false", "0"])
+def test_without_the_internal_token_media_does_not_start(open_: str | None) -> None:
+    env = {k: v for k, v in BASE.items() if k != "WXKF_INTERNAL_TOKEN"}
+    if open_ is not None:
+        env["WXKF_MEDIA_OPEN"] = open_
+    with pytest.raises(SettingsError) as caught:
+        load(MediaSettings, env)
+    message = str(caught.value)
+    assert message.startswith("WXKF_INTERNAL_TOKEN: is required")
+    assert "WXKF_MEDIA_OPEN=true" in message
+
+
+def test_an_empty_internal_token_is_no_token() -> None:
+    with pytest.raises(SettingsError, match="WXKF_INTERNAL_TOKEN: is required"):
+        load(MediaSettings, {**BASE, "WXKF_INTERNAL_TOKEN": ""})
+
+
+def test_media_runs_open_only_when_told() -> None:
+    env = {k: v for k, v in BASE.items() if k != "WXKF_INTERNAL_TOKEN"}
+    settings = load(MediaSettings, {**env, "WXKF_MEDIA_OPEN": "true"})
+    assert settings.media_open
+    assert settings.internal_token is None
+
+
+def test_the_process_exits_before_it_binds_with_the_variable_named() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WXKF_")}
+    env |= {k: v for k, v in BASE.items() if k != "WXKF_INTERNAL_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.media"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("wxkf: configuration error: WXKF_INTERNAL_TOKEN: is required")
+    assert "runner.listening" not in result.stdout + result.stderr

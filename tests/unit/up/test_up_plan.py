@@ -4,6 +4,7 @@ everywhere it is used, a busy port named in one line, settings problems named.""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from services.command import wxkf_command
 from services.up import run
 from services.up.plan import plan
 
-ZEROS = {f"WXKF_{n}_PORT": "0" for n in ("SIM", "INGRESS", "ROUTER", "SENDER", "MEDIA")}
+ZEROS = {f"WXKF_{n}_PORT": "0" for n in ("SIM", "INGRESS", "ROUTER", "SENDER", "MEDIA", "INTERNAL")}
 """Free ports everywhere a test does not care: another run may hold the defaults."""
 
 
@@ -42,9 +43,37 @@ def test_every_port_variable_is_used_wherever_its_port_is(tmp_path: Path) -> Non
     assert made.env["WXKF_MEDIA_URL"] == f"http://127.0.0.1:{ports['MEDIA']}"
     assert made.env["WXKF_WECHAT_API_BASE"] == f"http://127.0.0.1:{ports['SIM']}"
     assert made.push_url == f"http://127.0.0.1:{ports['INGRESS']}/wx"
-    assert made.url("router", "/readyz") == f"http://127.0.0.1:{ports['ROUTER']}/readyz"
     assert made.url("sender") == f"http://127.0.0.1:{ports['SENDER']}"
     assert {k: made.env[k] for k in env} == env  # what the child processes read
+
+
+def four_free_ports_in_a_row() -> int:
+    for base in range(21000, 31000, 97):
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + 4):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise AssertionError("no four free ports in a row")
+
+
+def test_each_process_gets_its_own_internal_port_from_the_one_variable(tmp_path: Path) -> None:
+    base = four_free_ports_in_a_row()
+    made = plan({**ZEROS, "WXKF_UP_DIR": str(tmp_path), "WXKF_INTERNAL_PORT": str(base)})
+    assert made.internal == {
+        "ingress": base,
+        "router": base + 1,
+        "sender": base + 2,
+        "media": base + 3,
+    }
+    assert made.env_of("router")["WXKF_INTERNAL_PORT"] == str(base + 1)
+    assert made.internal_url("router", "/readyz") == f"http://127.0.0.1:{base + 1}/readyz"
+    assert made.env_of("ingress")["WXKF_INTERNAL_PORT"] == str(base)
+    zero = plan({**ZEROS, "WXKF_UP_DIR": str(tmp_path), "WXKF_INTERNAL_PORT": "0"})
+    assert len(set(zero.internal.values()) | set(zero.ports.values())) == 9
 
 
 def test_a_zero_becomes_a_free_port_that_every_process_is_told(tmp_path: Path) -> None:

@@ -238,3 +238,14 @@ def test_a_service_configured_from_its_settings_hashes_openids_with_the_deployme
     structlog.get_logger("t").info("x.y")
     assert lines(out)[0]["service"] == "router"
     assert "k-of-this-site" not in repr(settings)
+
+
+def test_the_amqp_clients_frames_never_reach_the_log_even_at_debug() -> None:
+    # aiormq logs every frame it sends at debug: message bodies, openids and content included.
+    configure("svc", fmt="json", level="debug", stream=io.StringIO())
+    try:
+        for library in ("aiormq", "aio_pika", "pamqp", "redis"):
+            assert not logging.getLogger(library).isEnabledFor(logging.DEBUG), library
+        assert logging.getLogger("services.ingress").isEnabledFor(logging.DEBUG)
+    finally:
+        configure("svc", fmt="json", level="info", stream=io.StringIO())
