@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
+import secrets
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from libs.common import store as store_lib
 from libs.common.observability.logging import configure_service
 from libs.common.runner import PortUnavailable, run_apps
 from libs.common.runner import run as run_loop
-from libs.common.settings import CommonSettings, SettingsError, load
+from libs.common.settings import CommonSettings, Secret, SettingsError, load
 from libs.common.stopping import StopSignals
 
 SERVICES = ("ingress", "router", "sender", "media")
@@ -124,10 +126,15 @@ async def run_services(
 def run_settings(
     names: Sequence[str], environ: Mapping[str, str] | None = None
 ) -> dict[str, CommonSettings]:
-    """The settings of ``wxkf run <names>``. Every service in one process: the media API runs
-    open unless a token is given (the sender's calls to it carry the same
-    ``WXKF_INTERNAL_TOKEN`` when it is); media alone, or with some others, needs its token."""
-    embedded: dict[str, Any] = {"media_open": True} if set(names) == set(SERVICES) else {}
+    """The settings of ``wxkf run <names>``. Media always requires a token: every service in
+    one process without ``WXKF_INTERNAL_TOKEN`` gets one made for the run, which the sender's
+    calls carry (a client outside the process needs the variable set); media alone, or with
+    some others, needs it set."""
+    env = os.environ if environ is None else environ
+    given = env.get("WXKF_INTERNAL_TOKEN") or env.get("WXKF_INTERNAL_TOKEN_FILE")
+    embedded: dict[str, Any] = {}
+    if set(names) == set(SERVICES) and not given:
+        embedded["internal_token"] = Secret(secrets.token_urlsafe(32))
     return load_settings(names, environ, **embedded)
 
 

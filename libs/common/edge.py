@@ -62,7 +62,7 @@ class EdgeLimits(msgspec.Struct, frozen=True, kw_only=True):
 class _Conn(asyncio.Protocol):
     """One accepted connection: forwards everything to aiohttp's own protocol, and keeps time."""
 
-    __slots__ = ("busy", "edge", "host", "inner", "reading", "timer", "transport")
+    __slots__ = ("busy", "edge", "host", "inner", "reading", "since", "timer", "transport")
 
     def __init__(self, edge: Edge, inner: asyncio.Protocol) -> None:
         self.edge = edge
@@ -71,6 +71,8 @@ class _Conn(asyncio.Protocol):
         self.host = ""
         self.busy = 0
         self.reading = False
+        self.since = 0.0
+        """The loop's time at the first byte of the request being read (or handled)."""
         self.timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
@@ -93,6 +95,7 @@ class _Conn(asyncio.Protocol):
             return
         if not self.busy and not self.reading:
             self.reading = True
+            self.since = asyncio.get_running_loop().time()
             self._arm(self.edge.limits.read_timeout_s)
         self.inner.data_received(data)
 
@@ -181,6 +184,16 @@ class Edge:
 EDGE = web.AppKey("edge", Edge)
 """The guard of an app's public port (set by :func:`install`)."""
 
+READING_SINCE = web.RequestKey("reading_since", float)
+"""On a request through a guarded port: the loop's time when its first byte came, so that a
+handler bounds its body read by what is left of ``read_timeout_s`` (headers and body
+together), not by a bound of its own after the headers."""
+
+
+def reading_since(request: web.Request) -> float:
+    """When the request's first byte came (now, on an unguarded port)."""
+    return request.get(READING_SINCE) or asyncio.get_running_loop().time()
+
 
 def install(app: web.Application, limits: EdgeLimits) -> None:
     """Guard ``app``'s port with ``limits`` (the runner listens through :class:`GuardedSite`)."""
@@ -193,6 +206,7 @@ async def _busy(request: web.Request, handler: Handler) -> web.StreamResponse:
     conn = request.app[EDGE].conns.get(request.transport) if request.transport else None
     if conn is None:
         return await handler(request)
+    request[READING_SINCE] = conn.since
     conn.begin()
     try:
         return await handler(request)

@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Histogram
 
+from libs.common import edge
 from libs.common.bus import BusError
 from libs.common.inbound import to_event
 from libs.common.keys import BUS, STORE
@@ -62,10 +63,12 @@ PUSH_CONTENT_TYPES = frozenset(
 async def handle(request: web.Request) -> web.Response:
     # The body is read before the push takes an in-flight place, within the read timeout: a
     # client that trickles its body holds a connection for that long, never a place.
-    arrived = asyncio.get_running_loop().time()
+    arrived = edge.reading_since(request)
     app = request.app
     try:
-        body = await _receive(request, app[PUSH].max_body_bytes, app[SETTINGS].read_timeout_s)
+        body = await _receive(
+            request, app[PUSH].max_body_bytes, arrived + app[SETTINGS].read_timeout_s
+        )
     except IngressError as exc:
         return _refused(exc, time.perf_counter())
     gate = app[GATE]
@@ -199,16 +202,16 @@ def _refused(exc: WeChatError | IngressError, started: float) -> web.Response:
     return _answered(response, metrics.ANSWERED_REFUSED, started)
 
 
-async def _receive(request: web.Request, limit: int, timeout_s: float) -> bytes:
-    """The body of a push: its content type checked, at most ``limit`` bytes, within
-    ``timeout_s`` (:class:`ReadTimeout` past it)."""
+async def _receive(request: web.Request, limit: int, deadline: float) -> bytes:
+    """The body of a push: its content type checked, at most ``limit`` bytes, by the loop's
+    time ``deadline`` (:class:`ReadTimeout` past it)."""
     if request.content_type not in PUSH_CONTENT_TYPES:
         raise UnsupportedContentType(request.content_type[:64])
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout_at(deadline):
             return await _read_capped(request, limit)
     except TimeoutError:
-        raise ReadTimeout(f"the body took more than {timeout_s} s") from None
+        raise ReadTimeout("the request was not read within WXKF_READ_TIMEOUT_S") from None
 
 
 async def _read_capped(request: web.Request, limit: int) -> bytes:

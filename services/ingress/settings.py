@@ -41,9 +41,9 @@ class IngressSettings(CommonSettings, frozen=True, kw_only=True):
     """Pushes one process handles at once; beyond, 503 at once (WeChat sends them again).
     A push takes its place only once its body is read, so a slow client never holds one."""
     read_timeout_s: float = 3.0
-    """The time a push may take to arrive: its headers from their first byte, its body from
-    the end of its headers, each. WeChat sends a push of a few KB at once, and waits 5 s for
-    the answer; past this, the connection is closed (headers) or answered 408 (body)."""
+    """The time a push may take to arrive, headers and body together, from its first byte.
+    WeChat sends a push of a few KB at once, and waits 5 s for the answer; past this, the
+    connection is closed (headers) or the push answered 408 (body)."""
     idle_timeout_s: float = 15.0
     """How long an idle connection (new, or kept alive after an answer) may wait for the
     first byte of its next request."""

@@ -22,8 +22,8 @@ class MediaSettings(WeChatApiSettings, frozen=True, kw_only=True):
     it the service does not start, unless ``WXKF_MEDIA_OPEN`` says it runs open."""
     media_open: bool = False
     """Run the API without a token: anyone who reaches the port may upload to WeChat and read
-    every image. Only where nothing untrusted reaches it (``wxkf demo`` and ``wxkf run all``
-    set it themselves when no token is given)."""
+    every image. Only where nothing untrusted reaches it (``wxkf demo`` sets it itself, on
+    loopback)."""
     media_max_bytes: Bytes = 2 * MB
     """Largest image accepted for upload (WECHAT.md §9.1: 2 MB is the safe default)."""
     media_types: KindList = "jpeg,png,gif"

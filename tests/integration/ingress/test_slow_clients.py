@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import resource
-import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,8 +34,10 @@ SOURCES = 20
 PER_SOURCE = 128
 """20 addresses x 128 = 2,560 connections admitted: more than the 2,000 in-flight places."""
 IN_FLIGHT = 2000
-READ_TIMEOUT_S = 10.0
-"""Long enough for every slow client to connect and start before the first is cut off."""
+READ_TIMEOUT_S = 20.0
+"""Long enough for every slow client to connect and be held before the first is cut off."""
+HOLD_DEADLINE_S = 12.0
+"""Every admitted client held within this of the first one's start (well inside the above)."""
 PROBES = 15
 FD_MARGIN = 64
 RSS_GROWTH_LIMIT = 200 * 2**20
@@ -173,7 +174,7 @@ async def test_slow_clients_hold_no_place_and_are_cut_off() -> None:
                 await eventually(
                     lambda: fds(pid),
                     lambda n: n >= fds_before + admitted * 0.95,
-                    deadline_s=READ_TIMEOUT_S,
+                    deadline_s=HOLD_DEADLINE_S,
                     what="the slow clients held by ingress",
                 )
                 results = [await timed_push(http, port, n) for n in range(1, PROBES + 1)]
@@ -182,7 +183,9 @@ async def test_slow_clients_hold_no_place_and_are_cut_off() -> None:
                 statuses = [s for s, _ in results]
                 latencies = sorted(t for _, t in results)
                 assert statuses == [200] * PROBES, statuses
-                assert statistics.median(latencies) < 0.1, latencies
+                # Every push but the slowest (one pause of a busy two-core machine) within
+                # 100 ms: no place is held by the slow clients.
+                assert latencies[-2] < 0.1, latencies
                 # Bounded by the per-source cap: the other 440 clients hold nothing.
                 assert fds_held <= fds_before + admitted + FD_MARGIN
                 assert rss_held - rss_before < RSS_GROWTH_LIMIT, (rss_before, rss_held)
