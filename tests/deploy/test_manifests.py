@@ -426,7 +426,7 @@ def test_a_policy_selects_the_broker_and_one_the_store(overlay: str) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_prod_gives_each_service_a_broker_user_with_only_its_permissions(service: str) -> None:
-    from libs.common.access import broker_permissions, user_name
+    from libs.common.access import PUBLISHES, broker_permissions, topic_permissions, user_name
 
     name = user_name(service)  # type: ignore[arg-type]
     user = by_name("prod", "User", name)["spec"]
@@ -446,6 +446,47 @@ def test_prod_gives_each_service_a_broker_user_with_only_its_permissions(service
         == permission["rabbitmqClusterReference"]
         == {"name": cluster}
     )
+    # The routing keys it may publish, on each topic exchange it may write to.
+    topics = [
+        t["spec"]
+        for t in objects("prod", "TopicPermission")
+        if t["spec"]["userReference"] == {"name": name}
+    ]
+    assert all(t["vhost"] == "/" for t in topics)
+    assert all(t["rabbitmqClusterReference"] == {"name": cluster} for t in topics)
+    assert sorted((t["permissions"] for t in topics), key=lambda p: p["exchange"]) == sorted(
+        (
+            {"exchange": t.exchange, "write": t.write, "read": t.read}
+            for t in topic_permissions(service)  # type: ignore[arg-type]
+        ),
+        key=lambda p: p["exchange"],
+    )
+    written = {t["permissions"]["exchange"] for t in topics}
+    assert written == {"kf.events", "kf.commands"} & set(PUBLISHES[service])  # type: ignore[index]
+
+
+def test_the_topic_permissions_let_each_service_publish_only_its_own_keys() -> None:
+    import re
+
+    keys = {
+        "ingress": ["msg.text", "event.user_enter_tempsession"],
+        "router": ["decision.reply", "ext.history", "send.text"],
+        "sender": ["outbound.sent.text", "outbound.failed.image", "outbound.rejected.quota"],
+        "media": ["media.archived"],
+    }
+    everything = [k for ks in keys.values() for k in ks]
+    for topic in objects("prod", "TopicPermission"):
+        owner = topic["spec"]["userReference"]["name"].removeprefix("wxkf-")
+        allowed = topic["spec"]["permissions"]
+        own = [
+            k
+            for k in keys[owner]
+            if (k.startswith("send.")) == (allowed["exchange"] == "kf.commands")
+        ]
+        for key in everything:
+            assert bool(re.match(allowed["write"], key)) == (key in own), (owner, key)
+    ingress = by_name("prod", "Permission", "wxkf-ingress")["spec"]["permissions"]
+    assert ingress["configure"] == "^$", "ingress may declare or delete no exchange"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
