@@ -12,7 +12,17 @@ that is added or renamed. What each operation needs:
 - consuming: *read* on the queue.
 
 A user's *configure* also lets it delete what it may declare: that is why a service declares
-only the exchanges and its own queues when its user is limited (``WXKF_BUS_DECLARE=own``).
+only its own queues (and the exchanges, which the consumers' queues bind to) when its user is
+limited (``WXKF_BUS_DECLARE=own``). Ingress consumes nothing, so it declares nothing and has
+no *configure* at all: until a consumer has declared ``kf.events``, its publishes fail (the
+broker closes the channel, 404) and the pushes go to its spool.
+
+*write* on an exchange covers every routing key, so each user also has *topic permissions*
+on the topic exchanges it writes to: the routing keys it may publish (and the binding keys
+its queues may bind with). Ingress publishes only ``msg.*`` and ``event.*``, the router only
+``decision.*`` and ``ext.*`` (and ``send.*`` on ``kf.commands``), the sender ``outbound.*``,
+media ``media.*``. The retry and dead-letter exchanges are direct, keyed by queue name: topic
+permissions do not apply to them.
 
 In Redis each service's ACL user reaches only the keys under its own prefixes, with the
 commands the store client sends (``libs/common/store``: its Lua scripts call ``INFO`` and
@@ -65,6 +75,21 @@ PUBLISHES: dict[Service, tuple[str, ...]] = {
 consumers), the decision's answer (the router, through the default exchange)."""
 
 
+FACTS: dict[Service, tuple[str, ...]] = {
+    "ingress": ("msg", "event"),
+    "router": ("decision", "ext"),
+    "sender": ("outbound",),
+    "media": ("media",),
+}
+"""The first word of the routing keys each service publishes on ``kf.events`` (the schemas'
+``routing_key()``, and the router's ``extension_key``)."""
+COMMAND_WORDS: dict[Service, tuple[str, ...]] = {"router": ("send",)}
+"""The same on ``kf.commands``: the router's send commands."""
+
+DECLARES_EXCHANGES: tuple[Service, ...] = ("router", "sender", "media")
+"""The services that declare the exchanges (those with queues of their own to bind)."""
+
+
 class BrokerPermissions(msgspec.Struct, frozen=True, kw_only=True):
     """A user's permissions on one vhost, as ``rabbitmqctl set_permissions`` takes them."""
 
@@ -92,11 +117,42 @@ def broker_permissions(service: Service) -> BrokerPermissions:
     read = [*queues, *(re.escape(e) for e in bound)]
     if service == "ingress":
         read.append(re.escape(REPLY_TO))  # the decision's answers
+    declared = exchanges if service in DECLARES_EXCHANGES else []
     return BrokerPermissions(
-        configure=_anchored([*exchanges, *queues]),
+        configure=_anchored([*declared, *queues]),
         write=_anchored([*(re.escape(e) for e in PUBLISHES[service]), *queues]),
         read=_anchored(read),
     )
+
+
+class TopicPermission(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's routing keys on one topic exchange, as ``rabbitmqctl set_topic_permissions``
+    takes them: ``write`` the keys it may publish, ``read`` the keys its queues may bind."""
+
+    exchange: str
+    write: str
+    read: str
+
+
+def _words(words: Sequence[str]) -> str:
+    return "^(" + "|".join(re.escape(w) for w in words) + r")\." if words else "^$"
+
+
+def topic_permissions(service: Service) -> list[TopicPermission]:
+    """``service``'s topic permissions: one per topic exchange it publishes to."""
+    own = OWN_QUEUES[service]
+    keys = {EVENTS: FACTS[service], COMMANDS: COMMAND_WORDS.get(service, ())}
+    return [
+        TopicPermission(
+            exchange=exchange,
+            write=_words(keys[exchange]),
+            read=_anchored(
+                [re.escape(b) for s in own if s.exchange == exchange for b in s.bindings]
+            ),
+        )
+        for exchange in (EVENTS, COMMANDS)
+        if exchange in PUBLISHES[service]
+    ]
 
 
 STORE_PREFIX = "wxkf:"
@@ -156,7 +212,8 @@ def reference(vhost: str = "/") -> list[str]:
     """What ``wxkf access`` prints: every service's broker permissions and Redis ACL rules,
     with placeholders for the passwords."""
     lines = [
-        "# RabbitMQ: one user per service (the prod overlay's Permission resources hold the same)"
+        "# RabbitMQ: one user per service (the prod overlay's Permission and TopicPermission"
+        " resources hold the same)"
     ]
     for service in SERVICES:
         allowed = broker_permissions(service)
@@ -164,6 +221,11 @@ def reference(vhost: str = "/") -> list[str]:
             f"rabbitmqctl set_permissions -p {vhost} {user_name(service)} "
             f"'{allowed.configure}' '{allowed.write}' '{allowed.read}'"
         )
+        for topic in topic_permissions(service):
+            lines.append(
+                f"rabbitmqctl set_topic_permissions -p {vhost} {user_name(service)} "
+                f"{topic.exchange} '{topic.write}' '{topic.read}'"
+            )
     lines.append("# Redis: user.acl of the Secret wxkf-redis-acl (set every password)")
     lines.append("user default on >REPLICATION_PASSWORD ~* &* +@all")
     lines += [users_acl_line(s, f"PASSWORD_OF_{s.upper()}") for s in SERVICES]

@@ -32,8 +32,10 @@ def bus_ctx(
     bus: Bus | None = None,
     queues: Iterable[QueueSpec] = CORE_QUEUES,
     name: str = "wxkf",
+    declare: bool = True,
 ) -> CleanupCtx:
-    """``app[BUS]``: ``bus`` if given, else a connection to ``url``; the topology declared."""
+    """``app[BUS]``: ``bus`` if given, else a connection to ``url``; the topology declared
+    (the exchanges and ``queues``), unless ``declare`` is false."""
     specs = tuple(queues)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -42,7 +44,8 @@ def bus_ctx(
         try:
             # Idempotent, and done by every service, so no event is unroutable because its
             # consumer has not started yet.
-            await instance.declare(specs)
+            if declare:
+                await instance.declare(specs)
             app[BUS] = instance
             yield
         finally:

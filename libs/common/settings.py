@@ -57,7 +57,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """``all``: the service declares wxkf's whole topology at start, so that no event is
     unroutable because its consumer has not started yet. ``own``: only the exchanges and the
     queues it consumes, all that a broker user limited to them may declare
-    (libs/common/access.py); the other queues are their consumers' to declare."""
+    (libs/common/access.py); the other queues are their consumers' to declare. Ingress, which
+    consumes nothing, then declares nothing: until a consumer has declared the exchanges its
+    publishes fail and the pushes go to its spool."""
     log_format: LogFormat | None = None
     """``json`` or ``console``; unset means console on a terminal, JSON otherwise."""
     log_level: str = "info"

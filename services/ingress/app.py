@@ -86,8 +86,10 @@ def create_app(
             bus_ctx(
                 settings.bus_url,
                 bus=bus,
-                # Ingress consumes no queue: with its own declarations, exchanges only.
-                queues=CORE_QUEUES if settings.bus_declare == "all" else (),
+                # Ingress consumes no queue: with its own declarations, nothing (its user may
+                # configure nothing; until a consumer declares kf.events, pushes are spooled).
+                queues=CORE_QUEUES,
+                declare=settings.bus_declare == "all",
                 name="wxkf-ingress",
             ),
             store_ctx(settings.store_url, store=store),

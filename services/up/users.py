@@ -21,7 +21,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from libs.common import bus as bus_lib
-from libs.common.access import SERVICES, Service, broker_permissions, store_acl, user_name
+from libs.common.access import (
+    SERVICES,
+    Service,
+    broker_permissions,
+    store_acl,
+    topic_permissions,
+    user_name,
+)
 from libs.common.topology import QueueSpec
 
 CTL_TIMEOUT_S = 60.0
@@ -88,10 +95,16 @@ async def _broker_user(service: Service, name: str, password: str, vhost: str) -
         if "already exists" not in str(exc):
             raise
         await rabbitmqctl("change_password", name, password)
+        # Topic permissions are per exchange: none of an earlier run's is left behind.
+        await rabbitmqctl("clear_topic_permissions", "-p", vhost, name)
     allowed = broker_permissions(service)
     await rabbitmqctl(
         "set_permissions", "-p", vhost, name, allowed.configure, allowed.write, allowed.read
     )
+    for topic in topic_permissions(service):
+        await rabbitmqctl(
+            "set_topic_permissions", "-p", vhost, name, topic.exchange, topic.write, topic.read
+        )
 
 
 async def _store_user(admin_url: str, service: Service, name: str, password: str) -> None:

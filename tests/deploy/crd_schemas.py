@@ -311,7 +311,8 @@ _CLUSTER_REFERENCE = {
     "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
 }
 
-# The Messaging Topology Operator's (rabbitmq.com/v1beta1): a broker user, and its permissions.
+# The Messaging Topology Operator's (rabbitmq.com/v1beta1): a broker user, its permissions and
+# its topic permissions.
 RABBITMQ_USER = _kind(
     "rabbitmq.com/v1beta1",
     "User",
@@ -370,7 +371,37 @@ RABBITMQ_PERMISSION = _kind(
     },
 )
 
+RABBITMQ_TOPIC_PERMISSION = _kind(
+    "rabbitmq.com/v1beta1",
+    "TopicPermission",
+    {
+        "type": "object",
+        "required": ["vhost", "permissions", "rabbitmqClusterReference"],
+        "additionalProperties": False,
+        "properties": {
+            "vhost": {"type": "string"},
+            "user": {"type": "string"},
+            "userReference": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string"}},
+            },
+            "permissions": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "exchange": {"type": "string"},
+                    "write": {"type": "string"},
+                    "read": {"type": "string"},
+                },
+            },
+            "rabbitmqClusterReference": _CLUSTER_REFERENCE,
+        },
+    },
+)
+
 BY_KIND: dict[tuple[str, str], dict[str, Any]] = {
+    ("rabbitmq.com/v1beta1", "TopicPermission"): RABBITMQ_TOPIC_PERMISSION,
     ("rabbitmq.com/v1beta1", "User"): RABBITMQ_USER,
     ("rabbitmq.com/v1beta1", "Permission"): RABBITMQ_PERMISSION,
     ("redis.redis.opstreelabs.in/v1beta2", "RedisReplication"): REDIS_REPLICATION,

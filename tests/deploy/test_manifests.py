@@ -291,18 +291,26 @@ def test_every_secret_file_the_config_names_is_a_setting_of_some_service(overlay
         assert wanted == mounted, service
 
 
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    matches = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In", expr
+        matches = matches and labels.get(expr["key"]) in expr["values"]
+    return matches
+
+
+def _egress_rules(policies: list[dict[str, Any]], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Every egress rule that applies to the pods with ``labels``; asserts that some policy
+    isolates their egress (without one, a pod's egress is open whatever the rules say)."""
+    selecting = [p["spec"] for p in policies if _selects(p["spec"]["podSelector"], labels)]
+    assert any("Egress" in p["policyTypes"] for p in selecting), f"egress open: {labels}"
+    return [rule for p in selecting for rule in p.get("egress", [])]
+
+
 def _egress_peers(policies: list[dict[str, Any]], app: str) -> list[dict[str, Any]]:
     """Every egress rule that applies to the pods of ``app``."""
     labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "wxkf"}
-    rules = []
-    for policy in policies:
-        selector = policy["spec"]["podSelector"]
-        matches = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
-        for expr in selector.get("matchExpressions", []):
-            matches = matches and labels.get(expr["key"]) in expr["values"]
-        if matches:
-            rules += policy["spec"].get("egress", [])
-    return rules
+    return _egress_rules(policies, labels)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -339,6 +347,59 @@ def test_egress_is_denied_but_for_what_each_service_needs(overlay: str) -> None:
         assert ("wxkf-media" in names) == (service in ("router", "sender"))
 
 
+DNS = {
+    "to": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ],
+    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+}
+BROKER_POD = {"app.kubernetes.io/name": "wxkf-rabbitmq", "app.kubernetes.io/component": "rabbitmq"}
+REDIS_HA_PODS = (
+    {"app": "wxkf-redis", "redis_setup_type": "replication"},
+    {"app": "wxkf-redis-sentinel", "redis_setup_type": "sentinel"},
+)
+
+
+def _reaches(rules: list[dict[str, Any]], labels: dict[str, str]) -> set[int]:
+    """The ports on which rules let a pod reach the pods with ``labels`` (same namespace)."""
+    ports: set[int] = set()
+    for rule in rules:
+        peers = [p for p in rule["to"] if set(p) == {"podSelector"}]
+        if any(_selects(p["podSelector"], labels) for p in peers):
+            ports |= {p["port"] for p in rule["ports"]}
+    return ports
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_brokers_and_the_stores_egress_is_dns_and_their_peers_only(overlay: str) -> None:
+    policies = list(objects(overlay, "NetworkPolicy"))
+    pods = [BROKER_POD]
+    if overlay == "prod":
+        pods += REDIS_HA_PODS
+    else:  # dev's one Redis: a wxkf pod, under the default deny and the DNS of every pod
+        pods.append({"app.kubernetes.io/name": "wxkf-redis", "app.kubernetes.io/part-of": "wxkf"})
+    for labels in pods:
+        rules = _egress_rules(policies, labels)
+        assert all("to" in rule and "ports" in rule for rule in rules), labels
+        assert not [p for r in rules for p in r["to"] if "ipBlock" in p], f"{labels}: internet"
+        assert DNS in rules, labels
+        others = [r for r in rules if r != DNS]
+        # Every other peer is a pod of the same namespace (no namespace, no address).
+        assert all(set(p) == {"podSelector"} for r in others for p in r["to"]), labels
+        if labels is BROKER_POD:
+            assert _reaches(others, BROKER_POD) == {4369, 25672, 5672}
+            assert all(_reaches([r], BROKER_POD) for r in others), "a peer outside the broker"
+        elif labels in REDIS_HA_PODS:
+            for peer in REDIS_HA_PODS:
+                assert _reaches(others, peer) == {6379, 26379}, (labels, peer)
+            assert not _reaches(others, BROKER_POD)
+        else:
+            assert others == [], labels
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_a_policy_selects_the_broker_and_one_the_store(overlay: str) -> None:
     broker = by_name(overlay, "NetworkPolicy", "wxkf-rabbitmq")["spec"]
@@ -365,7 +426,7 @@ def test_a_policy_selects_the_broker_and_one_the_store(overlay: str) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_prod_gives_each_service_a_broker_user_with_only_its_permissions(service: str) -> None:
-    from libs.common.access import broker_permissions, user_name
+    from libs.common.access import PUBLISHES, broker_permissions, topic_permissions, user_name
 
     name = user_name(service)  # type: ignore[arg-type]
     user = by_name("prod", "User", name)["spec"]
@@ -385,6 +446,47 @@ def test_prod_gives_each_service_a_broker_user_with_only_its_permissions(service
         == permission["rabbitmqClusterReference"]
         == {"name": cluster}
     )
+    # The routing keys it may publish, on each topic exchange it may write to.
+    topics = [
+        t["spec"]
+        for t in objects("prod", "TopicPermission")
+        if t["spec"]["userReference"] == {"name": name}
+    ]
+    assert all(t["vhost"] == "/" for t in topics)
+    assert all(t["rabbitmqClusterReference"] == {"name": cluster} for t in topics)
+    assert sorted((t["permissions"] for t in topics), key=lambda p: p["exchange"]) == sorted(
+        (
+            {"exchange": t.exchange, "write": t.write, "read": t.read}
+            for t in topic_permissions(service)  # type: ignore[arg-type]
+        ),
+        key=lambda p: p["exchange"],
+    )
+    written = {t["permissions"]["exchange"] for t in topics}
+    assert written == {"kf.events", "kf.commands"} & set(PUBLISHES[service])  # type: ignore[index]
+
+
+def test_the_topic_permissions_let_each_service_publish_only_its_own_keys() -> None:
+    import re
+
+    keys = {
+        "ingress": ["msg.text", "event.user_enter_tempsession"],
+        "router": ["decision.reply", "ext.history", "send.text"],
+        "sender": ["outbound.sent.text", "outbound.failed.image", "outbound.rejected.quota"],
+        "media": ["media.archived"],
+    }
+    everything = [k for ks in keys.values() for k in ks]
+    for topic in objects("prod", "TopicPermission"):
+        owner = topic["spec"]["userReference"]["name"].removeprefix("wxkf-")
+        allowed = topic["spec"]["permissions"]
+        own = [
+            k
+            for k in keys[owner]
+            if (k.startswith("send.")) == (allowed["exchange"] == "kf.commands")
+        ]
+        for key in everything:
+            assert bool(re.match(allowed["write"], key)) == (key in own), (owner, key)
+    ingress = by_name("prod", "Permission", "wxkf-ingress")["spec"]["permissions"]
+    assert ingress["configure"] == "^$", "ingress may declare or delete no exchange"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

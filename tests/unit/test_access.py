@@ -22,6 +22,12 @@ def test_it_prints_every_users_permissions_and_acl_line() -> None:
         assert any(user_name(service) in line and f"'{allowed.read}'" in line for line in printed)
         assert users_acl_line(service, f"PASSWORD_OF_{service.upper()}") in printed
     assert "user default on >REPLICATION_PASSWORD ~* &* +@all" in printed
+    topics = [line for line in printed if "set_topic_permissions" in line]
+    assert (
+        "rabbitmqctl set_topic_permissions -p / wxkf-ingress kf.events '^(msg|event)\\.' '^$'"
+        in topics
+    )
+    assert len(topics) == 5, "kf.events for each service, kf.commands for the router"
 
 
 def test_an_acl_line_is_the_rules_redis_is_given() -> None:

@@ -1,6 +1,9 @@
-"""One broker user per service, with libs.common.access's permissions, on the real RabbitMQ:
-each declares what it consumes, and does its work (publish, request and answer, consume,
-retry); ingress cannot publish a command, the router cannot consume the sender's queues."""
+"""One broker user per service, with libs.common.access's permissions and topic permissions,
+on the real RabbitMQ: each declares what it consumes, and does its work (publish, request and
+answer, consume, retry); ingress cannot publish a command, nor another service's facts, nor
+declare or delete an exchange, and its publishes before any consumer declared the exchanges
+fail cleanly; no service publishes facts of another's; the router cannot consume the sender's
+queues."""
 
 from __future__ import annotations
 
@@ -14,12 +17,20 @@ import aio_pika
 import aiormq
 import pytest
 
-from libs.common.access import OWN_QUEUES, SERVICES, Service, broker_permissions, user_name
-from libs.common.bus import BusError, Delivery
+from libs.common.access import (
+    DECLARES_EXCHANGES,
+    OWN_QUEUES,
+    SERVICES,
+    Service,
+    broker_permissions,
+    topic_permissions,
+    user_name,
+)
+from libs.common.bus import BusError, Delivery, publish_fact
 from libs.common.bus.amqp import AmqpBus
-from libs.common.bus.outcomes import Retry
-from libs.common.schemas import DecisionReply, SendText, TextReceived
-from libs.common.topology import ROUTER_EVENTS, SENDER_COMMANDS, SENDER_WINDOWS
+from libs.common.bus.outcomes import PublishError, Retry, Unroutable
+from libs.common.schemas import DecisionReply, SendText, Sent, TextReceived
+from libs.common.topology import COMMANDS, EVENTS, ROUTER_EVENTS, SENDER_COMMANDS, SENDER_WINDOWS
 from tests.support import rabbit
 from tests.support.rabbit import HOST, PORT
 from tests.support.waiting import eventually
@@ -27,29 +38,28 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.integration
 
 
+def make_user(service: Service, vhost: str, made: list[str]) -> str:
+    """``service``'s user (a name of this run) with its permissions on ``vhost``: its URL."""
+    name, password = f"{user_name(service)}-{uuid.uuid4().hex[:6]}", secrets.token_hex(12)
+    rabbit.rabbitmqctl("add_user", name, password)
+    made.append(name)
+    allowed = broker_permissions(service)
+    rabbit.rabbitmqctl(
+        "set_permissions", "-p", vhost, name, allowed.configure, allowed.write, allowed.read
+    )
+    for topic in topic_permissions(service):
+        rabbit.rabbitmqctl(
+            "set_topic_permissions", "-p", vhost, name, topic.exchange, topic.write, topic.read
+        )
+    return f"amqp://{name}:{password}@{HOST}:{PORT}/{quote(vhost, safe='')}"
+
+
 @pytest.fixture(scope="module")
 def users(rabbit_vhost: str) -> Iterator[dict[Service, str]]:
     """Each service's user on the test's vhost (names of this run), as AMQP URLs."""
-    tag = uuid.uuid4().hex[:6]
-    urls: dict[Service, str] = {}
     made: list[str] = []
     try:
-        for service in SERVICES:
-            name, password = f"{user_name(service)}-{tag}", secrets.token_hex(12)
-            rabbit.rabbitmqctl("add_user", name, password)
-            made.append(name)
-            allowed = broker_permissions(service)
-            rabbit.rabbitmqctl(
-                "set_permissions",
-                "-p",
-                rabbit_vhost,
-                name,
-                allowed.configure,
-                allowed.write,
-                allowed.read,
-            )
-            urls[service] = f"amqp://{name}:{password}@{HOST}:{PORT}/{quote(rabbit_vhost, safe='')}"
-        yield urls
+        yield {service: make_user(service, rabbit_vhost, made) for service in SERVICES}
     finally:
         for name in made:
             rabbit.rabbitmqctl("delete_user", name)
@@ -63,7 +73,8 @@ async def buses(users: dict[Service, str]) -> AsyncIterator[dict[Service, AmqpBu
         for service in ("router", "sender", "media", "ingress"):
             bus = await AmqpBus.connect(users[service], name=f"wxkf-{service}-test")
             opened[service] = bus
-            await bus.declare(OWN_QUEUES[service])
+            if service in DECLARES_EXCHANGES:  # ingress declares nothing
+                await bus.declare(OWN_QUEUES[service])
         yield opened
     finally:
         for bus in opened.values():
@@ -113,15 +124,99 @@ async def test_each_service_does_its_work_with_its_own_user(
     assert answer is not None
     assert [attempt for id_, attempt in seen if id_ == event.id][:2] == [1, 2]
     await eventually(lambda: len(commands) >= 2, what="the window event and the command")
-    # The sender's facts go to kf.events (here on a key that some queue of the test binds).
-    await buses["sender"].publish(text(), routing_key="msg.text")
+    # The sender's facts go to kf.events (nobody binds outbound.* here: unroutable, allowed).
+    await publish_fact(buses["sender"], sent())
+
+
+def sent() -> Sent:
+    return Sent(
+        appid="wx1",
+        openid="o1",
+        correlation_id=uuid.uuid4().hex,
+        command_id=uuid.uuid4().hex,
+        msgtype="text",
+    )
+
+
+async def refused(bus: AmqpBus, msg: Any, **kwargs: Any) -> None:
+    """The broker refuses the publish (ACCESS_REFUSED): not unroutable, not any other error."""
+    with pytest.raises(PublishError) as caught:
+        await bus.publish(msg, **kwargs)
+    assert not isinstance(caught.value, Unroutable)
+    assert "ACCESS_REFUSED" in str(caught.value), caught.value
 
 
 async def test_ingress_cannot_publish_a_command(buses: dict[Service, AmqpBus]) -> None:
-    with pytest.raises(BusError):
-        await buses["ingress"].publish(command())
+    await refused(buses["ingress"], command())
     # The refusal closes a channel, not the bus: events still go out.
     await buses["ingress"].publish(text())
+
+
+FORBIDDEN_FACTS = [
+    ("ingress", "outbound.sent.text"),
+    ("ingress", "decision.reply"),
+    ("ingress", "media.archived"),
+    ("ingress", "ext.history"),
+    ("router", "msg.text"),
+    ("router", "outbound.sent.text"),
+    ("sender", "msg.text"),
+    ("sender", "event.user_enter_tempsession"),
+    ("sender", "media.archived"),
+    ("media", "msg.image"),
+    ("media", "outbound.sent.text"),
+]
+
+
+@pytest.mark.parametrize(("service", "key"), FORBIDDEN_FACTS)
+async def test_a_service_publishes_no_other_services_facts(
+    buses: dict[Service, AmqpBus], service: Service, key: str
+) -> None:
+    await refused(buses[service], text(), routing_key=key)
+    # Its own facts still go out.
+    own = {"ingress": "msg.text", "router": "decision.reply", "sender": "outbound.sent.text"}
+    await publish_fact(buses[service], text(), routing_key=own.get(service, "media.archived"))
+
+
+async def test_ingress_can_neither_declare_nor_delete_an_exchange(
+    users: dict[Service, str], buses: dict[Service, AmqpBus]
+) -> None:
+    connection = await aio_pika.connect(users["ingress"])
+    try:
+        for name in (EVENTS, COMMANDS):
+            channel = await connection.channel()
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                await channel.exchange_delete(name)
+            channel = await connection.channel()
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+    finally:
+        await connection.close()
+    # Both are still there, in use.
+    await buses["router"].publish(command())
+
+
+async def test_ingress_publishes_fail_cleanly_until_a_consumer_declared_the_exchanges() -> None:
+    vhost = rabbit.add_vhost()
+    made: list[str] = []
+    ingress = router = None
+    try:
+        ingress = await AmqpBus.connect(make_user("ingress", vhost, made), name="wxkf-ingress-1st")
+        # No kf.events yet: the broker closes the channel (404), the bus says so at once.
+        with pytest.raises(PublishError) as caught:
+            await ingress.publish(text(), confirm_within_s=5)
+        assert not isinstance(caught.value, Unroutable)
+        assert "NOT_FOUND" in str(caught.value), caught.value
+        router = await AmqpBus.connect(make_user("router", vhost, made), name="wxkf-router-2nd")
+        await router.declare(OWN_QUEUES["router"])
+        # The same bus publishes once the router declared the exchanges and its queue.
+        await ingress.publish(text())
+    finally:
+        for bus in (ingress, router):
+            if bus is not None:
+                await bus.close()
+        for name in made:
+            rabbit.rabbitmqctl("delete_user", name)
+        rabbit.delete_vhost(vhost)
 
 
 async def ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
