@@ -271,8 +271,19 @@ async def test_the_alert_rules_load_and_evaluate_on_the_real_series(run: Run) ->
             assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
     # The broker's series carry the queue names the rules expect.
     dead = next(r for r in files.alert_rules() if r["alert"] == "WxkfDeadLettersPresent")
-    found = {s["metric"]["queue"] for s in await run.prom.query(dead["expr"])}
-    assert "wxkf.sender.commands.dlq" in found
+
+    async def dead_letter_queues() -> set[str]:
+        return {s["metric"]["queue"] for s in await run.prom.query(dead["expr"])}
+
+    # The broker's plugin refreshes its queue figures every few seconds, and Prometheus
+    # scrapes them after that: the dead letter shows a scrape or two after it landed.
+    await eventually(
+        dead_letter_queues,
+        lambda found: "wxkf.sender.commands.dlq" in found,
+        deadline_s=30,
+        every_s=0.5,
+        what="the dead letter in the broker's series",
+    )
     work = await run.prom.query('rabbitmq_queue_consumers{queue=~"wxkf\\\\.[a-z]+\\\\.[a-z]+"} > 0')
     assert {s["metric"]["queue"] for s in work} == {
         "wxkf.router.events",
