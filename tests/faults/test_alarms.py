@@ -95,7 +95,7 @@ async def test_a_blocked_service_still_acks_what_needs_no_publish(
         )
         broker.memory_alarm(True)
         try:
-            await system.start("sender")
+            sender = await system.start("sender")
             drained = await eventually(
                 lambda: asyncio.to_thread(broker.queues, vhost),
                 lambda found: found[windows][0] == 0,
@@ -103,6 +103,10 @@ async def test_a_blocked_service_still_acks_what_needs_no_publish(
                 what="the window events acked during the alarm",
             )
             states = await asyncio.to_thread(broker.connection_states, vhost)
+            # Blocked, the sender is still ready: the broker answers, and it consumes.
+            ready = f"http://127.0.0.1:{sender.internal_port}/readyz"
+            async with system.http.get(ready) as response:
+                readiness = response.status
         finally:
             broker.memory_alarm(False)
         report = await system.settled(deadline_s=90)
@@ -110,8 +114,9 @@ async def test_a_blocked_service_still_acks_what_needs_no_publish(
             f"\nsender back to a backlog in an alarm: window events left {drained[windows][0]}, "
             f"commands left {drained[commands][0]}; {report.line()}"
         )
-        sender = {n: s for n, s in states.items() if n.endswith("wxkf-sender.publish")}
-        assert "blocked" in sender.values(), states
+        publishing = {n: s for n, s in states.items() if n.endswith("wxkf-sender.publish")}
+        assert "blocked" in publishing.values(), states
+        assert readiness == 200
         assert report.problems == [], system.log_tail()
         assert report.pending == 0
         assert report.replies == report.pushes

@@ -298,6 +298,7 @@ class AmqpBus:
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
         self._publisher_renewed_at = 0.0
+        self._ping_channel: AbstractRobustChannel | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
     @classmethod
@@ -877,14 +878,19 @@ class AmqpBus:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def ping(self) -> None:
+        """A round trip to the broker, on the consuming connection: the broker stops reading a
+        publishing connection that an alarm blocks, but it still answers, and the process
+        still consumes (the block shows in ``wxkf_bus_connection_blocked``, not here)."""
         self._check_open()
         try:
             async with asyncio.timeout(self.publish_timeout_s):
-                channel = await self._live_publisher()
+                if not self.publishing.connected.is_set():
+                    raise BusError("the publishing connection is down")
+                if self._ping_channel is None or self._ping_channel.is_closed:
+                    self._ping_channel = await self.consuming.channel(publisher_confirms=False)
+                channel = await self._ping_channel.get_underlay_channel()
                 # A real round trip; amq.topic exists in every vhost.
                 await channel.exchange_declare("amq.topic", exchange_type="topic", passive=True)
-                if not self.consuming.connected.is_set():
-                    raise BusError("the consuming connection is down")
         except TimeoutError:
             raise BusError(f"the broker did not answer within {self.publish_timeout_s}s") from None
         except _LINK_ERRORS as exc:
