@@ -292,7 +292,10 @@ async def run_step(
             by_openid[openid] = sample
             result = await kind.push(pusher, openid, n)
             sample.answer_s = result.latency_ms / 1000
-            sample.outcome = result.outcome
+            last = result.answers[-1]
+            # No valid answer: say what came instead (a timeout, a refused connection, a 503).
+            failed = f"failed ({last.error or last.status})"
+            sample.outcome = failed if result.outcome == "failed" else result.outcome
 
         tasks: list[asyncio.Task[None]] = []
         start = time.monotonic()
@@ -439,7 +442,8 @@ def latest_section(run: Run, steps: list[Step], names: list[str]) -> str:
         )
     lines += [
         "",
-        "CPU per push, ms (utime + stime over the step and its drain, per push sent):",
+        "CPU per push, ms (utime + stime over the step and its drain, per push sent; where"
+        " replies were still undelivered at the drain's end, their work is partly missing):",
         "",
         "| rate | " + " | ".join(names) + " | total | load generator + simulator |",
         "|---|" + "---|" * (len(names) + 2),
