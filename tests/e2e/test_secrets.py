@@ -255,6 +255,20 @@ async def test_no_secret_and_no_openid_in_any_log_line_or_metrics(tmp_path: Path
     wanted |= {f"openid {n}": o for n, o in enumerate(openids)}
     lines = {name: child.lines for name, child in children.items()}
     assert sum(len(v) for v in lines.values()) > 100, "debug lines of every service"
+    # Every error path ran, and logged what a leak would hide in.
+    ran = {
+        "a forged signature refused": ("ingress", "push.refused", "bad_signature"),
+        "WeChat refusing the token": ("sender", "wechat.token_rejected", ""),
+        "a send retried after WeChat's 500": ("sender", "send.retry", ""),
+        "the broker down: the push spooled": ("ingress", "push.spooling", ""),
+        "Redis down: the push published unclaimed": ("ingress", "dedupe.store_unavailable", ""),
+    }
+    missing = [
+        path
+        for path, (name, event, fragment) in ran.items()
+        if not any(f'"{event}"' in line and fragment in line for line in lines[name])
+    ]
+    assert missing == [], missing
     texts = {
         (name, where): text
         for name in children
