@@ -33,7 +33,7 @@ from services.simulator.faults import Fault, FaultRule
 from services.simulator.pusher import Pusher
 from services.simulator.state import SimState
 from services.up.users import provision
-from tests.e2e.deployments import Child, environment, spawn
+from tests.e2e.deployments import Child, environment, ready, spawn
 from tests.support import rabbit
 from tests.support.redis_db import redis_database
 from tests.support.tcp_proxy import TcpProxy
@@ -166,18 +166,6 @@ async def system(known: Known, tmp: Path) -> AsyncIterator[Run]:
             if child.proc.returncode is None:
                 child.proc.kill()
         await asyncio.to_thread(rabbit.delete_vhost, vhost)
-
-
-async def ready(url: str) -> None:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
-
-        async def status() -> int:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with http.get(url) as response:
-                    return response.status
-            return 0
-
-        await eventually(status, lambda s: s == 200, deadline_s=DEADLINE_S, what=url)
 
 
 async def test_no_secret_and_no_openid_in_any_log_line_or_metrics(tmp_path: Path) -> None:
