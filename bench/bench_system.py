@@ -62,7 +62,6 @@ sys.path.insert(0, str(ROOT))
 
 from libs.common.observability.logging import configure  # noqa: E402 - after the path
 from libs.common.wechat.api import SEND_PATH  # noqa: E402 - same
-from services.simulator.config import DEMO_AES_KEY, DEMO_TOKEN  # noqa: E402 - same
 from services.simulator.pusher import Pusher, PushResult  # noqa: E402 - same
 from tests.e2e.deployments import System, processes  # noqa: E402 - same
 
@@ -274,18 +273,7 @@ async def run_step(
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=5)
     ) as http:
-        pusher = Pusher(
-            system.push_url,
-            token=DEMO_TOKEN,
-            appid=system.appid,
-            aes_key=DEMO_AES_KEY,
-            mode="safe",
-            fmt="xml",
-            sim=system.sim,
-            gh_id=system.sim.config.gh_id,
-            attempts=1,
-            session=http,
-        )
+        pusher = system.pusher(attempts=1, session=http)
 
         async def push(kind: Kind, openid: str, n: int) -> None:
             sample = Sample(kind=kind, sent_at=clock.now())

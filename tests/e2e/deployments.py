@@ -27,6 +27,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -83,9 +84,12 @@ class System:
         self.openids.append(openid)
         return openid
 
-    def pusher(self, openid: str) -> Pusher:
-        """WeChat pushing for ``openid`` in safe mode, XML, telling the simulator (in-process)
-        that the user acted, which opens the reply window as on WeChat."""
+    def pusher(self, openid: str | None = None, **options: Any) -> Pusher:
+        """WeChat pushing (for ``openid``, or per push) in safe mode, XML, telling the simulator
+        (in-process) that the user acted, which opens the reply window as on WeChat;
+        ``options`` go to the :class:`Pusher` (attempts, session, ...)."""
+        if openid is not None:
+            options["openid"] = openid
         return Pusher(
             self.push_url,
             token=DEMO_TOKEN,
@@ -95,7 +99,7 @@ class System:
             fmt="xml",
             sim=self.sim,
             gh_id=self.sim.config.gh_id,
-            openid=openid,
+            **options,
         )
 
     def log_tail(self, lines: int = 15) -> str:
