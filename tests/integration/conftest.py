@@ -1,18 +1,31 @@
-"""Fixtures for the tests that use the real RabbitMQ: a vhost of their own.
+"""Fixtures every integration suite shares: the two backends, and a loop that must not block.
 
 The broker is shared with other people's test runs, so each test module gets a fresh vhost
 (deleted afterwards) and closes only its own connections; tests that share a module name
 their queues per test. One vhost per module, not per test: creating and deleting vhosts is
 slow for RabbitMQ, and many at once can exhaust its file handles.
+
+Every test here fails when a callback holds its event loop too long
+(tests/support/slow_callbacks.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support import rabbit
+from tests.support import rabbit, slow_callbacks
+from tests.support.bus_harness import AmqpHarness, Harness, MemoryHarness
+
+
+@pytest.fixture(autouse=True)
+async def loop_never_blocked() -> AsyncIterator[None]:
+    """A callback that holds the test's event loop too long fails the test."""
+    with slow_callbacks.watching(asyncio.get_running_loop()):
+        yield
+    slow_callbacks.check()
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +40,22 @@ def rabbit_vhost() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def amqp_url(rabbit_vhost: str) -> str:
     return rabbit.url(rabbit_vhost)
+
+
+@pytest.fixture(params=["memory", "real"])
+def vhost(request: pytest.FixtureRequest) -> str | None:
+    """The test once on ``memory://`` (None) and once on RabbitMQ (its module's vhost).
+
+    A plain fixture on purpose: ``rabbitmqctl`` makes the vhost, a blocking call that an async
+    fixture asking for it would make on the test's event loop.
+    """
+    return None if request.param == "memory" else request.getfixturevalue("rabbit_vhost")
+
+
+@pytest.fixture
+async def harness(vhost: str | None) -> AsyncIterator[Harness]:
+    made: MemoryHarness | AmqpHarness = MemoryHarness() if vhost is None else AmqpHarness(vhost)
+    try:
+        yield made
+    finally:
+        await made.close()

@@ -1,5 +1,6 @@
-"""Fixtures of the bus suite: a harness per backend; each test names its queues and keys
-under its own namespace, so tests can share a vhost and run again."""
+"""Fixtures of the bus suite (the harness per backend is tests/integration/conftest.py's);
+each test names its queues and keys under its own namespace, so tests can share a vhost and
+run again."""
 
 from __future__ import annotations
 
@@ -8,20 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.integration.bus.harness import AmqpHarness, Harness, MemoryHarness
-
-
-@pytest.fixture(params=["memory", "amqp"])
-async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    made: MemoryHarness | AmqpHarness
-    if request.param == "memory":
-        made = MemoryHarness()
-    else:
-        made = AmqpHarness(request.getfixturevalue("rabbit_vhost"))
-    try:
-        yield made
-    finally:
-        await made.close()
+from tests.support.bus_harness import AmqpHarness
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import pytest
 from libs.common.bus import BusError, DeadLetter, PublishError
 from libs.common.bus.amqp import AmqpBus
 from libs.common.schemas import AnyMessage, DecisionReply, TextReceived, decode_reply
-from tests.integration.bus.harness import (
+from tests.support import rabbit
+from tests.support.bus_harness import (
     AmqpHarness,
     Delivery,
     Recorder,
@@ -21,7 +22,6 @@ from tests.integration.bus.harness import (
     text,
     work_spec,
 )
-from tests.support import rabbit
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
 

@@ -14,7 +14,7 @@ from libs.common.bus import BusError, DeadLetter
 from libs.common.bus.outcomes import Reject
 from libs.common.schemas import AnyMessage, TextReceived, decode, encode
 from libs.common.topology import CORE_QUEUES, DEAD, ROUTER_EVENTS
-from tests.integration.bus.harness import (
+from tests.support.bus_harness import (
     AmqpHarness,
     Delivery,
     Harness,

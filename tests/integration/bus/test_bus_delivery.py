@@ -10,7 +10,7 @@ import pytest
 from libs.common.bus import ATTEMPT_HEADER, ROUTING_KEY_HEADER, BusError, PublishError
 from libs.common.bus.outcomes import Reject, Retry
 from libs.common.schemas import AnyMessage, TextReceived, decode
-from tests.integration.bus.harness import (
+from tests.support.bus_harness import (
     Delivery,
     Harness,
     Recorder,

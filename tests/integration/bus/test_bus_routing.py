@@ -11,7 +11,7 @@ import pytest
 from libs.common.bus import BusError, PublishError, Unroutable, publish_fact
 from libs.common.schemas import SendText
 from libs.common.topology import COMMANDS, CORE_QUEUES, EVENTS, QueueSpec
-from tests.integration.bus.harness import Harness, text, wait_depth
+from tests.support.bus_harness import Harness, text, wait_depth
 
 # (binding pattern, routing key, routed?)
 TOPIC_TABLE = [

@@ -8,7 +8,7 @@ import pytest
 
 from libs.common.bus import PublishError
 from libs.common.schemas import AnyMessage, DecisionReply, decode_reply
-from tests.integration.bus.harness import Delivery, Harness, Recorder, sample, text, work_spec
+from tests.support.bus_harness import Delivery, Harness, Recorder, sample, text, work_spec
 from tests.support.waiting import eventually
 
 

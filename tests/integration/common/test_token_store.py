@@ -4,13 +4,11 @@ replicas are separate :class:`AccessToken` objects with store connections of the
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from libs.common.settings import Secret
 from libs.common.store import Store
@@ -25,8 +23,8 @@ from services.simulator.clock import SimClock
 from services.simulator.config import DEMO_APPID, DEMO_SECRET, SimConfig
 from services.simulator.faults import Fault, FaultRule
 from services.simulator.state import SimState
+from tests.support.redis_keys import REDIS_URL, delete_prefixed, unique_prefix
 
-REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 Replica = Callable[..., Awaitable[tuple[AccessToken, Store]]]
@@ -50,7 +48,7 @@ async def replica(
     request: pytest.FixtureRequest, sim: tuple[SimState, str], api: ApiClient
 ) -> AsyncIterator[Replica]:
     """Makes replicas: each an AccessToken over a store connection of its own (returned too)."""
-    prefix = f"wxkf-test:{uuid.uuid4().hex}:"
+    prefix = unique_prefix()
     memory_url = f"memory://token-test-{uuid.uuid4().hex}"
     stores: list[Store] = []
 
@@ -74,11 +72,7 @@ async def replica(
         if request.param == "memory":
             MemoryStore.forget(memory_url)
         else:
-            raw = aioredis.Redis.from_url(REDIS_URL)
-            keys = [k async for k in raw.scan_iter(match=prefix + "*", count=100)]
-            if keys:
-                await raw.delete(*keys)
-            await raw.aclose()
+            await delete_prefixed(prefix)
 
 
 async def upload(token: AccessToken, api: ApiClient) -> str:

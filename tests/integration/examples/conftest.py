@@ -11,21 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.integration.bus.harness import AmqpHarness, Harness, MemoryHarness
 from tests.integration.examples.history_rig import delete_queues, queue_name
-
-
-@pytest.fixture(params=["memory", "amqp"])
-async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    made: MemoryHarness | AmqpHarness
-    if request.param == "memory":
-        made = MemoryHarness()
-    else:
-        made = AmqpHarness(request.getfixturevalue("rabbit_vhost"))
-    try:
-        yield made
-    finally:
-        await made.close()
+from tests.support.bus_harness import AmqpHarness, Harness
 
 
 @pytest.fixture

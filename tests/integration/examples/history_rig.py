@@ -21,7 +21,7 @@ from examples.extension.settings import HistorySettings
 from libs.common.bus import Bus
 from libs.common.runner import running
 from libs.common.settings import load
-from tests.integration.bus.harness import Harness
+from tests.support.bus_harness import Harness
 from tests.support.waiting import eventually
 from tests.unit.examples.history_helpers import APPID
 

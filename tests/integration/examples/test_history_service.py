@@ -18,7 +18,6 @@ from structlog.testing import capture_logs
 
 from libs.common.schemas import encode
 from libs.common.topology import EVENTS
-from tests.integration.bus.harness import Harness, wait_depth
 from tests.integration.examples.history_rig import (
     WriteLock,
     first_index,
@@ -29,6 +28,7 @@ from tests.integration.examples.history_rig import (
     unique,
     writes_in_flight,
 )
+from tests.support.bus_harness import Harness, wait_depth
 from tests.support.waiting import eventually
 from tests.unit.examples.history_helpers import (
     APPID,

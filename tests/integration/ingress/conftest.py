@@ -9,12 +9,9 @@ import pytest
 from tests.integration.ingress.harness import Backend, memory_backend, real_backend
 
 
-@pytest.fixture(params=["memory", "real"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    if request.param == "memory":
-        chosen = memory_backend()
-    else:
-        chosen = real_backend(request.getfixturevalue("rabbit_vhost"))
+@pytest.fixture
+async def backend(vhost: str | None) -> AsyncIterator[Backend]:
+    chosen = memory_backend() if vhost is None else real_backend(vhost)
     try:
         yield chosen
     finally:

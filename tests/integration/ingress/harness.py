@@ -17,7 +17,6 @@ from typing import Any
 
 import aio_pika
 import aiohttp
-import redis.asyncio as aioredis
 
 from libs.common.bus import Bus, Delivery
 from libs.common.bus import connect as connect_bus
@@ -38,13 +37,13 @@ from services.ingress.app import create_app
 from services.ingress.settings import IngressSettings
 from services.simulator.pusher import Pusher, new_msg_id
 from tests.support import rabbit
+from tests.support.redis_keys import REDIS_URL, delete_prefixed
 from tests.support.waiting import eventually
 
 TOKEN = "ingress-test-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APPID = "wx2c2769f8efd9abc2"
 GH_ID = "gh_10f6c3c3ac5a"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 PATH = "/wechat"
 
 
@@ -97,17 +96,7 @@ class Backend:
         if self.vhost is None:
             MemoryStore.forget(self.store_url)
         else:
-            await _delete_prefix(self.prefix)
-
-
-async def _delete_prefix(prefix: str) -> None:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+            await delete_prefixed(self.prefix)
 
 
 def memory_backend() -> Backend:

@@ -7,14 +7,12 @@ directories, so runs can repeat and overlap on the shared Redis.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from libs.common import bus as bus_lib
@@ -32,8 +30,8 @@ from services.simulator.clock import SimClock
 from services.simulator.config import DEMO_APPID, DEMO_SECRET, SimConfig
 from services.simulator.state import SimState
 from tests.integration.media.harness import MakeMedia, Media
-
-REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.support import rabbit
+from tests.support.redis_keys import REDIS_URL, delete_prefixed, unique_prefix
 
 
 @pytest.fixture
@@ -47,7 +45,7 @@ async def sim() -> AsyncIterator[tuple[SimState, str]]:
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    prefix = f"wxkf-test:{uuid.uuid4().hex}:"
+    prefix = unique_prefix()
     if request.param == "memory":
         url = f"memory://media-test-{uuid.uuid4().hex}"
         yield MemoryStore.shared(url, prefix=prefix)
@@ -58,11 +56,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
-        raw = aioredis.Redis.from_url(REDIS_URL)
-        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=500)]
-        if keys:
-            await raw.delete(*keys)
-        await raw.aclose()
+        await delete_prefixed(prefix)
 
 
 @pytest.fixture
@@ -99,15 +93,15 @@ async def media(make_media: MakeMedia) -> Media:
     return await make_media()
 
 
-@pytest.fixture(params=["memory", "amqp"])
-async def buses(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Bus]]:
+@pytest.fixture
+async def buses(vhost: str | None) -> AsyncIterator[tuple[Bus, Bus]]:
     """Two clients of one broker: the service's, and the test's (to publish and observe)."""
     opened: list[Bus] = []
-    if request.param == "memory":
+    if vhost is None:
         service_bus = MemoryBus.fresh()
         opened = [service_bus, service_bus.client()]
     else:
-        url = request.getfixturevalue("amqp_url")
+        url = rabbit.url(vhost)
         opened = [await bus_lib.connect(url), await bus_lib.connect(url)]
     try:
         yield opened[0], opened[1]

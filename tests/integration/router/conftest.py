@@ -12,7 +12,6 @@ publishes: send commands, decision facts and extension events, on queues of its 
 from __future__ import annotations
 
 import itertools
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
@@ -45,9 +43,10 @@ from libs.common.store.redis import RedisStore
 from libs.common.topology import COMMANDS, EVENTS, QueueSpec
 from services.router.app import create_app
 from services.router.settings import RouterSettings
+from tests.support import rabbit
+from tests.support.redis_keys import REDIS_URL, delete_prefixed, unique_prefix
 from tests.support.waiting import eventually
 
-REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 APPID = "wx0123456789abcdef"
 GH_ID = "gh_0123456789ab"
 
@@ -169,13 +168,13 @@ class Rig:
         )
 
 
-@pytest.fixture(params=["memory", "real"])
-async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
-    prefix = f"wxkf-test:{uuid.uuid4().hex}:"
+@pytest.fixture
+async def rig(vhost: str | None, tmp_path: Path) -> AsyncIterator[Rig]:
+    prefix = unique_prefix()
     buses: list[Bus] = []
     store: Store
     memory_url = f"memory://router-test-{uuid.uuid4().hex}"
-    if request.param == "memory":
+    if vhost is None:
         memory = MemoryBus.fresh()
         store = MemoryStore.shared(memory_url, prefix=prefix)
 
@@ -187,7 +186,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     else:
         # One vhost per module (tests/integration/conftest.py): creating one is slow on a
         # shared broker, and events, queues and keys here are unique to each test anyway.
-        amqp_url = request.getfixturevalue("amqp_url")
+        amqp_url = rabbit.url(vhost)
         store = await RedisStore.connect(REDIS_URL, prefix=prefix)
 
         async def make_bus() -> Bus:
@@ -198,7 +197,8 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     rules_path = tmp_path / "rules.yaml"
     rules_path.write_text(rules_text(), encoding="utf-8")
     bus = await make_bus()
-    rig = Rig(backend=request.param, bus=bus, store=store, rules_path=rules_path, make_bus=make_bus)
+    backend = "memory" if vhost is None else "real"
+    rig = Rig(backend=backend, bus=bus, store=store, rules_path=rules_path, make_bus=make_bus)
     suffix = uuid.uuid4().hex[:8]
     sent = QueueSpec(name=f"test.router.commands.{suffix}", exchange=COMMANDS, bindings=("send.#",))
     facts = QueueSpec(
@@ -227,11 +227,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
         for client in reversed(buses):
             await client.close()
         await store.close()
-        if request.param == "memory":
+        if vhost is None:
             MemoryStore.forget(memory_url)
-        if request.param == "real":
-            cleanup = aioredis.Redis.from_url(REDIS_URL)
-            keys = [k async for k in cleanup.scan_iter(match=prefix + "*", count=500)]
-            if keys:
-                await cleanup.delete(*keys)
-            await cleanup.aclose()
+        else:
+            await delete_prefixed(prefix)

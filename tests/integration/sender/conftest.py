@@ -18,7 +18,6 @@ which replica handled which delivery.
 from __future__ import annotations
 
 import itertools
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from typing import Any
 
 import msgspec
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
@@ -59,9 +57,10 @@ from services.simulator.config import DEMO_APPID, DEMO_GH_ID, DEMO_SECRET, SimCo
 from services.simulator.faults import Fault, FaultRule
 from services.simulator.state import SimState
 from services.simulator.users import Delivered
+from tests.support import rabbit
+from tests.support.redis_keys import REDIS_URL, delete_prefixed, unique_prefix
 from tests.support.waiting import eventually
 
-REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SIM_START = 1_767_225_600.0
 
 FAST = {
@@ -218,14 +217,14 @@ async def sim() -> AsyncIterator[tuple[SimState, str]]:
         yield state, url
 
 
-@pytest.fixture(params=["memory", "real"])
-async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> AsyncIterator[Rig]:
+@pytest.fixture
+async def rig(vhost: str | None, sim: tuple[SimState, str]) -> AsyncIterator[Rig]:
     state, sim_url = sim
-    prefix = f"wxkf-test:{uuid.uuid4().hex}:"
+    prefix = unique_prefix()
     buses: list[Bus] = []
     stores: list[Store] = []
     store: Store
-    if request.param == "memory":
+    if vhost is None:
         memory = MemoryBus.fresh()
         bus_url = "memory://"
         store_url = f"memory://sender-test-{uuid.uuid4().hex}"
@@ -237,7 +236,7 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
             return client
 
     else:
-        amqp_url = bus_url = request.getfixturevalue("amqp_url")
+        amqp_url = bus_url = rabbit.url(vhost)
         store_url = REDIS_URL
         store = await RedisStore.connect(REDIS_URL, prefix=prefix)
 
@@ -258,7 +257,7 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
         sim_url=sim_url,
         bus=bus,
         store=store,
-        backend=request.param,
+        backend="memory" if vhost is None else "real",
         bus_url=bus_url,
         make_bus=make_bus,
         make_store=make_store,
@@ -288,14 +287,10 @@ async def rig(request: pytest.FixtureRequest, sim: tuple[SimState, str]) -> Asyn
         for extra in reversed(stores):
             await extra.close()
         await store.close()
-        if request.param == "real":
-            raw = aioredis.Redis.from_url(REDIS_URL)
-            keys = [k async for k in raw.scan_iter(match=prefix + "*", count=500)]
-            if keys:
-                await raw.delete(*keys)
-            await raw.aclose()
-        else:
+        if vhost is None:
             MemoryStore.forget(store_url)
+        else:
+            await delete_prefixed(prefix)
 
 
 async def dead_ids(bus: Bus, queue: str) -> list[str]:

@@ -7,7 +7,6 @@ so runs can repeat and overlap on the shared Redis.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 import uuid
@@ -19,27 +18,20 @@ import redis.asyncio as aioredis
 from libs.common.store import Store
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
+from tests.support.redis_keys import REDIS_URL, delete_prefixed, unique_prefix
 from tests.support.redis_sentinel import SentinelGroup
-
-REDIS_URL = os.environ.get("WXKF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 StoreFactory = Callable[[str], Awaitable[Store]]
 
 
 @pytest.fixture
 def prefix() -> str:
-    return f"wxkf-test:{uuid.uuid4().hex}:"
+    return unique_prefix()
 
 
 @pytest.fixture
 def redis_url() -> str:
     return REDIS_URL
-
-
-async def drop_prefix(client: aioredis.Redis, prefix: str) -> None:
-    keys = [k async for k in client.scan_iter(match=prefix + "*", count=500)]
-    if keys:
-        await client.delete(*keys)
 
 
 @pytest.fixture
@@ -49,8 +41,8 @@ async def raw_redis(prefix: str) -> AsyncIterator[aioredis.Redis]:
     try:
         yield client
     finally:
-        await drop_prefix(client, prefix)
         await client.aclose()
+        await delete_prefixed(prefix)
 
 
 @pytest.fixture(scope="session")
@@ -62,40 +54,44 @@ def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
 
 
 @pytest.fixture(params=["memory", "redis", "sentinel"])
-async def make_store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[StoreFactory]:
-    """Opens stores on this test's backend; ``make_store("a:")`` gets a sibling prefix.
+def store_url(request: pytest.FixtureRequest) -> str:
+    """This test's backend. ``sentinel`` is Redis reached through Sentinel
+    (``redis+sentinel://``): the same contract must hold there, scripts and pipelines included.
 
-    ``sentinel`` is Redis reached through Sentinel (``redis+sentinel://``): the same contract
-    must hold there, scripts and pipelines included.
+    A plain fixture on purpose: the Sentinel group starts Redis processes, which an async
+    fixture asking for it would wait for on the test's event loop.
     """
-    opened: list[Store] = []
-    memory_url = f"memory://test-{uuid.uuid4().hex}"
-    cleanup: aioredis.Redis | None = None
-    url = REDIS_URL
+    if request.param == "memory":
+        return f"memory://test-{uuid.uuid4().hex}"
     if request.param == "sentinel":
         group: SentinelGroup = request.getfixturevalue("sentinel_group")
-        url = group.url()
+        return group.url()
+    return REDIS_URL
+
+
+@pytest.fixture
+async def make_store(store_url: str, prefix: str) -> AsyncIterator[StoreFactory]:
+    """Opens stores on this test's backend; ``make_store("a:")`` gets a sibling prefix."""
+    opened: list[Store] = []
 
     async def make(sub: str = "") -> Store:
         store: Store
-        if request.param == "memory":
-            store = MemoryStore.shared(memory_url, prefix=prefix + sub)
+        if store_url.startswith("memory://"):
+            store = MemoryStore.shared(store_url, prefix=prefix + sub)
         else:
-            store = await RedisStore.connect(url, prefix=prefix + sub)
+            store = await RedisStore.connect(store_url, prefix=prefix + sub)
         opened.append(store)
         return store
 
-    if request.param == "redis":
-        cleanup = aioredis.Redis.from_url(REDIS_URL)
     try:
         yield make
     finally:
         for store in opened:
             await store.close()
-        MemoryStore.forget(memory_url)
-        if cleanup is not None:
-            await drop_prefix(cleanup, prefix)
-            await cleanup.aclose()
+        if store_url.startswith("memory://"):
+            MemoryStore.forget(store_url)
+        elif store_url == REDIS_URL:
+            await delete_prefixed(prefix)
 
 
 @pytest.fixture
