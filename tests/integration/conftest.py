@@ -11,7 +11,6 @@ Every test here fails when a callback holds its event loop too long
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -20,11 +19,18 @@ from tests.support import rabbit, slow_callbacks
 from tests.support.bus_harness import AmqpHarness, Harness, MemoryHarness
 
 
-@pytest.fixture(autouse=True)
-async def loop_never_blocked() -> AsyncIterator[None]:
-    """A callback that holds the test's event loop too long fails the test."""
-    with slow_callbacks.watching(asyncio.get_running_loop()):
+@pytest.fixture(scope="module", autouse=True)
+def loop_timed() -> Iterator[None]:
+    with slow_callbacks.watching():
         yield
+
+
+@pytest.fixture(autouse=True)
+def loop_never_blocked(loop_timed: None) -> Iterator[None]:
+    """A callback that holds an event loop too long fails the test (a module fixture's, the
+    module's first test)."""
+    slow_callbacks.check()
+    yield
     slow_callbacks.check()
 
 

@@ -1,10 +1,14 @@
-"""A blocked event loop fails the test: asyncio's debug mode times every callback, and one
-that holds the loop longer than :data:`THRESHOLD_S` is a test failure.
+"""A blocked event loop fails the test: every callback the loop runs is timed, and one that
+holds it longer than :data:`THRESHOLD_S` is a test failure.
 
 A service shares one loop between every request and delivery, so a blocking call on it (a
-``time.sleep``, a synchronous write of a big file, a DNS lookup) stalls them all. The
-integration and e2e suites run with the check on (their conftests), so such a call fails
+``time.sleep``, a synchronous write of a big file, a subprocess waited for) stalls them all.
+The integration and e2e suites run with the check on (their conftests), so such a call fails
 them where it is made, not as a far-away timeout.
+
+The timing is the one asyncio's debug mode does (``loop.slow_callback_duration``), without the
+rest of debug mode: that records a traceback for every callback and task it schedules, which
+made these suites three times slower and starved the store's connection pools under load.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import asyncio
 import collections
 import contextlib
 import gc
-import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -38,64 +42,55 @@ class _GarbageCollections:
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
-        now = time.monotonic()  # the loop's clock
+        now = time.monotonic()
         if phase == "start":
             self._started = now
         elif now - self._started > 0.005:
             self.pauses.append((now, now - self._started))
 
-    def within(self, seconds: float) -> float:
-        """Seconds paused for collections that ended in the last ``seconds``."""
-        since = time.monotonic() - seconds
-        return sum(length for end, length in self.pauses if end >= since)
+    def within(self, start: float) -> float:
+        """Seconds paused for collections that ended since ``start``."""
+        return sum(length for end, length in self.pauses if end >= start)
 
 
-class _SlowCallbacks(logging.Handler):
-    """What asyncio's debug mode said about callbacks over the loop's slow_callback_duration,
-    less the garbage collections inside them."""
+_pauses = _GarbageCollections()
+_seen: list[str] = []
+_run = asyncio.Handle._run  # what the loop calls for each callback, timer callbacks included
 
-    def __init__(self, pauses: _GarbageCollections) -> None:
-        super().__init__(level=logging.WARNING)
-        self.seen: list[str] = []
-        self._pauses = pauses
 
-    def emit(self, record: logging.LogRecord) -> None:
-        # base_events.py: logger.warning('Executing %s took %.3f seconds', handle, dt), as the
-        # callback returns.
-        if record.msg != "Executing %s took %.3f seconds":
-            return
-        assert isinstance(record.args, tuple)
-        took = float(record.args[1])
-        collecting = self._pauses.within(took)
+def _timed_run(handle: asyncio.Handle) -> None:
+    start = time.monotonic()
+    _run(handle)
+    took = time.monotonic() - start
+    if took >= THRESHOLD_S:
+        collecting = _pauses.within(start)
         if took - collecting >= THRESHOLD_S:
-            self.seen.append(f"{record.getMessage()} ({collecting:.3f}s of it collecting garbage)")
+            _seen.append(f"{_describe(handle)} took {took:.3f}s ({collecting:.3f}s collecting)")
 
 
-_collections = _GarbageCollections()
-_slow = _SlowCallbacks(_collections)
-# Installed once, for good: a test's logging configuration may raise the root's level, and
-# the warning must still reach the handler.
-gc.callbacks.append(_collections)
-logging.getLogger("asyncio").addHandler(_slow)
-logging.getLogger("asyncio").setLevel(logging.WARNING)
+def _describe(handle: asyncio.Handle) -> str:
+    # A task's step names the task, whose repr says where its coroutine now waits: the next
+    # await after the blocking call.
+    owner: Any = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
+    return repr(owner) if isinstance(owner, asyncio.Task) else repr(handle)
 
 
 @contextlib.contextmanager
-def watching(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """Debug mode on ``loop`` while inside; a callback over the threshold is recorded."""
-    debug, duration = loop.get_debug(), loop.slow_callback_duration
-    loop.set_debug(True)
-    loop.slow_callback_duration = THRESHOLD_S
+def watching() -> Iterator[None]:
+    """Every callback of every loop in this process timed while inside."""
+    asyncio.Handle._run = _timed_run  # type: ignore[method-assign,assignment]
+    gc.callbacks.append(_pauses)
     try:
         yield
     finally:
-        loop.slow_callback_duration = duration
-        loop.set_debug(debug)
+        gc.callbacks.remove(_pauses)
+        asyncio.Handle._run = _run  # type: ignore[method-assign]
 
 
 def check() -> None:
     """Fail with the slow callbacks seen since the last check, if any."""
-    seen, _slow.seen = _slow.seen, []
+    seen = _seen.copy()
+    _seen.clear()
     if seen:
         lines = "\n".join(f"  {line}" for line in seen)
         pytest.fail(
