@@ -1,6 +1,8 @@
 """The system under test, started once per module for each deployment (see deployments.py).
 
-Tests share it and keep apart by user: each test talks as openids of its own.
+Tests share it and keep apart by user: each test talks as openids of its own. A callback
+that holds an event loop of this process too long fails the test (the in-memory deployment's
+services run on it; tests/support/slow_callbacks.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.deployments import System, in_memory, processes
+
+# Autouse: every test of the suite is checked.
+from tests.support.slow_callbacks import loop_never_blocked, loop_timed  # noqa: F401
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["processes", "memory"])

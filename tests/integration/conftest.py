@@ -15,23 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support import rabbit, slow_callbacks
+from tests.support import rabbit
 from tests.support.bus_harness import AmqpHarness, Harness, MemoryHarness
 
-
-@pytest.fixture(scope="module", autouse=True)
-def loop_timed() -> Iterator[None]:
-    with slow_callbacks.watching():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def loop_never_blocked(loop_timed: None) -> Iterator[None]:
-    """A callback that holds an event loop too long fails the test (a module fixture's, the
-    module's first test)."""
-    slow_callbacks.check()
-    yield
-    slow_callbacks.check()
+# Autouse: every test of the suite is checked.
+from tests.support.slow_callbacks import loop_never_blocked, loop_timed  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -98,3 +98,20 @@ def check() -> None:
             f"(tests/support/slow_callbacks.py):\n{lines}",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def loop_timed() -> Iterator[None]:
+    """Callbacks timed for a whole module: its module-scoped fixtures' included."""
+    with watching():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def loop_never_blocked(loop_timed: None) -> Iterator[None]:
+    """A callback that holds an event loop too long fails the test (a module fixture's, such
+    as a system's start, the module's first test). A conftest imports both fixtures to turn
+    the check on for its suite."""
+    check()
+    yield
+    check()
