@@ -14,12 +14,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import structlog
 
 from tests.support import rabbit
 from tests.support.bus_harness import AmqpHarness, Harness, MemoryHarness
 
 # Autouse: every test of the suite is checked.
 from tests.support.slow_callbacks import loop_never_blocked, loop_timed  # noqa: F401
+
+
+@pytest.fixture(scope="package", autouse=True)
+def plain_tracebacks() -> Iterator[None]:
+    """Exceptions logged with a plain traceback, as the services configure it, instead of the
+    rich one (with locals) of structlog's default, which the services here never configure:
+    rendering that takes a few tenths of a second on the loop and would fail the check."""
+    previous = structlog.get_config()
+    if isinstance(previous["processors"][-1], structlog.dev.ConsoleRenderer):
+        plain = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        structlog.configure(processors=[*previous["processors"][:-1], plain])
+    try:
+        yield
+    finally:
+        structlog.configure(**previous)
 
 
 @pytest.fixture(scope="module")

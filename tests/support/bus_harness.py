@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 import aio_pika
 import msgspec
-from prometheus_client import REGISTRY
 
 from libs.common.bus import Bus, Delivery
 from libs.common.bus.amqp import AmqpBus
@@ -163,7 +162,3 @@ def work_spec(ns: str, **fields: Any) -> QueueSpec:
     }
     values.update(fields)
     return QueueSpec(**values)
-
-
-def sample(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0

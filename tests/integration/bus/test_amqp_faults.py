@@ -18,10 +18,10 @@ from tests.support.bus_harness import (
     AmqpHarness,
     Delivery,
     Recorder,
-    sample,
     text,
     work_spec,
 )
+from tests.support.metrics import sample
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
 
@@ -178,7 +178,7 @@ async def test_publishing_while_the_broker_is_unreachable_fails_within_its_bound
             await bus.publish(text("lost"), routing_key=f"{ns}.msg.text")
         with pytest.raises(BusError):
             await bus.ping()
-    assert sample("wxkf_bus_publishes_total", {"exchange": "kf.events", "outcome": "timeout"}) >= 1
+    assert sample("wxkf_bus_publishes_total", exchange="kf.events", outcome="timeout") >= 1
 
     proxy.up()
     back = text("back")
@@ -225,7 +225,7 @@ async def test_a_consumer_lost_behind_aio_pikas_back_is_started_again(
     underlay = await consumer.channel.get_underlay_channel()
     await underlay.basic_cancel(tag)
     await eventually(
-        lambda: sample("wxkf_bus_consumer_restores_total", {"queue": spec.name}),
+        lambda: sample("wxkf_bus_consumer_restores_total", queue=spec.name),
         lambda v: v >= 1,
         what="the guard restoring the consumer",
     )

@@ -14,11 +14,11 @@ from tests.support.bus_harness import (
     Delivery,
     Harness,
     Recorder,
-    sample,
     text,
     wait_depth,
     work_spec,
 )
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 
@@ -133,7 +133,7 @@ async def test_the_last_failed_attempt_goes_to_the_dead_letter_queue(
     assert letter.routing_key == f"{ns}.msg.text"
     assert decode(letter.body) == msg
     assert [s.delivery.attempt for s in recorder.seen] == [1, 2]
-    assert sample("wxkf_bus_deliveries_total", {"queue": spec.name, "outcome": "dead_letter"}) == 1
+    assert sample("wxkf_bus_deliveries_total", queue=spec.name, outcome="dead_letter") == 1
 
 
 async def test_reject_dead_letters_at_once(harness: Harness, ns: str) -> None:
@@ -179,7 +179,7 @@ async def test_an_undecodable_body_is_dead_lettered_and_the_queue_goes_on(
     assert letter.attempts == 1
     (seen,) = await recorder.wait_for(1)
     assert seen.msg == good
-    assert sample("wxkf_bus_deliveries_total", {"queue": spec.name, "outcome": "undecodable"}) == 1
+    assert sample("wxkf_bus_deliveries_total", queue=spec.name, outcome="undecodable") == 1
 
 
 async def test_a_poison_message_reaches_the_dlq_at_the_delivery_limit_while_others_flow(

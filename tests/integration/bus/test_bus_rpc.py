@@ -8,7 +8,8 @@ import pytest
 
 from libs.common.bus import PublishError
 from libs.common.schemas import AnyMessage, DecisionReply, decode_reply
-from tests.support.bus_harness import Delivery, Harness, Recorder, sample, text, work_spec
+from tests.support.bus_harness import Delivery, Harness, Recorder, text, work_spec
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 
@@ -88,7 +89,7 @@ async def test_reply_without_a_reply_address_is_a_no_op(harness: Harness, ns: st
     (seen,) = await recorder.wait_for(1)
     assert seen.delivery.reply_to is None
     await bus.stop_consuming()
-    assert sample("wxkf_bus_deliveries_total", {"queue": spec.name, "outcome": "ack"}) == 1
+    assert sample("wxkf_bus_deliveries_total", queue=spec.name, outcome="ack") == 1
 
 
 async def test_an_unroutable_request_raises_instead_of_waiting(harness: Harness, ns: str) -> None:

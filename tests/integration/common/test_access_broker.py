@@ -7,6 +7,7 @@ queues."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -196,17 +197,20 @@ async def test_ingress_can_neither_declare_nor_delete_an_exchange(
 
 
 async def test_ingress_publishes_fail_cleanly_until_a_consumer_declared_the_exchanges() -> None:
-    vhost = rabbit.add_vhost()
+    # rabbitmqctl blocks: in a thread, off the test's event loop.
+    vhost = await asyncio.to_thread(rabbit.add_vhost)
     made: list[str] = []
     ingress = router = None
     try:
-        ingress = await AmqpBus.connect(make_user("ingress", vhost, made), name="wxkf-ingress-1st")
+        user = await asyncio.to_thread(make_user, "ingress", vhost, made)
+        ingress = await AmqpBus.connect(user, name="wxkf-ingress-1st")
         # No kf.events yet: the broker closes the channel (404), the bus says so at once.
         with pytest.raises(PublishError) as caught:
             await ingress.publish(text(), confirm_within_s=5)
         assert not isinstance(caught.value, Unroutable)
         assert "NOT_FOUND" in str(caught.value), caught.value
-        router = await AmqpBus.connect(make_user("router", vhost, made), name="wxkf-router-2nd")
+        user = await asyncio.to_thread(make_user, "router", vhost, made)
+        router = await AmqpBus.connect(user, name="wxkf-router-2nd")
         await router.declare(OWN_QUEUES["router"])
         # The same bus publishes once the router declared the exchanges and its queue.
         await ingress.publish(text())
@@ -215,8 +219,8 @@ async def test_ingress_publishes_fail_cleanly_until_a_consumer_declared_the_exch
             if bus is not None:
                 await bus.close()
         for name in made:
-            rabbit.rabbitmqctl("delete_user", name)
-        rabbit.delete_vhost(vhost)
+            await asyncio.to_thread(rabbit.rabbitmqctl, "delete_user", name)
+        await asyncio.to_thread(rabbit.delete_vhost, vhost)
 
 
 async def ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:

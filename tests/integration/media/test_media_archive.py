@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 
 from libs.common.bus import Bus, DeadLetter, Delivery
 from libs.common.keys import BUS
@@ -16,6 +15,7 @@ from libs.common.topology import EVENTS, MEDIA_ARCHIVE, QueueSpec
 from services.simulator.config import DEMO_APPID
 from services.simulator.faults import Fault, FaultRule
 from tests.integration.media.harness import JPEG_MAGIC, MakeMedia, Media, image
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 CREATE_TIME = 1_767_225_600 + 3600  # 2026-01-01 01:00 UTC
@@ -138,8 +138,8 @@ async def test_an_image_sent_to_another_app_is_skipped_and_counted(
     archiving: tuple[Media, Bus, Observer],
 ) -> None:
     media, bus, observer = archiving
-    skipped = counter("wxkf_media_archived_total", outcome="other_app")
-    retried = counter("wxkf_bus_deliveries_total", queue=MEDIA_ARCHIVE.name, outcome="retry")
+    skipped = sample("wxkf_media_archived_total", outcome="other_app")
+    retried = sample("wxkf_bus_deliveries_total", queue=MEDIA_ARCHIVE.name, outcome="retry")
     # Its media_id even exists: only the appid says it is not this service's to archive.
     foreign = image_event(media.sim.upload_media(image()).media_id, appid="wx0123456789abcdef")
     ours = image_event(media.sim.upload_media(image()).media_id)
@@ -147,7 +147,7 @@ async def test_an_image_sent_to_another_app_is_skipped_and_counted(
     await bus.publish(ours)
 
     await eventually(
-        lambda: counter("wxkf_media_archived_total", outcome="other_app"),
+        lambda: sample("wxkf_media_archived_total", outcome="other_app"),
         lambda value: value == skipped + 1,
         what="the other app's image counted as skipped",
     )
@@ -155,12 +155,12 @@ async def test_an_image_sent_to_another_app_is_skipped_and_counted(
     assert [fact.event_id for fact in facts] == [ours.id]
     assert media.downloads(0) == 1  # the other app's image was not even fetched
     # Acknowledged: neither retried nor dead-lettered.
-    assert counter("wxkf_bus_deliveries_total", queue=MEDIA_ARCHIVE.name, outcome="retry") == (
+    assert sample("wxkf_bus_deliveries_total", queue=MEDIA_ARCHIVE.name, outcome="retry") == (
         retried
     )
     dead = await bus.dead_letters(MEDIA_ARCHIVE.name, limit=1000)
     assert not [d for d in dead if foreign.id.encode() in d.body]
-    assert counter("wxkf_media_archived_total", outcome="other_app") == skipped + 1
+    assert sample("wxkf_media_archived_total", outcome="other_app") == skipped + 1
 
 
 async def test_an_image_wechat_no_longer_has_is_dead_lettered(
@@ -211,7 +211,3 @@ async def test_without_an_archive_dir_the_service_takes_no_bus(make_media: MakeM
     assert not media.settings.archive_enabled
     assert media.client.app is not None
     assert BUS not in media.client.app
-
-
-def counter(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import REGISTRY
 
 from services.simulator.app import running
 from services.simulator.faults import Fault, FaultRule
 from tests.integration.media.harness import GIF_MAGIC, MakeMedia, Media, image
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 GET = "/cgi-bin/media/get"
@@ -93,7 +94,7 @@ async def test_a_refused_token_is_force_refreshed_once(media: Media) -> None:
 def refreshes_ok() -> float:
     """Token refreshes of the media service that brought a token (normal or forced)."""
     return sum(
-        counter("wxkf_wechat_token_refreshes_total", service="media", kind=kind, outcome="ok")
+        sample("wxkf_wechat_token_refreshes_total", service="media", kind=kind, outcome="ok")
         for kind in ("normal", "forced")
     )
 
@@ -210,13 +211,13 @@ async def test_a_cache_entry_ends_with_the_media_even_when_it_is_younger(
     media.sim.clock.advance(86400 - 1)  # the media's last second: the cache still answers
     assert await (await media.client.get(f"/v1/media/{media_id}")).read() == data
     assert media.downloads() == 1
-    expired = counter("wxkf_media_downloads_total", outcome="media_expired")
+    expired = sample("wxkf_media_downloads_total", outcome="media_expired")
     media.sim.clock.advance(1)  # 3 days after the upload; the cache entry is one day old
     resp = await media.client.get(f"/v1/media/{media_id}")
     assert resp.status == 410
     body = await resp.json()
     assert (body["error"], body["errcode"]) == ("media_expired", 40007)
-    assert counter("wxkf_media_downloads_total", outcome="media_expired") == expired + 1
+    assert sample("wxkf_media_downloads_total", outcome="media_expired") == expired + 1
     assert list((tmp_path / "cache").iterdir()) == []  # the entry is gone with the media
 
 
@@ -242,13 +243,13 @@ async def test_a_download_wechat_breaks_off_ends_short_and_is_not_cached(
     breaking.router.add_get("/cgi-bin/media/get", get_media)
     async with running(breaking) as url:
         media = await make_media(wechat_api_base=url, media_cache_dir=str(tmp_path / "cache"))
-        broken = counter("wxkf_media_downloads_total", outcome="upstream_broken")
+        broken = sample("wxkf_media_downloads_total", outcome="upstream_broken")
         resp = await media.client.get("/v1/media/some-id")
         assert resp.status == 200
         assert resp.headers["Content-Length"] == str(announced)
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
-    assert counter("wxkf_media_downloads_total", outcome="upstream_broken") == broken + 1
+    assert sample("wxkf_media_downloads_total", outcome="upstream_broken") == broken + 1
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -256,19 +257,17 @@ async def test_a_client_leaving_mid_download_leaves_no_cache_entry(
     make_media: MakeMedia, tmp_path: Path
 ) -> None:
     media = await make_media(media_cache_dir=str(tmp_path / "cache"))
-    pushed = media.sim.upload_media(image(size=32 * 1024 * 1024))
-    gone = counter("wxkf_media_downloads_total", outcome="abandoned")
+    # 32 MB made and hashed in a thread: on the loop it would block it for tenths of a second.
+    big = await asyncio.to_thread(image, size=32 * 1024 * 1024)
+    pushed = await asyncio.to_thread(media.sim.upload_media, big)
+    gone = sample("wxkf_media_downloads_total", outcome="abandoned")
     url = media.client.make_url(f"/v1/media/{pushed.media_id}")
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         await resp.content.readexactly(64 * 1024)
         resp.close()  # hang up with most of the body unread
     await eventually(
-        lambda: counter("wxkf_media_downloads_total", outcome="abandoned"),
+        lambda: sample("wxkf_media_downloads_total", outcome="abandoned"),
         lambda value: value == gone + 1,
         what="the service noticing the client left",
     )
     assert list((tmp_path / "cache").iterdir()) == []
-
-
-def counter(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from prometheus_client import REGISTRY
 
 from libs.common import bus as bus_lib
 from libs.common.bus import Bus, Delivery
@@ -83,10 +82,6 @@ fallback:
 
 def rules_text(version: str = "v1") -> str:
     return RULES.replace("{VERSION}", version)
-
-
-def counter(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
 @dataclass

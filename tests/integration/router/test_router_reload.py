@@ -11,9 +11,10 @@ from pathlib import Path
 
 from libs.common.schemas import SendText, TextReceived
 from services.router.keys import RULES
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
-from .conftest import Rig, counter, rules_text
+from .conftest import Rig, rules_text
 
 
 def replace_file(path: Path, text: str) -> None:
@@ -54,14 +55,14 @@ async def test_reload_under_traffic_loses_no_event(rig: Rig) -> None:
             what="replies from the new rules",
         )
         # 2. An invalid file keeps the rules in use, and says so.
-        failures = counter("wxkf_router_rules_reloads_total", {"outcome": "invalid"})
+        failures = sample("wxkf_router_rules_reloads_total", outcome="invalid")
         replace_file(rig.rules_path, "rules:\n  - name: broken\n    match: {type: nope}\n")
         await eventually(
-            lambda: counter("wxkf_router_rules_reloads_total", {"outcome": "invalid"}),
+            lambda: sample("wxkf_router_rules_reloads_total", outcome="invalid"),
             lambda n: n > failures,
             what="the invalid file refused",
         )
-        assert counter("wxkf_router_rules_file_valid") == 0
+        assert sample("wxkf_router_rules_file_valid") == 0
         marker = len(sent)
         await eventually(lambda: len(sent) >= marker + 5, what="traffic after the invalid file")
     finally:
@@ -79,7 +80,7 @@ async def test_reload_under_traffic_loses_no_event(rig: Rig) -> None:
     assert "v2" in reply_of(rig, sent[-1])
     # 3. A good file again: valid once more.
     replace_file(rig.rules_path, rules_text("v3"))
-    await eventually(lambda: counter("wxkf_router_rules_file_valid"), what="the file valid again")
+    await eventually(lambda: sample("wxkf_router_rules_file_valid"), what="the file valid again")
     last = rig.text(user, "after")
     await rig.ask(last)
     await rig.commanded(last, 1)
@@ -95,11 +96,11 @@ async def test_sighup_reloads_at_once(rig: Rig) -> None:
     await rig.ask(first)
     await rig.commanded(first, 1)
     assert reply_of(rig, first) == "v1: one"
-    reloads = counter("wxkf_router_rules_reloads_total", {"outcome": "ok"})
+    reloads = sample("wxkf_router_rules_reloads_total", outcome="ok")
     replace_file(rig.rules_path, rules_text("hup"))
     os.kill(os.getpid(), signal.SIGHUP)
     await eventually(
-        lambda: counter("wxkf_router_rules_reloads_total", {"outcome": "ok"}),
+        lambda: sample("wxkf_router_rules_reloads_total", outcome="ok"),
         lambda n: n > reloads,
         what="the reload on SIGHUP",
     )

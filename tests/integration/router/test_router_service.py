@@ -20,9 +20,10 @@ from libs.common.topology import EVENTS, ROUTER_EVENTS
 from libs.common.web import internal_app
 from services.router import plans
 from services.router.plans import Plan
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
-from .conftest import Rig, counter
+from .conftest import Rig
 
 
 async def test_decision_rpc_answers_within_the_budget(rig: Rig) -> None:
@@ -107,18 +108,18 @@ async def test_a_redelivered_event_produces_no_second_set_of_commands(rig: Rig) 
     answer = await rig.ask(event)
     assert answer is not None
     await rig.commanded(event, 2)
-    before = counter("wxkf_router_redelivered_events_total", {"outcome": "done"})
+    before = sample("wxkf_router_redelivered_events_total", outcome="done")
     # The same event again (a redelivery, or a replayed dead letter), asked again.
     again = await rig.ask(event)
     assert again == answer
     await eventually(
-        lambda: counter("wxkf_router_redelivered_events_total", {"outcome": "done"}),
+        lambda: sample("wxkf_router_redelivered_events_total", outcome="done"),
         lambda n: n > before,
         what="the router saw the redelivery",
     )
     await rig.bus.publish(event)
     await eventually(
-        lambda: counter("wxkf_router_redelivered_events_total", {"outcome": "done"}),
+        lambda: sample("wxkf_router_redelivered_events_total", outcome="done"),
         lambda n: n > before + 1,
         what="the router saw the second redelivery",
     )
@@ -180,14 +181,13 @@ async def test_typing_and_extension(rig: Rig) -> None:
 
 async def test_an_extension_nobody_listens_to_is_counted_not_retried(rig: Rig) -> None:
     await rig.start_router()
-    before = counter(
-        "wxkf_router_extension_publishes_total", {"topic": "ghost", "outcome": "unroutable"}
-    )
+    labels = {"topic": "ghost", "outcome": "unroutable"}
+    before = sample("wxkf_router_extension_publishes_total", **labels)
     event = rig.text(rig.openid(), "ghost story")
     await rig.ask(event)
     await eventually(
-        lambda: counter(
-            "wxkf_router_extension_publishes_total", {"topic": "ghost", "outcome": "unroutable"}
+        lambda: sample(
+            "wxkf_router_extension_publishes_total", topic="ghost", outcome="unroutable"
         ),
         lambda n: n > before,
         what="the unroutable extension publish counted",
@@ -197,13 +197,13 @@ async def test_an_extension_nobody_listens_to_is_counted_not_retried(rig: Rig) -
 
 async def test_a_late_decision_is_recorded_and_counted(rig: Rig) -> None:
     await rig.start_router(decision_budget_ms=1000)
-    before = counter("wxkf_router_late_decisions_total")
+    before = sample("wxkf_router_late_decisions_total")
     # Ingress built this event 10 s ago: whoever asked stopped waiting long since.
     stale = msgspec.structs.replace(rig.text(rig.openid(), "人工"), time_ms=now_ms() - 10_000)
     await rig.ask(stale)
     fact = await rig.decided(stale)
     assert (fact.late, fact.transfer) == (True, True)
-    assert counter("wxkf_router_late_decisions_total") > before
+    assert sample("wxkf_router_late_decisions_total") > before
     assert len(await rig.commanded(stale, 1)) == 1
 
 

@@ -27,7 +27,6 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from prometheus_client import REGISTRY
 
 from libs.common import bus as bus_lib
 from libs.common.bus import Bus, Delivery
@@ -58,6 +57,7 @@ from services.simulator.faults import Fault, FaultRule
 from services.simulator.state import SimState
 from services.simulator.users import Delivered
 from tests.support import rabbit
+from tests.support.metrics import sample
 from tests.support.redis_keys import REDIS_URL, delete_prefixed, unique_prefix
 from tests.support.waiting import eventually
 
@@ -77,7 +77,7 @@ FAST = {
 def grants() -> float:
     total = 0.0
     for kind in ("message", "enter"):
-        total += REGISTRY.get_sample_value("wxkf_sender_window_grants_total", {"kind": kind}) or 0
+        total += sample("wxkf_sender_window_grants_total", kind=kind)
     return total
 
 
@@ -326,11 +326,6 @@ def handled_by(monkeypatch: pytest.MonkeyPatch) -> HandledBy:
 
     monkeypatch.setattr(handlers, "handle_command", counting)
     return tracker
-
-
-def sample(name: str, **labels: str) -> float:
-    """A sample of the process-wide registry (0 when not yet created); compare before/after."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def retries(reason: str) -> float:

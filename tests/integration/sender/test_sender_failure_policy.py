@@ -18,7 +18,8 @@ from services.simulator.app import create_app as create_sim
 from services.simulator.app import running
 from services.simulator.config import DEMO_APPID
 from services.simulator.faults import Fault
-from tests.integration.sender.conftest import Rig, ambiguous, retries, sample
+from tests.integration.sender.conftest import Rig, ambiguous, retries
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 128

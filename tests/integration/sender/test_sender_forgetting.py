@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from prometheus_client import REGISTRY
 
 from libs.common.schemas import Failed, SendText, Sent
 from libs.common.store import Claim, Store, StoreError, Write
@@ -26,6 +25,7 @@ from libs.common.store.redis import RedisStore
 from services.sender import ledger
 from services.sender.app import create_app
 from tests.integration.sender.conftest import Rig
+from tests.support.metrics import sample
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 
@@ -66,17 +66,13 @@ async def start(rig: Rig, store: Faulty, **overrides: Any) -> Any:
     return app
 
 
-def counter(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
-
-
 async def test_a_mark_left_by_a_claim_whose_answer_was_lost_is_taken_over(rig: Rig) -> None:
     store = Faulty(rig.store)
     await start(rig, store)
     user = rig.openid()
     await rig.user_message(user)
     store.lose_claim_answer = True
-    taken = counter("wxkf_sender_retries_total", {"reason": "mark_taken_over"})
+    taken = sample("wxkf_sender_retries_total", reason="mark_taken_over")
     [cmd] = rig.texts(user, ["once"])
     await rig.send(cmd)
     outcomes = await rig.settled([cmd])
@@ -85,7 +81,7 @@ async def test_a_mark_left_by_a_claim_whose_answer_was_lost_is_taken_over(rig: R
     assert isinstance(sent, Sent)
     assert sent.attempts == 2
     assert rig.received(user) == ["once"]
-    assert counter("wxkf_sender_retries_total", {"reason": "mark_taken_over"}) == taken + 1
+    assert sample("wxkf_sender_retries_total", reason="mark_taken_over") == taken + 1
 
 
 async def test_a_send_whose_outcome_the_store_refused_is_reported_and_never_resent(
@@ -96,13 +92,13 @@ async def test_a_send_whose_outcome_the_store_refused_is_reported_and_never_rese
     user = rig.openid()
     await rig.user_message(user)
     store.refuse_set_many = 1
-    unrecorded = counter("wxkf_sender_outcomes_unrecorded_total")
+    unrecorded = sample("wxkf_sender_outcomes_unrecorded_total")
     [cmd] = rig.texts(user, ["just once"])
     await rig.send(cmd)
     outcomes = await rig.settled([cmd])
     assert isinstance(outcomes[cmd.id], Sent)
     assert outcomes[cmd.id].attempts == 1
-    assert counter("wxkf_sender_outcomes_unrecorded_total") == unrecorded + 1
+    assert sample("wxkf_sender_outcomes_unrecorded_total") == unrecorded + 1
     # The outcome reaches the ledger once the store takes it.
     entry = await eventually(
         lambda: ledger.read(rig.store, cmd.id), lambda e: e is not None and e.state == "done"
@@ -146,7 +142,7 @@ async def _a_forgotten_copy_is_reported(rig: Rig, lose: Callable[[], None]) -> N
     await rig.settled([cmd])
     # The store forgets everything: the ledger, the window; its memory begins anew.
     lose()
-    forgotten = counter("wxkf_sender_ledger_forgotten_total")
+    forgotten = sample("wxkf_sender_ledger_forgotten_total")
     await rig.bus.publish(cmd, repeat=True)  # the router redid its plan
     await eventually(lambda: len(rig.outcomes(user)), lambda n: n == 2, what="a second fact")
     first, second = rig.outcomes(user)
@@ -154,7 +150,7 @@ async def _a_forgotten_copy_is_reported(rig: Rig, lose: Callable[[], None]) -> N
     assert isinstance(second, Failed)
     assert second.errmsg.startswith("ambiguous: the store lost its memory")
     assert rig.received(user) == ["answered before the loss"]
-    assert counter("wxkf_sender_ledger_forgotten_total") == forgotten + 1
+    assert sample("wxkf_sender_ledger_forgotten_total") == forgotten + 1
     # A fresh copy in the same store is trusted: the loss says nothing about it.
     await rig.user_message(user)  # the window went with the rest
     [new] = rig.texts(user, ["after the loss"])

@@ -12,7 +12,8 @@ from libs.common.schemas import Failed, Rejected, Sent
 from libs.common.topology import SENDER_COMMANDS
 from services.simulator.api import SEND
 from services.simulator.faults import Fault
-from tests.integration.sender.conftest import Rig, dead_ids, retries, sample
+from tests.integration.sender.conftest import Rig, dead_ids, retries
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 SLOW_MS = 200.0
