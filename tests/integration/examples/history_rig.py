@@ -13,7 +13,6 @@ from typing import Any
 import aio_pika
 import aiohttp
 from aiohttp import web
-from prometheus_client import REGISTRY
 
 from examples.extension.app import create_app
 from examples.extension.queues import history_queues
@@ -22,6 +21,7 @@ from libs.common.bus import Bus
 from libs.common.runner import running
 from libs.common.settings import load
 from tests.support.bus_harness import Harness
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 from tests.unit.examples.history_helpers import APPID
 
@@ -109,7 +109,7 @@ def ids_of(db: Path, openid: str) -> list[str]:
 
 
 def writes_in_flight() -> float:
-    return REGISTRY.get_sample_value("wxkf_history_writes_in_flight") or 0.0
+    return sample("wxkf_history_writes_in_flight")
 
 
 def lines(logs: LogLines, event: str, **fields: Any) -> LogLines:

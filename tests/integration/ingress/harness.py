@@ -36,7 +36,7 @@ from libs.common.wechat.push import build_push
 from services.ingress.app import create_app
 from services.ingress.settings import IngressSettings
 from services.simulator.pusher import Pusher, new_msg_id
-from tests.support import rabbit
+from tests.support import metrics, rabbit
 from tests.support.redis_keys import REDIS_URL, delete_prefixed
 from tests.support.waiting import eventually
 
@@ -251,15 +251,13 @@ class Responder:
 
 
 def sample(name: str) -> float:
-    from prometheus_client import REGISTRY
-
     metric, _, labels = name.partition("{")
     wanted: dict[str, str] = {}
     if labels:
         for pair in labels.rstrip("}").split(","):
             key, _, value = pair.partition("=")
             wanted[key] = value.strip('"')
-    return REGISTRY.get_sample_value(metric, wanted) or 0.0
+    return metrics.sample(metric, **wanted)
 
 
 class Push:

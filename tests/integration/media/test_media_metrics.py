@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from services.simulator.faults import Fault, FaultRule
 from tests.integration.media.harness import GIF_MAGIC, JPEG_MAGIC, MakeMedia, Media, image
+from tests.support.metrics import sample
 
 UPLOAD = "/cgi-bin/media/upload"
 GET = "/cgi-bin/media/get"
@@ -20,11 +21,22 @@ LATENCY = "wxkf_wechat_api_call_duration_seconds_count"
 SampleKey = tuple[str, frozenset[tuple[str, str]]]
 
 
+MEDIA_METRICS = [
+    "wxkf_media_bytes_total",
+    "wxkf_media_downloads_total",
+    "wxkf_media_uploads_total",
+    "wxkf_media_cache_hits_total",
+    "wxkf_media_cache_misses_total",
+]
+
+
 def _samples() -> dict[SampleKey, float]:
+    # The media service's metrics only: collecting the whole registry of a long test run
+    # holds the event loop for tenths of a second.
     return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for metric in REGISTRY.collect()
-        for sample in metric.samples
+        (found.name, frozenset(found.labels.items())): found.value
+        for metric in REGISTRY.restricted_registry(MEDIA_METRICS).collect()
+        for found in metric.samples
     }
 
 
@@ -35,16 +47,16 @@ class Deltas:
         self._before = _samples()
 
     def of(self, name: str, **labels: str) -> float:
-        now = REGISTRY.get_sample_value(name, labels) or 0.0
+        now = sample(name, **labels)
         return now - self._before.get((name, frozenset(labels.items())), 0.0)
 
     def by(self, name: str, label: str) -> dict[str, float]:
         """Every sample of ``name`` that moved, by the value of its ``label``."""
         moved: dict[str, float] = {}
-        for (sample, labels), value in _samples().items():
-            if sample != name:
+        for (found, labels), value in _samples().items():
+            if found != name:
                 continue
-            delta = value - self._before.get((sample, labels), 0.0)
+            delta = value - self._before.get((found, labels), 0.0)
             if delta:
                 moved[dict(labels)[label]] = delta
         return moved

@@ -13,6 +13,7 @@ from libs.common.topology import SENDER_COMMANDS
 from services.simulator.api import SEND
 from services.simulator.faults import Fault
 from tests.integration.sender.conftest import Rig, dead_ids
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 
@@ -211,9 +212,7 @@ async def test_a_slow_first_message_holds_back_the_rest_of_its_decision(rig: Rig
 
 
 def order_retries() -> float:
-    from prometheus_client import REGISTRY
-
-    return REGISTRY.get_sample_value("wxkf_sender_retries_total", {"reason": "order"}) or 0.0
+    return sample("wxkf_sender_retries_total", reason="order")
 
 
 async def test_the_rest_of_a_reply_follows_a_slow_first_message_without_a_retry(rig: Rig) -> None:

@@ -18,25 +18,20 @@ from services.sender.settings import SenderSettings
 from services.simulator.config import DEMO_APPID, DEMO_GH_ID, DEMO_SECRET
 from services.simulator.state import SimState
 from tests.integration.sender.conftest import FAST
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 
 def sent_total() -> float:
-    return (
-        REGISTRY.get_sample_value(
-            "wxkf_sender_commands_total", {"msgtype": "text", "outcome": "sent"}
-        )
-        or 0.0
-    )
+    return sample("wxkf_sender_commands_total", msgtype="text", outcome="sent")
 
 
 def retries_total() -> float:
     return sum(
-        sample.value
-        for metric in REGISTRY.collect()
-        if metric.name == "wxkf_sender_retries"
-        for sample in metric.samples
-        if sample.name == "wxkf_sender_retries_total"
+        found.value
+        for metric in REGISTRY.restricted_registry(["wxkf_sender_retries_total"]).collect()
+        for found in metric.samples
+        if found.name == "wxkf_sender_retries_total"
     )
 
 

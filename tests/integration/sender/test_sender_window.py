@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import msgspec
-from prometheus_client import REGISTRY
 
 from libs.common.schemas import Rejected, Sent
 from services.simulator.api import SEND
 from services.simulator.faults import Fault
-from tests.integration.sender.conftest import Rig
+from tests.integration.sender.conftest import Rig, retries
 from tests.support.waiting import eventually
-
-
-def retries(reason: str) -> float:
-    return REGISTRY.get_sample_value("wxkf_sender_retries_total", {"reason": reason}) or 0.0
 
 
 async def test_six_replies_after_one_message_deliver_five(rig: Rig) -> None:
