@@ -6,6 +6,7 @@ The contract itself runs on Sentinel too (the ``sentinel`` backend of ``make_sto
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -49,9 +50,9 @@ async def test_a_failover_is_followed_with_state_and_scripts_intact(group: Senti
         assert first.window is not None
         assert first.window.remaining == 4
         old = group.primary_port()
-        group.sync_replica()
+        await asyncio.to_thread(group.sync_replica)  # these wait on Redis processes
 
-        new = group.failover()
+        new = await asyncio.to_thread(group.failover)
 
         assert new != old
         # The old primary is a replica now: the store's connection to it answers READONLY,
@@ -75,8 +76,8 @@ async def test_a_dead_primary_is_a_store_error_until_the_replica_takes_over(
     store = await RedisStore.connect(group.url(), prefix="d:", timeout_s=0.5)
     try:
         await store.set("before", b"1")
-        group.sync_replica()
-        group.kill_primary()
+        await asyncio.to_thread(group.sync_replica)
+        await asyncio.to_thread(group.kill_primary)
 
         # While the sentinels still name the dead primary, calls fail as the store's own
         # error (callers answer 503 or retry through the bus), with no password in it.
@@ -84,7 +85,7 @@ async def test_a_dead_primary_is_a_store_error_until_the_replica_takes_over(
             await store.set("during", b"1")
         assert PASSWORD not in str(caught.value)
 
-        group.failover()
+        await asyncio.to_thread(group.failover)
 
         async def writes() -> bool:
             try:
