@@ -21,12 +21,13 @@ LATENCY = "wxkf_wechat_api_call_duration_seconds_count"
 SampleKey = tuple[str, frozenset[tuple[str, str]]]
 
 
-MEDIA_METRICS = [
+MEDIA_METRICS = [  # every metric these tests read
     "wxkf_media_bytes_total",
     "wxkf_media_downloads_total",
     "wxkf_media_uploads_total",
     "wxkf_media_cache_hits_total",
     "wxkf_media_cache_misses_total",
+    "wxkf_wechat_api_call_duration_seconds_count",
 ]
 
 
