@@ -32,7 +32,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -66,7 +66,7 @@ from libs.common.wechat.apierrors import (
     WeChatUnavailable,
 )
 from libs.common.wechat.token import AccessToken
-from services.sender import compose, ledger, metrics, order, typing_rules, windows
+from services.sender import compose, decide, ledger, metrics, order, typing_rules, windows
 from services.sender.errors import NotSendable
 from services.sender.settings import SenderSettings
 from services.sender.window_rules import GrantKind, WindowTake
@@ -322,28 +322,24 @@ async def _refused(
     slot: GrantKind | None,
 ) -> None:
     """WeChat answered with an errcode: nothing was delivered."""
-    typing = isinstance(cmd, SendTyping)
-    if exc.kind == "window":
+    decision = decide.refused(exc.kind, exc.errcode, typing=isinstance(cmd, SendTyping))
+    if isinstance(decision, decide.CorrectWindow):
         # WeChat's view wins: correct ours so the next command is refused without a call.
-        closed: Literal["window_expired", "quota_exhausted"] = (
-            "quota_exhausted" if exc.errcode == 45047 else "window_expired"
-        )
+        closed = decision.closed
         key = windows.window_key(cmd.appid, cmd.openid)
         await windows.close(sender.store, key, now=sender.clock(), reason=closed)
         metrics.QUOTA.labels(f"corrected_{closed}").inc()
         log.warning("send.window_corrected", errcode=exc.errcode, reason=closed)
-        reason: RejectReason = "typing_not_allowed" if typing else closed
-        await _settle(
-            sender, cmd, delivery, _rejected(cmd, delivery, reason, exc.errcode), owned=True
-        )
+        rejected = _rejected(cmd, delivery, decision.reason, exc.errcode)
+        await _settle(sender, cmd, delivery, rejected, owned=True)
         return
-    if typing and exc.errcode in (45080, 45081):
+    if isinstance(decision, decide.RejectTyping):
         refused = _rejected(cmd, delivery, "typing_not_allowed", exc.errcode)
         await _settle(sender, cmd, delivery, refused, owned=True)
         return
-    if exc.kind in ("transient", "token"):
+    if isinstance(decision, decide.TryAgain):
         await _not_delivered(sender, cmd, slot)
-        delay = sender.settings.rate_limited_pause() if exc.errcode == 45011 else None
+        delay = sender.settings.rate_limited_pause() if decision.paced else None
         await _retry_or_fail(
             sender,
             cmd,
@@ -361,20 +357,21 @@ async def _refused(
 
 async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: ledger.Entry) -> None:
     """What to do with a command the ledger already knows (a redelivery or a duplicate)."""
-    if entry.state == "done":
+    decision = decide.known(
+        entry, now=sender.wall(), stale_after_s=sender.settings.inflight_stale_s
+    )
+    if isinstance(decision, decide.Republish):
         # Settled before (the ack or a publish was lost): say it again, send nothing.
         metrics.COMMANDS.labels(cmd.msgtype, "duplicate").inc()
         await order.mark_done(sender.store, cmd, ttl_s=sender.settings.ledger_ttl_s)
         await publish_fact(sender.bus, decode(bytes(entry.fact)))
         log.info("send.duplicate")
         return
-    age = sender.wall() - entry.at
-    stale_after = sender.settings.inflight_stale_s
-    if age < stale_after:
+    if isinstance(decision, decide.ComeBack):
         metrics.RETRIES.labels("inflight").inc()
         # Not nothing done: this copy has met another one of the same command.
-        raise Retry("another delivery is calling WeChat", delay_s=stale_after - age)
-    await _ambiguous(sender, cmd, delivery, "abandoned mid-call by an earlier delivery")
+        raise Retry("another delivery is calling WeChat", delay_s=decision.delay_s)
+    await _ambiguous(sender, cmd, delivery, decision.reason)
 
 
 # --- outcomes ----------------------------------------------------------------------------------
@@ -383,12 +380,13 @@ async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: le
 async def _refused_by_window(
     sender: Sender, cmd: SendCommand, delivery: Delivery, reason: RejectReason, *, detail: str
 ) -> None:
-    # The user message that opens this window travels on another queue and may not have
-    # reached the sender yet: a young command looks again shortly before it is refused —
-    # unless it named the window its event opens, which is then open already (see _claim).
+    # See decide.window_racing; a command naming its window opened it already (see _claim).
     age_s = (now_ms() - cmd.time_ms) / 1000
-    racing = cmd.opens is None and age_s < sender.settings.window_grace_s
-    if racing and not delivery.final:
+    grace_s = sender.settings.window_grace_s
+    racing = decide.window_racing(
+        age_s=age_s, opens=cmd.opens, grace_s=grace_s, final=delivery.final
+    )
+    if racing == "look_again":
         metrics.RETRIES.labels("window_grace").inc()
         raise Retry(
             f"refused by the window ({detail}); the window may be opening",
