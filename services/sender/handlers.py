@@ -32,7 +32,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -56,7 +56,7 @@ from libs.common.schemas import (
     new_id,
     now_ms,
 )
-from libs.common.store import Claim, GrantKind, RateLimit, Store, StoreError, Write, forgotten
+from libs.common.store import Claim, RateLimit, Store, StoreError, Write, forgotten
 from libs.common.topology import QueueSpec
 from libs.common.wechat.api import ApiClient, CustomMessage
 from libs.common.wechat.apierrors import (
@@ -66,9 +66,10 @@ from libs.common.wechat.apierrors import (
     WeChatUnavailable,
 )
 from libs.common.wechat.token import AccessToken
-from services.sender import compose, ledger, metrics, order, typing_rules, windows
+from services.sender import compose, decide, ledger, metrics, order, typing_rules, windows
 from services.sender.errors import NotSendable
 from services.sender.settings import SenderSettings
+from services.sender.window_rules import GrantKind, WindowTake
 
 log = structlog.get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ async def handle_window_event(sender: Sender, msg: AnyMessage, delivery: Deliver
         log.warning("window.other_app", appid=msg.appid)
         return
     store, now = sender.store, sender.clock()
-    await store.window_grant(windows.window_key(msg.appid, msg.openid), grant, now=now)
+    await windows.grant(store, windows.window_key(msg.appid, msg.openid), grant, now=now)
     if grant.kind == "message":
         create_time = getattr(msg, "create_time", now)
         await typing_rules.user_wrote(store, msg.appid, msg.openid, at=float(create_time))
@@ -200,7 +201,7 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
     claim = await _claim(sender, cmd, delivery, spends_slot=True)
     if claim is None:
         return
-    slot = claim.window.kind if claim.window is not None else None
+    slot = claim.step.kind if claim.step is not None else None
 
     async def call() -> float:
         try:
@@ -226,7 +227,7 @@ async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
             opened = windows.grant_opened_by(cmd, settings)
             if opened is not None:  # as in _claim: the event's window, before its own copy
                 key = windows.window_key(cmd.appid, cmd.openid)
-                await store.window_grant(key, opened, now=sender.clock())
+                await windows.grant(store, key, opened, now=sender.clock())
             why = await _window_has_room(sender, cmd)
         if why is not None:
             log.info("send.typing_refused", why=why)
@@ -251,7 +252,7 @@ async def _window_has_room(sender: Sender, cmd: SendCommand) -> str | None:
     """Typing needs a window with room but spends none of it (nor holds one for a moment: a
     concurrent send may need the last slot)."""
     key = windows.window_key(cmd.appid, cmd.openid)
-    room = await sender.store.window_room(key, now=sender.clock())
+    room = await windows.room(sender.store, key, now=sender.clock())
     return None if room.ok else f"reply window: {room.reason}"
 
 
@@ -321,28 +322,24 @@ async def _refused(
     slot: GrantKind | None,
 ) -> None:
     """WeChat answered with an errcode: nothing was delivered."""
-    typing = isinstance(cmd, SendTyping)
-    if exc.kind == "window":
+    decision = decide.refused(exc.kind, exc.errcode, typing=isinstance(cmd, SendTyping))
+    if isinstance(decision, decide.CorrectWindow):
         # WeChat's view wins: correct ours so the next command is refused without a call.
-        closed: Literal["window_expired", "quota_exhausted"] = (
-            "quota_exhausted" if exc.errcode == 45047 else "window_expired"
-        )
+        closed = decision.closed
         key = windows.window_key(cmd.appid, cmd.openid)
-        await sender.store.window_close(key, now=sender.clock(), reason=closed)
+        await windows.close(sender.store, key, now=sender.clock(), reason=closed)
         metrics.QUOTA.labels(f"corrected_{closed}").inc()
         log.warning("send.window_corrected", errcode=exc.errcode, reason=closed)
-        reason: RejectReason = "typing_not_allowed" if typing else closed
-        await _settle(
-            sender, cmd, delivery, _rejected(cmd, delivery, reason, exc.errcode), owned=True
-        )
+        rejected = _rejected(cmd, delivery, decision.reason, exc.errcode)
+        await _settle(sender, cmd, delivery, rejected, owned=True)
         return
-    if typing and exc.errcode in (45080, 45081):
+    if isinstance(decision, decide.RejectTyping):
         refused = _rejected(cmd, delivery, "typing_not_allowed", exc.errcode)
         await _settle(sender, cmd, delivery, refused, owned=True)
         return
-    if exc.kind in ("transient", "token"):
+    if isinstance(decision, decide.TryAgain):
         await _not_delivered(sender, cmd, slot)
-        delay = sender.settings.rate_limited_pause() if exc.errcode == 45011 else None
+        delay = sender.settings.rate_limited_pause() if decision.paced else None
         await _retry_or_fail(
             sender,
             cmd,
@@ -360,20 +357,21 @@ async def _refused(
 
 async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: ledger.Entry) -> None:
     """What to do with a command the ledger already knows (a redelivery or a duplicate)."""
-    if entry.state == "done":
+    decision = decide.known(
+        entry, now=sender.wall(), stale_after_s=sender.settings.inflight_stale_s
+    )
+    if isinstance(decision, decide.Republish):
         # Settled before (the ack or a publish was lost): say it again, send nothing.
         metrics.COMMANDS.labels(cmd.msgtype, "duplicate").inc()
         await order.mark_done(sender.store, cmd, ttl_s=sender.settings.ledger_ttl_s)
         await publish_fact(sender.bus, decode(bytes(entry.fact)))
         log.info("send.duplicate")
         return
-    age = sender.wall() - entry.at
-    stale_after = sender.settings.inflight_stale_s
-    if age < stale_after:
+    if isinstance(decision, decide.ComeBack):
         metrics.RETRIES.labels("inflight").inc()
         # Not nothing done: this copy has met another one of the same command.
-        raise Retry("another delivery is calling WeChat", delay_s=stale_after - age)
-    await _ambiguous(sender, cmd, delivery, "abandoned mid-call by an earlier delivery")
+        raise Retry("another delivery is calling WeChat", delay_s=decision.delay_s)
+    await _ambiguous(sender, cmd, delivery, decision.reason)
 
 
 # --- outcomes ----------------------------------------------------------------------------------
@@ -382,12 +380,13 @@ async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: le
 async def _refused_by_window(
     sender: Sender, cmd: SendCommand, delivery: Delivery, reason: RejectReason, *, detail: str
 ) -> None:
-    # The user message that opens this window travels on another queue and may not have
-    # reached the sender yet: a young command looks again shortly before it is refused —
-    # unless it named the window its event opens, which is then open already (see _claim).
+    # See decide.window_racing; a command naming its window opened it already (see _claim).
     age_s = (now_ms() - cmd.time_ms) / 1000
-    racing = cmd.opens is None and age_s < sender.settings.window_grace_s
-    if racing and not delivery.final:
+    grace_s = sender.settings.window_grace_s
+    racing = decide.window_racing(
+        age_s=age_s, opens=cmd.opens, grace_s=grace_s, final=delivery.final
+    )
+    if racing == "look_again":
         metrics.RETRIES.labels("window_grace").inc()
         raise Retry(
             f"refused by the window ({detail}); the window may be opening",
@@ -553,13 +552,13 @@ async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> 
     if slot is None:
         return
     key = windows.window_key(cmd.appid, cmd.openid)
-    await sender.store.window_release(key, slot, now=sender.clock())
+    await windows.release(sender.store, key, slot, now=sender.clock())
     metrics.quota("released").inc()
 
 
 async def _claim(
     sender: Sender, cmd: SendCommand, delivery: Delivery, *, spends_slot: bool
-) -> Claim | None:
+) -> Claim[WindowTake] | Claim[None] | None:
     """Take what a call needs, in one atomic store call: the command's ledger mark (only if
     nothing is known of it: two deliveries never both call), a slot of the user's reply
     window (unless ``spends_slot`` is False), a token of the shared rate limit, and the
@@ -582,8 +581,7 @@ async def _claim(
         _MARKED.set(owner)
         claim = await store.claim(
             ledger.inflight(cmd.id, at=now, ttl_s=settings.ledger_ttl_s, owner=owner),
-            window=window,
-            now=sender.clock() if spends_slot else None,
+            step=None if window is None else windows.taking(window, now=sender.clock()),
             rate=_rate_limit(sender, now) if limited else None,
             also=order.retrying(cmd, at=busy_until, ttl_s=settings.ledger_ttl_s),
         )
@@ -609,16 +607,16 @@ async def _claim(
                 continue
             await _known(sender, cmd, delivery, entry)
             return None
-        if claim.window is not None and opened is not None and window is not None:
+        if claim.step is not None and opened is not None and window is not None:
             # The event this command answers opens a window, but its copy on the windows queue
             # may not have reached the sender yet: open it here (a grant only ever extends a
             # window, so this is idempotent), then claim again, once.
-            await store.window_grant(window, opened, now=sender.clock())
+            await windows.grant(store, window, opened, now=sender.clock())
             metrics.WINDOW_GRANTS.labels(opened.kind).inc()
             opened = None
             continue
-        if claim.window is not None:
-            reason = claim.window.reason or "no_window"
+        if claim.step is not None:
+            reason = claim.step.reason or "no_window"
             metrics.QUOTA.labels(reason).inc()
             await _refused_by_window(sender, cmd, delivery, reason, detail=reason)
             return None

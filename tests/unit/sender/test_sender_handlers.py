@@ -10,7 +10,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -30,15 +30,18 @@ from libs.common.schemas import (
     encode,
 )
 from libs.common.settings import load
-from libs.common.store import Grant, GrantKind, Store, WindowTake
+from libs.common.store import Arg, Script, Store
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
 from libs.common.topology import EVENTS, SENDER_COMMANDS, QueueSpec
 from libs.common.wechat.api import ApiClient
 from libs.common.wechat.token import AccessToken
-from services.sender import handlers, ledger, windows
+from services.sender import handlers, ledger, window_rules, windows
 from services.sender.handlers import Sender
 from services.sender.settings import SenderSettings
+from services.sender.window_rules import Grant
+
+T = TypeVar("T")
 
 APPID = "wx0123456789abcdef"
 
@@ -161,8 +164,11 @@ async def test_a_settled_command_takes_no_window_slot_and_no_rate_token(world: W
     sender = world.sender(send_rate_per_s=1.0, send_rate_burst=1)
     cmd = text()
     window = "sender:window:wx0123456789abcdef:oUser"
-    await sender.store.window_grant(
-        window, Grant(kind="message", count=1, until=sender.clock() + 60), now=sender.clock()
+    await windows.grant(
+        sender.store,
+        window,
+        Grant(kind="message", count=1, until=sender.clock() + 60),
+        now=sender.clock(),
     )
     earlier = Rejected(
         appid=APPID,
@@ -177,7 +183,7 @@ async def test_a_settled_command_takes_no_window_slot_and_no_rate_token(world: W
     assert await published(world.facts) == [earlier]
     rate_key = f"sender:rate:{APPID}"
     assert await sender.store.rate_acquire(rate_key, rate=1.0, burst=1, now=sender.wall()) == 0
-    take = await sender.store.window_take(window, now=sender.clock())
+    take = await windows.take(sender.store, window, now=sender.clock())
     assert (take.ok, take.remaining) == (True, 0)
 
 
@@ -256,7 +262,7 @@ async def test_window_events_of_another_app_or_kind_open_nothing(world: World) -
     )
     for event in (foreign, decision):
         await handlers.handle_window_event(sender, event, delivery())
-    take = await sender.store.window_take("sender:window:wx0123456789abcdef:oUser", now=0.0)
+    take = await windows.take(sender.store, "sender:window:wx0123456789abcdef:oUser", now=0.0)
     assert take.reason == "no_window"
 
 
@@ -267,13 +273,10 @@ class CountingStore(MemoryStore):
         super().__init__(prefix=f"t{uuid.uuid4().hex[:6]}:")
         self.moves = 0
 
-    async def window_take(self, key: str, *, now: float) -> WindowTake:
-        self.moves += 1
-        return await super().window_take(key, now=now)
-
-    async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
-        self.moves += 1
-        await super().window_release(key, kind, now=now)
+    async def run(self, script: Script[Any, T], key: str, *args: Arg) -> T:
+        if script is window_rules.RELEASE or (script is window_rules.TAKE and args[-1] != "0"):
+            self.moves += 1
+        return await super().run(script, key, *args)
 
 
 async def test_typing_checks_the_window_without_holding_its_last_slot(world: World) -> None:
@@ -283,8 +286,8 @@ async def test_typing_checks_the_window_without_holding_its_last_slot(world: Wor
     typing = SendTyping(appid=APPID, openid="oUser", correlation_id="c")
     key = windows.window_key(APPID, "oUser")
     assert await handlers._window_has_room(sender, typing) == "reply window: no_window"
-    await store.window_grant(key, Grant(kind="message", count=1, until=2e9), now=1.7e9)
+    await windows.grant(store, key, Grant(kind="message", count=1, until=2e9), now=1.7e9)
     assert await handlers._window_has_room(sender, typing) is None
     assert store.moves == 0
-    assert (await store.window_take(key, now=1.7e9)).remaining == 0
+    assert (await windows.take(store, key, now=1.7e9)).remaining == 0
     assert await handlers._window_has_room(sender, typing) == "reply window: quota_exhausted"
