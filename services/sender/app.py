@@ -93,12 +93,12 @@ async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncItera
     await bus.consume(
         commands,
         functools.partial(handlers.handle_command, sender),
-        prefetch=settings.prefetch,
+        prefetch=settings.sender_prefetch,
     )
     await bus.consume(
         SENDER_WINDOWS,
         functools.partial(handlers.handle_window_event, sender),
-        prefetch=settings.prefetch,
+        prefetch=settings.sender_prefetch,
     )
     try:
         yield

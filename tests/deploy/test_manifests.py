@@ -276,13 +276,13 @@ def test_each_deployment_mounts_only_the_secret_keys_it_uses(overlay: str, servi
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_secret_file_the_config_names_is_a_setting_of_some_service(overlay: str) -> None:
     from libs.common.settings import env_name
-    from services.launcher import REGISTRY
+    from services.composition import SETTINGS
 
     config = by_name(overlay, "ConfigMap", "wxkf-config")["data"]
     files = {k.removesuffix("_FILE"): v for k, v in config.items() if k.endswith("_FILE")}
     assert files["WXKF_LOG_KEY"] == "/var/run/secrets/wxkf/log-key", "WXKF_LOG_KEY from the Secret"
     for service in SERVICES:
-        fields = {env_name(f) for f in REGISTRY[service].settings_class().__struct_fields__}
+        fields = {env_name(f) for f in SETTINGS[service].__struct_fields__}
         pod = by_name(overlay, "Deployment", f"wxkf-{service}")["spec"]["template"]["spec"]
         (volume,) = [v["secret"] for v in pod["volumes"] if "secret" in v]
         mounted = {i["path"] for i in volume["items"]}
