@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,22 @@ def test_a_variable_no_longer_read_is_an_error_that_says_what_to_do(
         settings(**{variable: "1"})
     with pytest.raises(SettingsError, match=rf"^{variable} is no longer read"):
         settings(**{f"{variable}_FILE": "/nowhere"})
+
+
+def test_the_sender_started_on_its_own_refuses_memory() -> None:
+    env = {**os.environ, **BASE, "WXKF_BUS_URL": "memory://"}
+    env.pop("WXKF_STORE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.sender"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "wxkf: configuration error: WXKF_BUS_URL: memory:// serves only the four services "
+        "together in one process (wxkf run all); python -m services.sender runs without the others"
+    )
+    assert "runner" not in result.stdout + result.stderr
