@@ -43,7 +43,9 @@ from libs.common.web import internal_app
 
 log = structlog.get_logger(__name__)
 
-AppAndPort = tuple[web.Application, int]
+AppAndPort = tuple[web.Application, int | None]
+"""An app and its port: 0 picks a free one; None, an app that serves nothing of its own (a
+consumer: its health, readiness and metrics are the internal port's)."""
 T = TypeVar("T")
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a service listens on every interface of its pod
@@ -92,7 +94,7 @@ def serve(
     shutdown_grace_s: float,
     internal_port: int | None = None,
 ) -> None:
-    """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop; with
+    """Run ``apps`` (one port each; see :data:`AppAndPort`) until SIGTERM/SIGINT, then stop; with
     ``internal_port``, their health, readiness and metrics on it (:func:`internal_app`).
 
     The process's stop signals are handled from here to its end (:mod:`libs.common.stopping`).
@@ -181,7 +183,8 @@ async def running(
     shutdown_grace_s: float,
     internal_port: int | None = None,
 ) -> AsyncIterator[list[int]]:
-    """Start ``apps``; yields their bound ports (in order); stops them gracefully on exit.
+    """Start ``apps``; yields the bound ports of those with a port (in order); stops them all
+    gracefully on exit.
 
     With ``internal_port``, an :func:`internal_app` for them all listens on it too, started
     last (its bound port is the last one yielded). If an app fails to start, the apps already
@@ -200,6 +203,9 @@ async def running(
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s)
             runners.append(runner)
             await runner.setup()
+            if port is None:  # started (its cleanup contexts ran) but listening nowhere
+                log.info("runner.started", app=name)
+                continue
             edge = app.get(EDGE)
             site: web.BaseSite = (
                 web.TCPSite(runner, host, port)

@@ -11,18 +11,16 @@ import structlog
 from aiohttp import web
 
 from libs.common.bus import Bus
-from libs.common.keys import BUS, HTTP, STORE
-from libs.common.resources import bus_ctx, http_ctx, store_ctx
+from libs.common.keys import ACCESS_TOKEN, BUS, STORE, WECHAT_API
+from libs.common.resources import bus_ctx, store_ctx, wechat_ctx
 from libs.common.store import Store
 from libs.common.topology import CORE_QUEUES, MEDIA_ARCHIVE
 from libs.common.web import base_app
-from libs.common.wechat.api import ApiClient
-from libs.common.wechat.token import AccessToken
 from services.media import archive, heap
 from services.media.assets import AssetDir
 from services.media.cache import DiskCache
 from services.media.handlers import assets, edge, media
-from services.media.keys import API, ASSETS, CACHE, CLOCK, SETTINGS, TOKEN, UPLOADER, WECHAT
+from services.media.keys import ASSETS, CACHE, CLOCK, SETTINGS, UPLOADER, WECHAT
 from services.media.records import LIFETIME_S
 from services.media.settings import MediaSettings
 from services.media.uploads import Uploader
@@ -57,11 +55,15 @@ def create_app(
     # The session's timeout bounds API calls; a download streams longer, and the WeChat client
     # bounds each of its reads instead.
     app.cleanup_ctx.append(
-        http_ctx(
-            timeout_s=settings.wechat_timeout_s, limit=HTTP_CONNECTIONS, read_bufsize=READ_BUFSIZE
+        wechat_ctx(
+            settings,
+            service=SERVICE,
+            clock=clock,
+            connections=HTTP_CONNECTIONS,
+            read_bufsize=READ_BUFSIZE,
         )
     )
-    app.cleanup_ctx.append(_wechat_ctx)
+    app.cleanup_ctx.append(_upstream_ctx)
     if settings.media_cache_dir:
         app.cleanup_ctx.append(_cache_ctx)
     if settings.assets_dir:
@@ -101,25 +103,11 @@ async def _heap_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _wechat_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    api = ApiClient(
-        app[HTTP],
-        base_url=settings.wechat_api_base,
-        timeout_s=settings.wechat_timeout_s,
-        service=SERVICE,
+    wechat = WeChatMedia(
+        app[WECHAT_API], app[ACCESS_TOKEN], deadline_s=settings.media_upstream_deadline_s
     )
-    token = AccessToken(
-        api,
-        app[STORE],
-        appid=settings.appid,
-        secret=settings.app_secret,
-        clock=app[CLOCK],
-        service=SERVICE,
-    )
-    wechat = WeChatMedia(api, token, deadline_s=settings.media_upstream_deadline_s)
-    app[API] = api
-    app[TOKEN] = token
     app[WECHAT] = wechat
     app[UPLOADER] = Uploader(
         store=app[STORE],

@@ -67,7 +67,6 @@ SIM_START = 1_767_225_600.0
 FAST = {
     # Retries in tenths of a second instead of seconds: each delay is a delay queue.
     "retry_base_s": 0.05,
-    "retry_cap_s": 0.4,
     "window_grace_s": 0.0,
     "send_rate_per_s": 0.0,
     "wechat_timeout_s": 1.0,

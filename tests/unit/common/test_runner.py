@@ -519,3 +519,26 @@ def test_settle_heap_freezes_what_exists_and_raises_the_young_threshold() -> Non
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_an_app_without_a_port_starts_and_stops_and_is_judged_on_the_internal_port() -> None:
+    # A consumer (router, sender): its cleanup contexts run, it listens nowhere of its own,
+    # and its readiness is the internal port's.
+    events: list[str] = []
+    consumer = base_app("consumer")
+    consumer.cleanup_ctx.append(recorder(events, "consumer"))
+
+    async def not_yet() -> None:
+        raise RuntimeError("queue not declared")
+
+    add_readiness_check(consumer, "queue", not_yet)
+    async with (
+        running([(consumer, None)], shutdown_grace_s=1, internal_port=0) as ports,
+        aiohttp.ClientSession() as http,
+    ):
+        assert events == ["open consumer"]
+        (internal,) = ports
+        async with http.get(f"http://127.0.0.1:{internal}/readyz") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["service"] == "consumer"
+    assert events == ["open consumer", "close consumer"]
