@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -71,8 +70,6 @@ from services.sender.errors import NotSendable
 from services.sender.settings import SenderSettings
 
 log = structlog.get_logger(__name__)
-_stdlib_log = logging.getLogger(__name__)
-"""The standard logger under ``log``, whose level decides (see ``observability/logging.py``)."""
 
 Clock = Callable[[], float]
 
@@ -498,11 +495,8 @@ async def _settle(
     outcome = fact.routing_key().split(".")[1]
     metrics.commands(cmd.msgtype, outcome).inc()
     if isinstance(fact, Sent):
-        # The common case is counted in metrics; a line per message costs what a store
-        # round trip does, so it is logged at debug only, and not even built below that
-        # (structlog binds and runs its processors before the level drops a line).
-        if _stdlib_log.isEnabledFor(logging.DEBUG):
-            log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
+        # The common case is counted in metrics; a line per message is logged at debug only.
+        log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
     elif isinstance(fact, Rejected):
         log.info("send.rejected", reason=fact.reason, errcode=fact.errcode)
     elif isinstance(fact, Failed):

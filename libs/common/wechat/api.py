@@ -11,7 +11,6 @@ on the request anyway (``ambiguous``).
 from __future__ import annotations
 
 import functools
-import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -32,7 +31,6 @@ from libs.common.wechat.apierrors import (
 )
 
 log = structlog.get_logger(__name__)
-_stdlib_log = logging.getLogger(__name__)
 
 SEND_PATH = "/cgi-bin/message/custom/send"
 TYPING_PATHS = ("/cgi-bin/message/custom/typing", "/cgi-bin/message/custom/business/typing")
@@ -462,8 +460,7 @@ class ApiClient:
             error = WeChatApiError(answer.errcode, answer.errmsg, path)
             _log_failure(api, error)
             raise error
-        if _stdlib_log.isEnabledFor(logging.DEBUG):  # not even built below debug: every send
-            log.debug("wechat.call", api=api, path=path, latency_ms=round(latency * 1000, 2))
+        log.debug("wechat.call", api=api, path=path, latency_ms=round(latency * 1000, 2))
         return answer, latency
 
     def _count(self, api: str, result: str, start: float) -> None:
