@@ -146,7 +146,7 @@ async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) ->
     structlog.contextvars.bind_contextvars(
         command_id=msg.id, msgtype=msg.msgtype, openid=hash_openid(msg.openid)
     )
-    with Timer(metrics.command_seconds(msg.msgtype).observe), sender.steps.running(msg):
+    with Timer(metrics.COMMAND_SECONDS.labels(msg.msgtype).observe), sender.steps.running(msg):
         try:
             await _process(sender, msg, delivery)
         except StoreError as exc:
@@ -493,7 +493,7 @@ async def _settle(
         await order.mark_done(store, cmd, ttl_s=ttl)
     await publish_fact(sender.bus, fact)
     outcome = fact.routing_key().split(".")[1]
-    metrics.commands(cmd.msgtype, outcome).inc()
+    metrics.COMMANDS.labels(cmd.msgtype, outcome).inc()
     if isinstance(fact, Sent):
         # The common case is counted in metrics; a line per message is logged at debug only.
         log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
@@ -513,7 +513,7 @@ async def _sent_unrecorded(sender: Sender, cmd: SendCommand, fact: Sent, exc: St
     sender.recording.add(task)
     task.add_done_callback(sender.recording.discard)
     await publish_fact(sender.bus, fact)
-    metrics.commands(cmd.msgtype, "sent").inc()
+    metrics.COMMANDS.labels(cmd.msgtype, "sent").inc()
 
 
 async def _record_later(store: Store, writes: list[Write]) -> None:
@@ -548,7 +548,7 @@ async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> 
         return
     key = windows.window_key(cmd.appid, cmd.openid)
     await sender.store.window_release(key, slot, now=sender.clock())
-    metrics.quota("released").inc()
+    metrics.QUOTA.labels("released").inc()
 
 
 async def _claim(
@@ -583,7 +583,7 @@ async def _claim(
         )
         if claim.ok:
             if spends_slot:
-                metrics.quota("granted").inc()
+                metrics.QUOTA.labels("granted").inc()
             if limited:
                 metrics.RATE_WAIT_SECONDS.observe(waited)
             lost = not delivery.fresh and forgotten(claim, born(cmd))

@@ -203,7 +203,7 @@ class _Consumer:
         except asyncio.CancelledError:
             # Shutdown or a dropped channel: unsettled, so the broker delivers it again
             # (and counts it toward the queue's delivery limit).
-            metrics.delivered(spec.name, "requeue").inc()
+            metrics.DELIVERIES.labels(spec.name, "requeue").inc()
             await _quietly(message.nack(requeue=True), "delivery.nack_failed")
             raise
         await self._settle(message, verdict)
@@ -234,10 +234,10 @@ class _Consumer:
             except PublishError as exc:
                 # Not parked, so not acked either: the broker delivers it again.
                 log.warning("delivery.settle_failed", outcome=verdict.outcome, error=str(exc))
-                metrics.delivered(spec.name, "requeue").inc()
+                metrics.DELIVERIES.labels(spec.name, "requeue").inc()
                 await _quietly(message.nack(requeue=True), "delivery.nack_failed")
                 return
-        metrics.delivered(spec.name, verdict.outcome).inc()
+        metrics.DELIVERIES.labels(spec.name, verdict.outcome).inc()
         await _quietly(message.ack(), "delivery.ack_failed")
 
 
@@ -504,9 +504,9 @@ class AmqpBus:
             outcome = "error"
             raise
         finally:
-            metrics.published(exchange, outcome).inc()
+            metrics.PUBLISHES.labels(exchange, outcome).inc()
             if outcome == "ok":
-                metrics.publish_seconds(exchange).observe(time.perf_counter() - started)
+                metrics.PUBLISH_SECONDS.labels(exchange).observe(time.perf_counter() - started)
 
     def _renew_publisher(self, channel: aiormq.abc.AbstractChannel) -> None:
         """Replace the publishing channel after a nack, at most once a second.

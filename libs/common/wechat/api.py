@@ -10,7 +10,6 @@ on the request anyway (``ambiguous``).
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +19,6 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import aiohttp
 import msgspec
 import structlog
-from prometheus_client import Counter, Histogram
 
 from libs.common.wechat import apimetrics
 from libs.common.wechat.apierrors import (
@@ -464,22 +462,8 @@ class ApiClient:
         return answer, latency
 
     def _count(self, api: str, result: str, start: float) -> None:
-        _calls(self._service, api, result).inc()
-        _call_seconds(self._service, api).observe(time.perf_counter() - start)
-
-
-# The children counted on every call, looked up once per label set: a labels() call costs
-# more than the increment it serves.
-
-
-@functools.cache
-def _calls(service: str, api: str, result: str) -> Counter:
-    return apimetrics.CALLS.labels(service, api, result)
-
-
-@functools.cache
-def _call_seconds(service: str, api: str) -> Histogram:
-    return apimetrics.CALL_SECONDS.labels(service, api)
+        apimetrics.CALLS.labels(self._service, api, result).inc()
+        apimetrics.CALL_SECONDS.labels(self._service, api).observe(time.perf_counter() - start)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int, path: str) -> bytes:
