@@ -18,7 +18,7 @@ from libs.common.topology import CORE_QUEUES, MEDIA_ARCHIVE
 from libs.common.web import base_app
 from libs.common.wechat.api import ApiClient
 from libs.common.wechat.token import AccessToken
-from services.media import archive, heap
+from services.media import archive
 from services.media.assets import AssetDir
 from services.media.cache import DiskCache
 from services.media.handlers import assets, edge, media
@@ -52,7 +52,6 @@ def create_app(
     app.middlewares.extend([edge.errors, edge.internal_token])
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app.cleanup_ctx.append(_heap_ctx)
     app.cleanup_ctx.append(store_ctx(settings.store_url, store=store))
     # The session's timeout bounds API calls; a download streams longer, and the WeChat client
     # bounds each of its reads instead.
@@ -93,12 +92,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/assets/{name}", assets.get)
     app.router.add_delete("/v1/assets/{name}", assets.delete)
     app.router.add_get("/v1/assets/{name}/media_id", assets.media_id)
-
-
-async def _heap_ctx(app: web.Application) -> AsyncIterator[None]:
-    # Process-wide, and idempotent: the streams' buffers stay in the heap (see heap.py).
-    heap.keep_stream_buffers()
-    yield
 
 
 async def _wechat_ctx(app: web.Application) -> AsyncIterator[None]:
