@@ -122,7 +122,6 @@ def run_responder(amqp_url: str) -> None:
     """Answers the decision RPC of every user message (never transfers), first thing."""
     from libs.common.bus import Delivery, connect
     from libs.common.observability.logging import configure
-    from libs.common.runner import settle_heap
     from libs.common.schemas import AnyMessage, DecisionReply
     from libs.common.topology import ROUTER_EVENTS
 
@@ -135,7 +134,6 @@ def run_responder(amqp_url: str) -> None:
             await delivery.reply(DecisionReply(event_id=msg.id, transfer=False, rule="bench"))
 
         await bus.consume(ROUTER_EVENTS, decide, prefetch=128)
-        settle_heap()  # as the router's serve() does once it runs
         print("ready", flush=True)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

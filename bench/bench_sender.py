@@ -53,7 +53,7 @@ from libs.common import store as store_lib
 from libs.common.bus import Bus
 from libs.common.bus.memory import MemoryBus
 from libs.common.observability.logging import configure
-from libs.common.runner import run, settle_heap
+from libs.common.runner import run
 from libs.common.schemas import AnyMessage, SendText, Sent, TextReceived
 from libs.common.settings import load
 from libs.common.topology import CORE_QUEUES, EVENTS, QueueSpec
@@ -249,9 +249,6 @@ async def table(
     async with running(create_sim(state=state)) as url:
         token = state.token_for_tests()
         await bare(url, token, users, min(sends, 500), concurrency)  # warm up
-        # The garbage collector as serve() leaves it in every service process once started
-        # (start-up heap frozen, young collections every 10,000 allocations), for every row.
-        settle_heap()
         args = (url, state, users, sends, concurrency, bus_url, store_url)
         for _ in range(rounds):
             bare_row.append(await bare(url, token, users, sends, concurrency))
