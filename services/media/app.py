@@ -34,8 +34,7 @@ SERVICE = "media"
 HTTP_CONNECTIONS = 100
 READ_BUFSIZE = 256 * 1024
 """aiohttp stops reading a response once twice this is buffered. aiohttp's own default in 3.14;
-3.13 and earlier buffer 64 KB, which pauses and resumes a stream after every 256 KB read
-of uvloop's and measured slower (docs/media.md, "Where the CPU goes")."""
+3.13 and earlier buffer 64 KB, which pauses and resumes a stream after every read of uvloop's."""
 
 
 def create_app(
