@@ -180,7 +180,7 @@ def encode_json(body: msgspec.Struct, *, path: str) -> bytes:
         raw = _encoder.encode(body)
     except UnicodeEncodeError:
         raise WeChatBadRequest(path, "text contains a lone surrogate (not valid UTF-8)") from None
-    if b"\\u" in raw and _ESCAPE.search(raw):  # the substring test first: a tenth of the cost
+    if _ESCAPE.search(raw):
         raise WeChatBadRequest(
             path, "text contains control characters WeChat refuses (U+0000-U+001F)"
         )
