@@ -16,7 +16,7 @@ from libs.common.resources import bus_ctx, store_ctx, wechat_ctx
 from libs.common.store import Store
 from libs.common.topology import CORE_QUEUES, MEDIA_ARCHIVE
 from libs.common.web import base_app
-from services.media import archive, heap
+from services.media import archive
 from services.media.assets import AssetDir
 from services.media.cache import DiskCache
 from services.media.handlers import assets, edge, media
@@ -32,8 +32,7 @@ SERVICE = "media"
 HTTP_CONNECTIONS = 100
 READ_BUFSIZE = 256 * 1024
 """aiohttp stops reading a response once twice this is buffered. aiohttp's own default in 3.14;
-3.13 and earlier buffer 64 KB, which pauses and resumes a stream after every 256 KB read
-of uvloop's and measured slower (docs/media.md, "Where the CPU goes")."""
+3.13 and earlier buffer 64 KB, which pauses and resumes a stream after every read of uvloop's."""
 
 
 def create_app(
@@ -50,7 +49,6 @@ def create_app(
     app.middlewares.extend([edge.errors, edge.internal_token])
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app.cleanup_ctx.append(_heap_ctx)
     app.cleanup_ctx.append(store_ctx(settings.store_url, store=store))
     # The session's timeout bounds API calls; a download streams longer, and the WeChat client
     # bounds each of its reads instead.
@@ -95,12 +93,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/assets/{name}", assets.get)
     app.router.add_delete("/v1/assets/{name}", assets.delete)
     app.router.add_get("/v1/assets/{name}/media_id", assets.media_id)
-
-
-async def _heap_ctx(app: web.Application) -> AsyncIterator[None]:
-    # Process-wide, and idempotent: the streams' buffers stay in the heap (see heap.py).
-    heap.keep_stream_buffers()
-    yield
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -72,8 +71,6 @@ from services.sender.settings import SenderSettings
 from services.sender.window_rules import GrantKind, WindowTake
 
 log = structlog.get_logger(__name__)
-_stdlib_log = logging.getLogger(__name__)
-"""The standard logger under ``log``, whose level decides (see ``observability/logging.py``)."""
 
 Clock = Callable[[], float]
 
@@ -150,7 +147,7 @@ async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) ->
     structlog.contextvars.bind_contextvars(
         command_id=msg.id, msgtype=msg.msgtype, openid=hash_openid(msg.openid)
     )
-    with Timer(metrics.command_seconds(msg.msgtype).observe), sender.steps.running(msg):
+    with Timer(metrics.COMMAND_SECONDS.labels(msg.msgtype).observe), sender.steps.running(msg):
         try:
             await _process(sender, msg, delivery)
         except StoreError as exc:
@@ -495,13 +492,10 @@ async def _settle(
         await order.mark_done(store, cmd, ttl_s=ttl)
     await publish_fact(sender.bus, fact)
     outcome = fact.routing_key().split(".")[1]
-    metrics.commands(cmd.msgtype, outcome).inc()
+    metrics.COMMANDS.labels(cmd.msgtype, outcome).inc()
     if isinstance(fact, Sent):
-        # The common case is counted in metrics; a line per message costs what a store
-        # round trip does, so it is logged at debug only, and not even built below that
-        # (structlog binds and runs its processors before the level drops a line).
-        if _stdlib_log.isEnabledFor(logging.DEBUG):
-            log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
+        # The common case is counted in metrics; a line per message is logged at debug only.
+        log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
     elif isinstance(fact, Rejected):
         log.info("send.rejected", reason=fact.reason, errcode=fact.errcode)
     elif isinstance(fact, Failed):
@@ -518,7 +512,7 @@ async def _sent_unrecorded(sender: Sender, cmd: SendCommand, fact: Sent, exc: St
     sender.recording.add(task)
     task.add_done_callback(sender.recording.discard)
     await publish_fact(sender.bus, fact)
-    metrics.commands(cmd.msgtype, "sent").inc()
+    metrics.COMMANDS.labels(cmd.msgtype, "sent").inc()
 
 
 async def _record_later(store: Store, writes: list[Write]) -> None:
@@ -553,7 +547,7 @@ async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> 
         return
     key = windows.window_key(cmd.appid, cmd.openid)
     await windows.release(sender.store, key, slot, now=sender.clock())
-    metrics.quota("released").inc()
+    metrics.QUOTA.labels("released").inc()
 
 
 async def _claim(
@@ -587,7 +581,7 @@ async def _claim(
         )
         if claim.ok:
             if spends_slot:
-                metrics.quota("granted").inc()
+                metrics.QUOTA.labels("granted").inc()
             if limited:
                 metrics.RATE_WAIT_SECONDS.observe(waited)
             lost = not delivery.fresh and forgotten(claim, born(cmd))
