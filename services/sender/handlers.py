@@ -1,4 +1,7 @@
-"""The sender's two bus handlers: send commands, and the inbound events that open windows.
+"""The sender's bus handlers, one per kind of message: a message to send and a typing
+indicator (the commands queue); a user message and entering the chat, which open reply
+windows (the windows queue). They are the shell: they read the state, ask ``decide.py`` what
+to do, and carry that out.
 
 A command goes through, in order: the order of its cause, its body (assets resolved), one
 atomic claim in the store of its ledger mark (a redelivery finds its outcome there,
@@ -133,10 +136,10 @@ def commands(sender: Sender) -> Handler:
     """The commands queue's handler: a message, or a typing indicator."""
 
     async def message(cmd: Message, delivery: Delivery) -> None:
-        await handle_message(sender, cmd, delivery)
+        await _command(sender, cmd, delivery, _message)
 
     async def typing(cmd: SendTyping, delivery: Delivery) -> None:
-        await handle_typing(sender, cmd, delivery)
+        await _command(sender, cmd, delivery, _typing)
 
     return by_kind(
         on(SendText, message),
@@ -203,14 +206,6 @@ def _granted(event: Inbound, grant: Grant) -> None:
 # --- commands ----------------------------------------------------------------------------------
 
 C = TypeVar("C", bound=SendCommand)
-
-
-async def handle_message(sender: Sender, cmd: Message, delivery: Delivery) -> None:
-    await _command(sender, cmd, delivery, _message)
-
-
-async def handle_typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
-    await _command(sender, cmd, delivery, _typing)
 
 
 async def _command(
