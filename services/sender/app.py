@@ -80,12 +80,12 @@ async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncItera
     bus = app[BUS]
     await bus.consume(
         commands,
-        functools.partial(handlers.handle_command, sender),
+        handlers.commands(sender),
         prefetch=settings.sender_prefetch,
     )
     await bus.consume(
         SENDER_WINDOWS,
-        functools.partial(handlers.handle_window_event, sender),
+        handlers.window_events(sender),
         prefetch=settings.sender_prefetch,
     )
     try:

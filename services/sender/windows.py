@@ -38,18 +38,28 @@ def grant_opened_by(cmd: SendCommand, settings: SenderSettings) -> Grant | None:
 def grant_for(event: AnyMessage, settings: SenderSettings) -> Grant | None:
     """The grant an inbound event opens, or None for events that open nothing."""
     if isinstance(event, UserMessage):
-        return Grant(
-            kind="message",
-            count=settings.window_message_count,
-            until=event.create_time + settings.window_message_s,
-        )
+        return message_grant(event, settings)
     if isinstance(event, SessionEntered):
-        return Grant(
-            kind="enter",
-            count=settings.window_enter_count,
-            until=event.create_time + settings.window_enter_s,
-        )
+        return enter_grant(event, settings)
     return None
+
+
+def message_grant(event: UserMessage, settings: SenderSettings) -> Grant:
+    """What a user message opens."""
+    return Grant(
+        kind="message",
+        count=settings.window_message_count,
+        until=event.create_time + settings.window_message_s,
+    )
+
+
+def enter_grant(event: SessionEntered, settings: SenderSettings) -> Grant:
+    """What entering the chat opens."""
+    return Grant(
+        kind="enter",
+        count=settings.window_enter_count,
+        until=event.create_time + settings.window_enter_s,
+    )
 
 
 # -- the operations ----------------------------------------------------------------------------

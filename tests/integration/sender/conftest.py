@@ -32,7 +32,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
 from libs.common import bus as bus_lib
-from libs.common.bus import Bus, Delivery
+from libs.common.bus import Bus, Delivery, Handler
 from libs.common.bus.memory import MemoryBus
 from libs.common.schemas import (
     AnyMessage,
@@ -322,13 +322,18 @@ def handled_by(monkeypatch: pytest.MonkeyPatch) -> HandledBy:
     """Wraps the command handler of the replicas started after it (each app binds the
     handler when its consumers start)."""
     tracker = HandledBy()
-    original = handlers.handle_command
+    original = handlers.commands
 
-    async def counting(sender: handlers.Sender, msg: AnyMessage, delivery: Delivery) -> None:
-        tracker.deliveries.append((sender, msg.id))
-        await original(sender, msg, delivery)
+    def counting(sender: handlers.Sender) -> Handler:
+        handle = original(sender)
 
-    monkeypatch.setattr(handlers, "handle_command", counting)
+        async def counted(msg: AnyMessage, delivery: Delivery) -> None:
+            tracker.deliveries.append((sender, msg.id))
+            await handle(msg, delivery)
+
+        return counted
+
+    monkeypatch.setattr(handlers, "commands", counting)
     return tracker
 
 
