@@ -25,7 +25,8 @@ COPY --from=build /opt/wxkf /opt/wxkf
 COPY examples/rules.yaml /etc/wxkf/rules.yaml
 USER 10001:10001
 WORKDIR /tmp
-# Public ports (ingress, router, sender, media), then the internal one (health, readiness, metrics).
-EXPOSE 8080 8081 8082 8084 9180
+# Public ports (ingress, media), then the internal one (health, readiness, metrics); router
+# and sender serve only the internal one.
+EXPOSE 8080 8084 9180
 # Overridden per Deployment; ingress is the one every installation has.
 CMD ["python", "-m", "services.ingress"]

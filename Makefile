@@ -51,7 +51,6 @@ up: $(STAMP) services
 	$(BIN)/wxkf up
 
 bench: $(STAMP) services
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 format: $(STAMP)

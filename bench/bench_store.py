@@ -17,9 +17,11 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
-from libs.common.store import Grant, Store
+from libs.common.store import Store
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
+from services.sender import windows
+from services.sender.window_rules import Grant
 
 Op = Callable[[int], Awaitable[object]]
 
@@ -41,14 +43,14 @@ async def store_ops(store: Store, users: int) -> dict[str, Op]:
     now = time.time()
     for u in range(users):
         grant = Grant(kind="message", count=1_000_000, until=now + 3600)
-        await store.window_grant(f"w{u}", grant, now=now)
+        await windows.grant(store, f"w{u}", grant, now=now)
 
     async def take(i: int) -> object:
-        return await store.window_take(f"w{i % users}", now=now)
+        return await windows.take(store, f"w{i % users}", now=now)
 
     async def grant(i: int) -> object:
         g = Grant(kind="enter", count=2, until=now + 60 + i)
-        return await store.window_grant(f"w{i % users}", g, now=now)
+        return await windows.grant(store, f"w{i % users}", g, now=now)
 
     async def rate(i: int) -> object:
         return await store.rate_acquire("bucket", rate=1e9, burst=1_000_000, now=now + i * 1e-6)

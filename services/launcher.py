@@ -1,89 +1,41 @@
-"""``wxkf run`` (services in this process) and ``wxkf config``.
+"""``wxkf run``: services in this process.
 
 ``wxkf run all`` is the embedded deployment: the four services on one event loop, sharing one
 bus and one store (``memory://`` unless ``WXKF_BUS_URL``/``WXKF_STORE_URL`` say otherwise),
-each on its own port, honouring every ``WXKF_`` variable — it can serve real WeChat traffic.
-``wxkf up``, one process per service, is :mod:`services.up`.
+ingress and media each on its own port, honouring every ``WXKF_`` variable — it can serve real
+WeChat traffic. Fewer than the four in one process need RabbitMQ and Redis, as one service
+alone does. ``wxkf up``, one process per service, is :mod:`services.up`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import secrets
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from aiohttp import web
 
 from libs.common import bus as bus_lib
 from libs.common import store as store_lib
 from libs.common.observability.logging import configure_service
 from libs.common.runner import PortUnavailable, run_apps
 from libs.common.runner import run as run_loop
-from libs.common.settings import CommonSettings, Secret, SettingsError, load
+from libs.common.settings import CommonSettings, Secret, SettingsError, refuse_memory
 from libs.common.stopping import StopSignals
-
-SERVICES = ("ingress", "router", "sender", "media")
-
-
-@dataclass(frozen=True)
-class Service:
-    """Where a service's settings and composition root live (imported only when used)."""
-
-    name: str
-    settings: str
-    port_field: str
-
-    def settings_class(self) -> type[CommonSettings]:
-        module, _, cls = self.settings.partition(":")
-        found: type[CommonSettings] = getattr(importlib.import_module(module), cls)
-        return found
-
-    def create_app(self) -> Callable[..., web.Application]:
-        factory = importlib.import_module(f"services.{self.name}.app").create_app
-        assert callable(factory)
-        return factory  # type: ignore[no-any-return]  # each service's own signature
+from libs.common.topology import SERVICES, Service
+from services.composition import create_app, load_settings, public_port
 
 
-REGISTRY: dict[str, Service] = {
-    "ingress": Service("ingress", "services.ingress.settings:IngressSettings", "ingress_port"),
-    "router": Service("router", "services.router.settings:RouterSettings", "router_port"),
-    "sender": Service("sender", "services.sender.settings:SenderSettings", "sender_port"),
-    "media": Service("media", "services.media.settings:MediaSettings", "media_port"),
-}
-
-
-def selected(names: Sequence[str]) -> list[str]:
+def selected(names: Sequence[str]) -> list[Service]:
     if "all" in names:
         return list(SERVICES)
-    return list(dict.fromkeys(names))
-
-
-def load_settings(
-    names: Sequence[str], environ: Mapping[str, str] | None = None, **overrides: Any
-) -> dict[str, CommonSettings]:
-    """Every selected service's settings; all problems reported together, one per line."""
-    loaded: dict[str, CommonSettings] = {}
-    problems: list[str] = []
-    for name in names:
-        cls = REGISTRY[name].settings_class()
-        fields = {k: v for k, v in overrides.items() if k in cls.__struct_fields__}
-        try:
-            loaded[name] = load(cls, environ, **fields)
-        except SettingsError as exc:
-            problems.append(f"{name}: {exc}")
-    if problems:
-        raise SettingsError("\n".join(dict.fromkeys(problems)))
-    return loaded
+    return [s for s in SERVICES if s in names]
 
 
 async def run_services(
-    settings: Mapping[str, CommonSettings],
+    settings: Mapping[Service, CommonSettings],
     *,
     stop: asyncio.Event | None = None,
     signals: StopSignals | None = None,
@@ -100,11 +52,7 @@ async def run_services(
         store = await store_lib.connect(first.store_url)
         try:
             apps = [
-                (
-                    REGISTRY[name].create_app()(s, bus=bus, store=store),
-                    int(getattr(s, REGISTRY[name].port_field)),
-                )
-                for name, s in settings.items()
+                (create_app(s, bus=bus, store=store), public_port(s)) for s in settings.values()
             ]
             grace = max(s.shutdown_grace_s for s in settings.values())
             # One internal port for the process: its metrics are one registry, its readiness
@@ -124,18 +72,30 @@ async def run_services(
 
 
 def run_settings(
-    names: Sequence[str], environ: Mapping[str, str] | None = None
-) -> dict[str, CommonSettings]:
+    names: Sequence[Service], environ: Mapping[str, str] | None = None
+) -> dict[Service, CommonSettings]:
     """The settings of ``wxkf run <names>``. Media always requires a token: every service in
     one process without ``WXKF_INTERNAL_TOKEN`` gets one made for the run, which the sender's
     calls carry (a client outside the process needs the variable set); media alone, or with
-    some others, needs it set."""
+    some others, needs it set. Only the four together may share ``memory://``: without the
+    others in the process, a service would publish to, and read from, nobody."""
     env = os.environ if environ is None else environ
     given = env.get("WXKF_INTERNAL_TOKEN") or env.get("WXKF_INTERNAL_TOKEN_FILE")
     embedded: dict[str, Any] = {}
-    if set(names) == set(SERVICES) and not given:
+    everyone = set(names) == set(SERVICES)
+    if everyone and not given:
         embedded["internal_token"] = Secret(secrets.token_urlsafe(32))
-    return load_settings(names, environ, **embedded)
+    settings = load_settings(names, environ, **embedded)
+    if not everyone:
+        problems = []
+        for name, s in settings.items():
+            try:
+                refuse_memory(s, alone=f"wxkf run {' '.join(names)}")
+            except SettingsError as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            raise SettingsError("\n".join(dict.fromkeys(problems)))
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,60 +115,4 @@ def run(args: argparse.Namespace) -> int:
     except PortUnavailable as exc:
         print(f"wxkf: {exc}", file=sys.stderr)
         return 2
-    return 0
-
-
-# --- wxkf config --------------------------------------------------------------------------------
-
-CONFIG_PREAMBLE = """\
-# Configuration
-
-Every setting is an environment variable with the prefix `WXKF_`, read once at start into
-a typed settings object per service. A missing or malformed value stops the service before
-it binds a port, with one line that names the variable. A variable marked *secret* may
-instead be read from a file: `WXKF_<NAME>_FILE=/path` (how Kubernetes mounts Secrets);
-secrets never appear in logs or error messages.
-
-This page is generated from the settings classes by `wxkf config`; a test keeps it current.
-"""
-
-
-UP_PREAMBLE = """\
-`wxkf up` also sets, when they are not set: `WXKF_BUS_URL` and `WXKF_STORE_URL` to RabbitMQ and
-Redis on loopback, the demo credentials, `WXKF_LISTEN_HOST=127.0.0.1`, `WXKF_WECHAT_API_BASE`
-to its simulator, `WXKF_MEDIA_URL` to its media service and `WXKF_ASSETS_DIR` to
-`<WXKF_UP_DIR>/assets`, `WXKF_INTERNAL_TOKEN` to a token made for the run; each port variable
-may be 0 (a free port), and each service's internal port is the next one up from
-`WXKF_INTERNAL_PORT` (ingress, router, sender, media). With the broker on this machine, each
-service runs as a broker and Redis user of its own (`wxkf-<service>`, made with `rabbitmqctl`
-and `ACL SETUSER`, new passwords at every start; `WXKF_BUS_DECLARE=own`), as in prod."""
-
-
-def _table(rows: Sequence[Any]) -> list[str]:
-    lines = ["| variable | type | default | |", "|---|---|---|---|"]
-    for row in rows:
-        kind, doc = (text.replace("|", "\\|") for text in (row.type, row.doc))
-        lines.append(f"| `{row.variable}` | {kind} | {row.default} | {doc} |")
-    return lines
-
-
-def configuration_reference() -> str:
-    from libs.common.settings import WeChatApiSettings, describe
-
-    common = describe(CommonSettings)
-    api = [f for f in describe(WeChatApiSettings) if f not in common]
-    out = [CONFIG_PREAMBLE, "## Every service", "", *_table(common)]
-    out += ["", "## WeChat's API (sender and media)", "", *_table(api)]
-    shown = {f.variable for f in (*common, *api)}
-    for name in SERVICES:
-        rows = [f for f in describe(REGISTRY[name].settings_class()) if f.variable not in shown]
-        out += ["", f"## {name}", "", *_table(rows)]
-    from services.up.plan import UpSettings  # imports this module: not at the top
-
-    out += ["", "## wxkf up (a local run)", "", UP_PREAMBLE, "", *_table(describe(UpSettings))]
-    return "\n".join(out) + "\n"
-
-
-def config_main(args: argparse.Namespace) -> int:
-    sys.stdout.write(configuration_reference())
     return 0

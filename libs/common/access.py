@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal
 
 import msgspec
 
@@ -46,11 +45,10 @@ from libs.common.topology import (
     ROUTER_EVENTS,
     SENDER_COMMANDS,
     SENDER_WINDOWS,
+    SERVICES,
     QueueSpec,
+    Service,
 )
-
-Service = Literal["ingress", "router", "sender", "media"]
-SERVICES: tuple[Service, ...] = ("ingress", "router", "sender", "media")
 
 EXCHANGES = (EVENTS, COMMANDS, RETRY, DEAD)
 DEFAULT_EXCHANGE = "amq.default"

@@ -12,14 +12,7 @@ A port that cannot be bound is a :class:`PortUnavailable` naming the port, the a
 variable that moves it; :func:`serve` prints it as one line and exits 2.
 
 :func:`serve` runs on uvloop when it can be imported (a dependency wherever it builds), else on
-asyncio's own loop: the same code either way, uvloop's loop only spends less per pass (the
-ingress benchmark measured 2-3% less CPU per push on it).
-
-Once the apps of :func:`serve` have started, :func:`settle_heap` hands what start-up built
-(modules, clients, connections: alive as long as the process) to the collector's permanent
-generation and makes young collections rarer, so that a full collection no longer walks the
-whole start-up heap: on ingress one took 37-49 ms of CPU (52-77 ms of wall time) right after
-start, and 160-370 ms each under a backlog.
+asyncio's own loop: the same code either way, uvloop's loop only spends less per pass.
 """
 
 from __future__ import annotations
@@ -27,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import gc
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -43,7 +35,9 @@ from libs.common.web import internal_app
 
 log = structlog.get_logger(__name__)
 
-AppAndPort = tuple[web.Application, int]
+AppAndPort = tuple[web.Application, int | None]
+"""An app and its port: 0 picks a free one; None, an app that serves nothing of its own (a
+consumer: its health, readiness and metrics are the internal port's)."""
 T = TypeVar("T")
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a service listens on every interface of its pod
@@ -78,13 +72,6 @@ INTERNAL = "internal"
 """The name the internal app goes by in the runner's lines and errors."""
 
 
-GC_YOUNG_THRESHOLD = 10_000
-"""Allocations between young collections (CPython's default is 700). A request leaves little
-garbage that needs the collector (refcounts free the rest): at 10,000, ingress collected once
-or twice in 2,400 pushes instead of 22 times, each pause 3.6-6 ms of CPU (14 ms in a round with
-a backlog) where the old thresholds' longest was 3.6 ms."""
-
-
 def serve(
     apps: Sequence[AppAndPort],
     *,
@@ -92,7 +79,7 @@ def serve(
     shutdown_grace_s: float,
     internal_port: int | None = None,
 ) -> None:
-    """Run ``apps`` (one port each; 0 picks a free one) until SIGTERM/SIGINT, then stop; with
+    """Run ``apps`` (one port each; see :data:`AppAndPort`) until SIGTERM/SIGINT, then stop; with
     ``internal_port``, their health, readiness and metrics on it (:func:`internal_app`).
 
     The process's stop signals are handled from here to its end (:mod:`libs.common.stopping`).
@@ -106,25 +93,12 @@ def serve(
                 host=host,
                 shutdown_grace_s=shutdown_grace_s,
                 internal_port=internal_port,
-                on_started=settle_heap,
                 signals=signals,
             )
         )
     except PortUnavailable as exc:
         print(f"wxkf: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(PORT_IN_USE_EXIT) from None
-
-
-def settle_heap() -> None:
-    """Freeze what exists now out of the collector's reach, and collect young objects less often.
-
-    For a process that has finished starting (see the module docstring); the garbage of the
-    start-up is collected first, so that none of it is kept for good.
-    """
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -149,12 +123,11 @@ async def run_apps(
     shutdown_grace_s: float,
     internal_port: int | None = None,
     stop: asyncio.Event | None = None,
-    on_started: Callable[[], None] | None = None,
     signals: StopSignals | None = None,
 ) -> None:
     """Run ``apps`` until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully.
 
-    ``on_started`` is called once every app listens. ``signals`` installed by the caller for
+    ``signals`` installed by the caller for
     the whole process (as :func:`serve` does) stay installed; without them, stop signals are
     handled while the apps run and the previous handlers come back afterwards.
     """
@@ -168,8 +141,6 @@ async def run_apps(
         async with running(
             apps, host=host, shutdown_grace_s=shutdown_grace_s, internal_port=internal_port
         ):
-            if on_started is not None:
-                on_started()
             await stop.wait()
 
 
@@ -181,7 +152,8 @@ async def running(
     shutdown_grace_s: float,
     internal_port: int | None = None,
 ) -> AsyncIterator[list[int]]:
-    """Start ``apps``; yields their bound ports (in order); stops them gracefully on exit.
+    """Start ``apps``; yields the bound ports of those with a port (in order); stops them all
+    gracefully on exit.
 
     With ``internal_port``, an :func:`internal_app` for them all listens on it too, started
     last (its bound port is the last one yielded). If an app fails to start, the apps already
@@ -200,6 +172,9 @@ async def running(
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s)
             runners.append(runner)
             await runner.setup()
+            if port is None:  # started (its cleanup contexts ran) but listening nowhere
+                log.info("runner.started", app=name)
+                continue
             edge = app.get(EDGE)
             site: web.BaseSite = (
                 web.TCPSite(runner, host, port)

@@ -2,8 +2,11 @@
 
 Each service declares one frozen Struct that extends :class:`CommonSettings`. Field ``foo_bar``
 is read from ``WXKF_FOO_BAR``; a field typed :class:`Secret` may instead be read from the file
-named by ``WXKF_FOO_BAR_FILE`` (how Kubernetes mounts Secrets). A missing or malformed value
-raises :class:`SettingsError` with one line naming the variable, never its secret value.
+named by ``WXKF_FOO_BAR_FILE`` (how Kubernetes mounts Secrets). A field typed as a collection
+(``frozenset[Kind]``, ``tuple[str, ...]``) is read as a comma-separated list, each item checked
+against the item type (names from a ``Literal`` in any case). A missing or malformed value
+raises :class:`SettingsError` with one line naming the variable, never its secret value; so
+does a variable that is no longer read (:func:`retired`), with what to do instead.
 """
 
 from __future__ import annotations
@@ -81,6 +84,11 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     and the Service reach the pod's own address. ``wxkf up`` sets ``127.0.0.1``, so that a
     local run with the demo credentials cannot be reached from the network."""
 
+    def shared_urls(self) -> tuple[str, ...]:
+        """The fields naming what this service shares with the others (its bus and store):
+        ``memory://`` there works only with the others in the same process."""
+        return ("bus_url", "store_url")
+
 
 class WeChatApiSettings(CommonSettings, frozen=True, kw_only=True):
     """What the services that call WeChat's API read (sender, media)."""
@@ -107,6 +115,36 @@ def _dec_hook(tp: type, value: Any) -> Any:
     raise TypeError("expected a string")
 
 
+_COLLECTIONS = (
+    msgspec.inspect.ListType,
+    msgspec.inspect.SetType,
+    msgspec.inspect.FrozenSetType,
+    msgspec.inspect.VarTupleType,
+)
+
+
+def _fields(cls: type[msgspec.Struct]) -> dict[str, msgspec.inspect.Field]:
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return {field.name: field for field in info.fields}
+
+
+def _item_type(tp: msgspec.inspect.Type) -> msgspec.inspect.Type | None:
+    """The item type of a collection (``X | None`` of one too), else None."""
+    options = tp.types if isinstance(tp, msgspec.inspect.UnionType) else (tp,)
+    for t in options:
+        if isinstance(t, msgspec.inspect.Metadata):
+            t = t.type
+        if isinstance(t, _COLLECTIONS):
+            return t.item_type
+    return None
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated list: items stripped, empty ones dropped (so ``""`` is no items)."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def _secret_fields(cls: type[msgspec.Struct]) -> set[str]:
     info = msgspec.inspect.type_info(cls)
     assert isinstance(info, msgspec.inspect.StructType)
@@ -119,10 +157,26 @@ def _secret_fields(cls: type[msgspec.Struct]) -> set[str]:
     return names
 
 
+def retired(cls: type[msgspec.Struct]) -> dict[str, str]:
+    """The variables ``cls`` (and its bases) no longer read, each with what to do instead:
+    a ``RETIRED`` class variable of each settings class."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        found.update(vars(klass).get("RETIRED", {}))
+    return found
+
+
 def load(cls: type[S], environ: Mapping[str, str] | None = None, **overrides: Any) -> S:
-    """Build ``cls`` from ``WXKF_*`` variables; ``overrides`` win (tests, ``wxkf demo``)."""
+    """Build ``cls`` from ``WXKF_*`` variables; ``overrides`` win (tests, ``wxkf demo``).
+
+    A variable that ``cls`` no longer reads (:func:`retired`) is an error when it is set, so
+    that a setting someone relies on never goes quietly unheard."""
     env = os.environ if environ is None else environ
+    for var, instead in retired(cls).items():
+        if var in env or var + "_FILE" in env:
+            raise SettingsError(f"{var} is no longer read: {instead}")
     secrets = _secret_fields(cls)
+    fields = _fields(cls)
     raw: dict[str, Any] = {}
     for name in cls.__struct_fields__:
         var = env_name(name)
@@ -135,13 +189,26 @@ def load(cls: type[S], environ: Mapping[str, str] | None = None, **overrides: An
         elif var in env:
             raw[name] = env[var]
     raw.update(overrides)
+    given = dict(raw)  # as set, for the error message
+    for name, value in raw.items():
+        item = _item_type(fields[name].type)
+        if isinstance(value, str) and item is not None:
+            items = split_list(value)
+            # Names from a fixed set (message types, image kinds) are matched in any case.
+            literal = isinstance(item, msgspec.inspect.LiteralType)
+            raw[name] = [i.lower() for i in items] if literal else items
     try:
         return msgspec.convert(raw, cls, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
-        raise SettingsError(_describe(exc, secrets, raw)) from None
+        raise SettingsError(_describe(exc, secrets, given, fields)) from None
 
 
-def _describe(exc: msgspec.ValidationError, secrets: set[str], raw: dict[str, Any]) -> str:
+def _describe(
+    exc: msgspec.ValidationError,
+    secrets: set[str],
+    raw: dict[str, Any],
+    fields: Mapping[str, msgspec.inspect.Field],
+) -> str:
     # msgspec says "Expected `int`, got `str` - at `$.ingress_port`" or
     # "Object missing required field `appid`"; turn either into the variable's name.
     text = str(exc)
@@ -153,17 +220,49 @@ def _describe(exc: msgspec.ValidationError, secrets: set[str], raw: dict[str, An
     if found and problem:
         field = where.rstrip("`").split(".")[0].split("[")[0]
         got = "" if field in secrets or field not in raw else f" (value {raw[field]!r})"
-        return f"{env_name(field)}: {problem[0].lower()}{problem[1:]}{got}"
+        allowed = _allowed(fields[field].type) if field in fields else ""
+        return f"{env_name(field)}: {problem[0].lower()}{problem[1:]}{allowed}{got}"
     return text
 
 
-def load_or_exit(cls: type[S], **overrides: Any) -> S:
-    """Entry-point helper: one clear line on stderr and exit code 2 instead of a traceback."""
+def _allowed(tp: msgspec.inspect.Type) -> str:
+    """``; one of: a, b`` for a field (or a list) of literals, else nothing."""
+    item = _item_type(tp) or tp
+    options = item.types if isinstance(item, msgspec.inspect.UnionType) else (item,)
+    values = [v for t in options if isinstance(t, msgspec.inspect.LiteralType) for v in t.values]
+    if not values:
+        return ""
+    kind = "each item one of" if _item_type(tp) is not None else "one of"
+    return f"; {kind}: {', '.join(str(v) for v in values)}"
+
+
+def refuse_memory(settings: CommonSettings, *, alone: str) -> None:
+    """Raise :class:`SettingsError` when a URL the service shares (:meth:`~CommonSettings.
+    shared_urls`) is ``memory://``: that bus and store live inside one process, so they serve
+    the four services only when all run in it (``wxkf run all``, the demo). ``alone`` is how
+    this process runs without the others, for the message."""
+    for field in settings.shared_urls():
+        if str(getattr(settings, field)).startswith("memory://"):
+            var = env_name(field)
+            wanted = "RabbitMQ (amqp://…)" if field == "bus_url" else "Redis (redis://…)"
+            raise SettingsError(
+                f"{var}: memory:// serves only the four services together in one process "
+                f"(wxkf run all); {alone} runs without the others: set {var} to {wanted}"
+            )
+
+
+def load_or_exit(cls: type[S], *, alone: str | None = None, **overrides: Any) -> S:
+    """Entry-point helper: one clear line on stderr and exit code 2 instead of a traceback.
+    With ``alone`` (how the process runs one service only), ``memory://`` is refused too
+    (:func:`refuse_memory`)."""
     try:
-        return load(cls, **overrides)
+        settings = load(cls, **overrides)
+        if alone is not None and isinstance(settings, CommonSettings):
+            refuse_memory(settings, alone=alone)
     except SettingsError as exc:
         print(f"wxkf: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    return settings
 
 
 class FieldDoc(msgspec.Struct, frozen=True, kw_only=True):
@@ -194,7 +293,13 @@ def describe(cls: type[msgspec.Struct]) -> list[FieldDoc]:
             default = "required"
         else:
             value = field.default if field.default is not msgspec.NODEFAULT else None
-            default = "unset" if value is None else repr(str(value) if name in secrets else value)
+            if value is None:
+                default = "unset"
+            elif _item_type(field.type) is not None:
+                items = ",".join(sorted(map(str, value)))
+                default = repr(items) if items else "empty"
+            else:
+                default = repr(str(value) if name in secrets else value)
         result.append(
             FieldDoc(
                 variable=env_name(name),
@@ -243,6 +348,10 @@ def _type_name(tp: msgspec.inspect.Type) -> str:
         return "secret" if tp.cls is Secret else tp.cls.__name__
     if isinstance(tp, msgspec.inspect.NoneType):
         return "unset"
+    if isinstance(tp, msgspec.inspect.Metadata):
+        return _type_name(tp.type)
+    if isinstance(tp, _COLLECTIONS):
+        return f"comma-separated {_type_name(tp.item_type)}"
     names = {
         "StrType": "string",
         "IntType": "integer",

@@ -9,6 +9,8 @@ event is never unroutable just because its consumer has not started yet.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from libs.common.schemas import BusMessage, SendCommand
@@ -23,6 +25,10 @@ by a work queue's name (where expired delay queues dead-letter into, and where r
 letters go) it feeds that work queue alone, never the other queues bound to the message's key."""
 DEAD = "kf.dead"
 """Direct exchange of dead letters, keyed by work queue name, bound to ``<queue>.dlq``."""
+
+Service = Literal["ingress", "router", "sender", "media"]
+SERVICES: tuple[Service, ...] = ("ingress", "router", "sender", "media")
+"""wxkf's services, in the order they start (and are listed everywhere)."""
 
 
 class QueueSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,15 +26,17 @@ import structlog
 from libs.common import bus as bus_lib
 from libs.common.observability.logging import configure
 from libs.common.settings import CommonSettings, SettingsError
+from libs.common.topology import SERVICES, Service
+from services.composition import load_settings
 from services.demo import refusals, render, script
 from services.demo.errors import DemoError, PortBusy
-from services.demo.images import write_assets
 from services.demo.observer import Observer
 from services.demo.ports import busy_message, claim
 from services.demo.settings import load_demo
 from services.demo.stage import Stage
 from services.demo.wire import Wire
-from services.launcher import SERVICES, load_settings, run_services
+from services.launcher import run_services
+from services.shipped_images import write_assets
 from services.simulator.app import create_app as create_sim
 from services.simulator.app import running
 from services.simulator.clock import SimClock
@@ -82,7 +84,7 @@ def prepare(demo_dir: str) -> Layout:
 
 def service_settings(
     ports: Mapping[str, int], sim_url: str, layout: Layout, memory_url: str, log_level: str
-) -> dict[str, CommonSettings]:
+) -> dict[Service, CommonSettings]:
     """The four services' settings: the demo credentials, memory://, the simulator's API.
 
     The environment is not read: the demo is the same on every machine.
@@ -102,8 +104,6 @@ def service_settings(
         media_url=f"http://127.0.0.1:{ports['media']}",
         assets_dir=str(layout.assets),
         ingress_port=ports["ingress"],
-        router_port=ports["router"],
-        sender_port=ports["sender"],
         media_port=ports["media"],
         internal_port=ports["internal"],
         media_open=True,  # one process on loopback, the demo credentials

@@ -21,8 +21,6 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
     ingress_port: Port = 18080
     """The push URL's port (``http://127.0.0.1:<port>/wechat``)."""
-    router_port: Port = 18081
-    sender_port: Port = 18082
     media_port: Port = 18084
     sim_port: Port = 18090
     """The simulated WeChat API."""
@@ -37,8 +35,6 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
     def ports(self) -> dict[str, int]:
         return {
             "ingress": self.ingress_port,
-            "router": self.router_port,
-            "sender": self.sender_port,
             "media": self.media_port,
             "simulator": self.sim_port,
             "internal": self.internal_port,
@@ -47,8 +43,6 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 PORT_VARIABLES = {
     "ingress": "WXKF_INGRESS_PORT",
-    "router": "WXKF_ROUTER_PORT",
-    "sender": "WXKF_SENDER_PORT",
     "media": "WXKF_MEDIA_PORT",
     "simulator": "WXKF_SIM_PORT",
     "internal": "WXKF_INTERNAL_PORT",

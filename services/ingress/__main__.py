@@ -4,7 +4,7 @@ from libs.common.settings import load_or_exit
 from services.ingress.app import create_app
 from services.ingress.settings import IngressSettings
 
-settings = load_or_exit(IngressSettings)
+settings = load_or_exit(IngressSettings, alone="python -m services.ingress")
 configure_service("ingress", settings)
 serve(
     [(create_app(settings), settings.ingress_port)],

@@ -33,18 +33,18 @@ async def publish(
     body = await bus.request(event, timeout=budget_s, repeat=repeat, confirm_within_s=confirm_s)
     metrics.DECISION_WAIT.observe(time.perf_counter() - started)
     if body is None:
-        metrics.decisions("timeout").inc()
+        metrics.DECISIONS.labels("timeout").inc()
         log.info("decision.timeout", budget_ms=round(budget_s * 1000))
         return Done(transfer=False, decided=False)
     try:
         reply = decode_reply(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        metrics.decisions("invalid").inc()
+        metrics.DECISIONS.labels("invalid").inc()
         log.warning("decision.unreadable", size=len(body))
         return Done(transfer=False, decided=False)
     if reply.event_id != event.id:
-        metrics.decisions("invalid").inc()
+        metrics.DECISIONS.labels("invalid").inc()
         log.warning("decision.other_event", event_id=reply.event_id)
         return Done(transfer=False, decided=False)
-    metrics.decisions("transfer" if reply.transfer else "no_transfer").inc()
+    metrics.DECISIONS.labels("transfer" if reply.transfer else "no_transfer").inc()
     return Done(transfer=reply.transfer)

@@ -124,7 +124,7 @@ class Push(msgspec.Struct, frozen=True, kw_only=True):
     arrived: float
     """Unix seconds this attempt arrived."""
 
-    def may_repeat(self, claim: Claim) -> bool:
+    def may_repeat(self, claim: Claim[None]) -> bool:
         """Whether an earlier attempt of this push may have been published and the store
         forgotten it since: the store's memory is younger than the push, and this attempt
         comes late enough to be one of WeChat's retries (see :data:`RETRY_HINT_S`)."""
@@ -215,7 +215,7 @@ async def _run(
     marker: bytes,
     publish: Publish,
     keep: Keep | None,
-    claim: Claim,
+    claim: Claim[None],
     repeat: bool,
 ) -> tuple[Done, Path]:
     """Settle the push this attempt claimed: publish it, or keep it in the spool."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from prometheus_client import Counter, Gauge, Histogram
 
 # Answers are expected in a few ms; the upper buckets show decisions that ran into the budget.
@@ -37,12 +35,6 @@ within 4.5 s of arrival, the broker and the store both slow: 503), spool_full,
 store_unavailable, pending (503 as well)."""
 
 
-@functools.cache
-def pushes(kind: str, outcome: str) -> Counter:
-    """The child of :data:`PUSHES`; both labels come from small fixed sets."""
-    return PUSHES.labels(type=kind, outcome=outcome)
-
-
 ANSWER_LATENCY = Histogram(
     "wxkf_ingress_answer_duration_seconds",
     "Time from reading a push to answering it, by answer.",
@@ -51,12 +43,6 @@ ANSWER_LATENCY = Histogram(
 )
 """answer: success, transfer, spooled (``success`` without a decision: the event waits in the
 spool for the broker), refused (bad input), unavailable (503)."""
-# Children looked up once: a labels() call per push is a measurable share of its cost.
-ANSWERED_SUCCESS = ANSWER_LATENCY.labels(answer="success")
-ANSWERED_SPOOLED = ANSWER_LATENCY.labels(answer="spooled")
-ANSWERED_TRANSFER = ANSWER_LATENCY.labels(answer="transfer")
-ANSWERED_REFUSED = ANSWER_LATENCY.labels(answer="refused")
-ANSWERED_UNAVAILABLE = ANSWER_LATENCY.labels(answer="unavailable")
 
 DECISION_WAIT = Histogram(
     "wxkf_ingress_decision_wait_seconds",
@@ -69,11 +55,6 @@ DECISIONS = Counter(
     "Decision waits by result: transfer, no_transfer, timeout (answered success), invalid.",
     ["result"],
 )
-
-
-@functools.cache
-def decisions(result: str) -> Counter:
-    return DECISIONS.labels(result=result)
 
 
 DEDUPE_HITS = Counter(

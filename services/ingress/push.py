@@ -15,7 +15,6 @@ import time
 
 import structlog
 from aiohttp import web
-from prometheus_client import Histogram
 
 from libs.common import edge
 from libs.common.bus import BusError
@@ -150,24 +149,24 @@ async def _handle(request: web.Request, body: bytes, arrived: float) -> web.Resp
         except TimeoutError:
             raise Overdue(f"not kept within {ANSWER_BOUND_S:g}s of its arrival") from None
     except Unavailable as exc:
-        metrics.pushes(kind, exc.code).inc()
+        metrics.PUSHES.labels(kind, exc.code).inc()
         log.warning("push.unavailable", type=kind, reason=exc.code, error=str(exc))
         response = web.Response(status=exc.http_status, text=exc.code)
-        return _answered(response, metrics.ANSWERED_UNAVAILABLE, started)
+        return _answered(response, "unavailable", started)
 
-    metrics.pushes(kind, settled.path).inc()
+    metrics.PUSHES.labels(kind, settled.path).inc()
     outcome = settled.path
     if settled.answer.spooled:
         if settled.first:
             log.info("push.spooled", type=event.routing_key())
-        return _answered(answer.success(), metrics.ANSWERED_SPOOLED, started)
+        return _answered(answer.success(), "spooled", started)
     if settled.answer.transfer and isinstance(event, UserMessage):
         log.debug("push.transferred", type=event.routing_key(), outcome=outcome)
-        return _answered(answer.transfer(opened, config), metrics.ANSWERED_TRANSFER, started)
+        return _answered(answer.transfer(opened, config), "transfer", started)
     # One line per push at info costs more than the rest of the handler; the metrics count
     # every push, and at debug the router logs each decision under the same correlation id.
     log.debug("push.accepted", type=event.routing_key(), outcome=outcome)
-    return _answered(answer.success(), metrics.ANSWERED_SUCCESS, started)
+    return _answered(answer.success(), "success", started)
 
 
 async def _bind_signature(app: web.Application, signature: str, body: bytes) -> None:
@@ -199,7 +198,7 @@ def _refused(exc: WeChatError | IngressError, started: float) -> web.Response:
     response = web.Response(status=exc.http_status, text=exc.code)
     if isinstance(exc, ReadTimeout):
         response.force_close()
-    return _answered(response, metrics.ANSWERED_REFUSED, started)
+    return _answered(response, "refused", started)
 
 
 async def _receive(request: web.Request, limit: int, deadline: float) -> bytes:
@@ -233,6 +232,6 @@ def _kind(event: InboundEvent) -> str:
     return tag if isinstance(tag, str) else "unknown"
 
 
-def _answered(response: web.Response, latency: Histogram, started: float) -> web.Response:
-    latency.observe(time.perf_counter() - started)
+def _answered(response: web.Response, answer: str, started: float) -> web.Response:
+    metrics.ANSWER_LATENCY.labels(answer=answer).observe(time.perf_counter() - started)
     return response

@@ -31,8 +31,8 @@ class IngressSettings(CommonSettings, frozen=True, kw_only=True):
     """How long a user message waits for the router's decision; WeChat gives up after 5 s."""
     dedupe_pending_ttl_s: float = 8.0
     """How long a claim outlives an attempt that died before finishing it: longer than a
-    first attempt lasts (the bus's confirm bound, 5 s, plus the decision budget), shorter
-    than WeChat's retries go on (about 10 s), so that one of them publishes the push."""
+    first attempt lasts (the publish confirm bound, the decision budget and the wait margin),
+    shorter than WeChat's retries go on (about 10 s), so that one of them publishes the push."""
     dedupe_ttl_s: float = 1800.0
     """How long an answered push is remembered; must outlive the replay window."""
     dedupe_wait_margin_ms: int = 1000

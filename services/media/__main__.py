@@ -4,7 +4,7 @@ from libs.common.settings import load_or_exit
 from services.media.app import create_app
 from services.media.settings import MediaSettings
 
-settings = load_or_exit(MediaSettings)
+settings = load_or_exit(MediaSettings, alone="python -m services.media")
 configure_service("media", settings)
 serve(
     [(create_app(settings), settings.media_port)],

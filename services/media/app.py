@@ -11,18 +11,16 @@ import structlog
 from aiohttp import web
 
 from libs.common.bus import Bus
-from libs.common.keys import BUS, HTTP, STORE
-from libs.common.resources import bus_ctx, http_ctx, store_ctx
+from libs.common.keys import ACCESS_TOKEN, BUS, STORE, WECHAT_API
+from libs.common.resources import bus_ctx, store_ctx, wechat_ctx
 from libs.common.store import Store
 from libs.common.topology import CORE_QUEUES, MEDIA_ARCHIVE
 from libs.common.web import base_app
-from libs.common.wechat.api import ApiClient
-from libs.common.wechat.token import AccessToken
-from services.media import archive, heap
+from services.media import archive
 from services.media.assets import AssetDir
 from services.media.cache import DiskCache
 from services.media.handlers import assets, edge, media
-from services.media.keys import API, ASSETS, CACHE, CLOCK, SETTINGS, TOKEN, UPLOADER, WECHAT
+from services.media.keys import ASSETS, CACHE, CLOCK, SETTINGS, UPLOADER, WECHAT
 from services.media.records import LIFETIME_S
 from services.media.settings import MediaSettings
 from services.media.uploads import Uploader
@@ -34,8 +32,7 @@ SERVICE = "media"
 HTTP_CONNECTIONS = 100
 READ_BUFSIZE = 256 * 1024
 """aiohttp stops reading a response once twice this is buffered. aiohttp's own default in 3.14;
-3.13 and earlier buffer 64 KB, which pauses and resumes a stream after every 256 KB read
-of uvloop's and measured slower (docs/media.md, "Where the CPU goes")."""
+3.13 and earlier buffer 64 KB, which pauses and resumes a stream after every read of uvloop's."""
 
 
 def create_app(
@@ -52,16 +49,19 @@ def create_app(
     app.middlewares.extend([edge.errors, edge.internal_token])
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app.cleanup_ctx.append(_heap_ctx)
     app.cleanup_ctx.append(store_ctx(settings.store_url, store=store))
     # The session's timeout bounds API calls; a download streams longer, and the WeChat client
     # bounds each of its reads instead.
     app.cleanup_ctx.append(
-        http_ctx(
-            timeout_s=settings.wechat_timeout_s, limit=HTTP_CONNECTIONS, read_bufsize=READ_BUFSIZE
+        wechat_ctx(
+            settings,
+            service=SERVICE,
+            clock=clock,
+            connections=HTTP_CONNECTIONS,
+            read_bufsize=READ_BUFSIZE,
         )
     )
-    app.cleanup_ctx.append(_wechat_ctx)
+    app.cleanup_ctx.append(_upstream_ctx)
     if settings.media_cache_dir:
         app.cleanup_ctx.append(_cache_ctx)
     if settings.assets_dir:
@@ -95,31 +95,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/assets/{name}/media_id", assets.media_id)
 
 
-async def _heap_ctx(app: web.Application) -> AsyncIterator[None]:
-    # Process-wide, and idempotent: the streams' buffers stay in the heap (see heap.py).
-    heap.keep_stream_buffers()
-    yield
-
-
-async def _wechat_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    api = ApiClient(
-        app[HTTP],
-        base_url=settings.wechat_api_base,
-        timeout_s=settings.wechat_timeout_s,
-        service=SERVICE,
+    wechat = WeChatMedia(
+        app[WECHAT_API], app[ACCESS_TOKEN], deadline_s=settings.media_upstream_deadline_s
     )
-    token = AccessToken(
-        api,
-        app[STORE],
-        appid=settings.appid,
-        secret=settings.app_secret,
-        clock=app[CLOCK],
-        service=SERVICE,
-    )
-    wechat = WeChatMedia(api, token, deadline_s=settings.media_upstream_deadline_s)
-    app[API] = api
-    app[TOKEN] = token
     app[WECHAT] = wechat
     app[UPLOADER] = Uploader(
         store=app[STORE],

@@ -133,8 +133,8 @@ async def _save(archiver: Archiver, msg: ImageReceived, download: MediaDownload)
             if len(head) < HEAD_BYTES:
                 head = (head + chunk)[:HEAD_BYTES]
             digest.update(chunk)
-            # On the loop: about 0.6 ms of CPU per MB (measured for the download cache), less
-            # than a worker thread per chunk costs in hops and in the GIL passed back and forth.
+            # On the loop, as the download cache writes: a worker thread per chunk would cost
+            # more in hops and in the GIL passed back and forth.
             out.write(chunk)
         sha = digest.hexdigest()
         kind = sniff(head) or kind_for_mime(download.content_type)

@@ -165,10 +165,8 @@ class CacheWriter:
         self._file: IO[bytes] = os.fdopen(fd, "wb")
 
     def write(self, chunk: bytes) -> None:
-        # On the loop. Caching is not free (16 MB downloads: the service's CPU per MB goes from
-        # 1.1 ms to 1.7 ms with the cache on), but a worker thread per chunk costs more still
-        # (2.0 ms, from the hops and the GIL passed back and forth) and streams no faster while
-        # both cores are busy with the transfer.
+        # On the loop: a worker thread per chunk would cost more than the write (the hops and
+        # the GIL passed back and forth) and stream no faster.
         if self._failed:
             return
         try:

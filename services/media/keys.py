@@ -6,8 +6,6 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from libs.common.wechat.api import ApiClient
-from libs.common.wechat.token import AccessToken
 from services.media.assets import AssetDir
 from services.media.cache import DiskCache
 from services.media.settings import MediaSettings
@@ -17,8 +15,6 @@ from services.media.upstream import WeChatMedia
 SETTINGS = web.AppKey("media_settings", MediaSettings)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("media_clock")
 """WeChat's time as this service sees it (tests pass the simulator's clock)."""
-API = web.AppKey("media_wechat_api", ApiClient)
-TOKEN = web.AppKey("media_access_token", AccessToken)
 WECHAT = web.AppKey("media_wechat", WeChatMedia)
 UPLOADER = web.AppKey("media_uploader", Uploader)
 CACHE = web.AppKey("media_cache", DiskCache)

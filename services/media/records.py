@@ -29,6 +29,10 @@ class MediaRecord(msgspec.Struct, frozen=True, kw_only=True):
     def valid_for(self, now: float) -> float:
         return self.expires_at - now
 
+    def expired(self, now: float) -> bool:
+        """Past WeChat's 3 days: WeChat answers 40007 for it, as for an id never issued."""
+        return self.expires_at <= now
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(MediaRecord)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -12,7 +12,7 @@ from services.media.sniff import KINDS, Kind
 MB = 1024 * 1024
 
 Bytes = Annotated[int, msgspec.Meta(gt=0)]
-KindList = Annotated[str, msgspec.Meta(pattern=r"(?i)^ *(jpe?g|png|gif)( *, *(jpe?g|png|gif))* *$")]
+KindName = Literal["jpeg", "jpg", "png", "gif"]
 
 
 class MediaSettings(WeChatApiSettings, frozen=True, kw_only=True):
@@ -26,8 +26,10 @@ class MediaSettings(WeChatApiSettings, frozen=True, kw_only=True):
     loopback)."""
     media_max_bytes: Bytes = 2 * MB
     """Largest image accepted for upload (WECHAT.md §9.1: 2 MB is the safe default)."""
-    media_types: KindList = "jpeg,png,gif"
-    """Comma-separated image kinds accepted for upload, judged by their bytes."""
+    media_types: Annotated[frozenset[KindName], msgspec.Meta(min_length=1)] = frozenset(
+        {"jpeg", "png", "gif"}
+    )
+    """Image kinds accepted for upload, judged by their bytes (``jpg`` is ``jpeg``)."""
     media_spool_bytes: Bytes = 256 * 1024
     """An upload larger than this waits for WeChat in a temporary file, not in memory."""
     media_reuse_margin_h: Annotated[float, msgspec.Meta(ge=0, lt=72)] = 12.0
@@ -54,9 +56,12 @@ class MediaSettings(WeChatApiSettings, frozen=True, kw_only=True):
 
     @property
     def allowed_kinds(self) -> frozenset[Kind]:
-        names = {part.strip().lower() for part in self.media_types.split(",")}
-        names = {"jpeg" if n == "jpg" else n for n in names}
+        names = {"jpeg" if n == "jpg" else n for n in self.media_types}
         return frozenset(k for k in KINDS if k.name in names)
+
+    def shared_urls(self) -> tuple[str, ...]:
+        # The bus only carries the archive's queue.
+        return ("bus_url", "store_url") if self.archive_enabled else ("store_url",)
 
     @property
     def archive_enabled(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from libs.common.settings import CommonSettings
 
@@ -11,9 +12,12 @@ SHIPPED_RULES = Path(__file__).resolve().parents[2] / "examples" / "rules.yaml"
 
 
 class RouterSettings(CommonSettings, frozen=True, kw_only=True):
+    RETIRED: ClassVar[dict[str, str]] = {
+        "WXKF_ROUTER_PORT": "the router serves nothing but the internal port "
+        "(WXKF_INTERNAL_PORT); unset it",
+    }
     rules: str = ""
     """Path of the rules file (a mounted ConfigMap in Kubernetes); unset: the shipped example."""
-    router_port: int = 8081
     decision_budget_ms: int = 2000
     """How long ingress waits for a decision (the same variable ingress reads); a decision
     made after it is still carried out, and marked and counted as late."""
@@ -41,8 +45,6 @@ class RouterSettings(CommonSettings, frozen=True, kw_only=True):
 
 def _problems(s: RouterSettings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    if not 0 <= s.router_port < 65536:
-        problems.append(("router_port", "must be in 0..65535"))
     if s.decision_budget_ms <= 0:
         problems.append(("decision_budget_ms", "must be positive"))
     for name in ("router_session_ttl_s", "router_plan_ttl_s"):

@@ -1,4 +1,4 @@
-"""The sender's composition root: the WeChat client, the shared token, and two consumers."""
+"""The sender's composition root: WeChat's client and the shared token, and two consumers."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from libs.common.bus import Bus
-from libs.common.keys import BUS, HTTP, STORE
+from libs.common.keys import ACCESS_TOKEN, BUS, HTTP, STORE, WECHAT_API
 from libs.common.media_client import MediaClient
-from libs.common.resources import bus_ctx, http_ctx, store_ctx
+from libs.common.resources import bus_ctx, store_ctx, wechat_ctx
 from libs.common.store import Store
 from libs.common.topology import CORE_QUEUES, SENDER_COMMANDS, SENDER_WINDOWS, QueueSpec
 from libs.common.web import base_app
-from libs.common.wechat.api import ApiClient
-from libs.common.wechat.token import AccessToken
 from services.sender import handlers
 from services.sender.keys import CLOCK, SENDER, SETTINGS
 from services.sender.settings import SenderSettings
@@ -34,7 +32,7 @@ def create_app(
 ) -> web.Application:
     app = base_app(service=SERVICE)
     app[SETTINGS] = settings
-    app[CLOCK] = clock or time.time
+    app[CLOCK] = clock = clock or time.time
     commands = settings.commands_queue()
     queues = CORE_QUEUES if commands == SENDER_COMMANDS else (*CORE_QUEUES, commands)
     if settings.bus_declare == "own":
@@ -43,7 +41,13 @@ def create_app(
         [
             bus_ctx(settings.bus_url, bus=bus, queues=queues, name=f"wxkf-{SERVICE}"),
             store_ctx(settings.store_url, store=store),
-            http_ctx(timeout_s=settings.wechat_timeout_s, limit=settings.http_connections),
+            wechat_ctx(
+                settings,
+                service=SERVICE,
+                clock=clock,
+                connections=settings.http_connections,
+                typing_path=settings.typing_path,
+            ),
             functools.partial(_consumers, commands=commands),
         ]
     )
@@ -52,22 +56,6 @@ def create_app(
 
 async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncIterator[None]:
     settings, clock = app[SETTINGS], app[CLOCK]
-    api = ApiClient(
-        app[HTTP],
-        base_url=settings.wechat_api_base,
-        timeout_s=settings.wechat_timeout_s,
-        typing_path=settings.typing_path,
-        service=SERVICE,
-    )
-    token = AccessToken(
-        api,
-        app[STORE],
-        appid=settings.appid,
-        secret=settings.app_secret,
-        clock=clock,
-        service=SERVICE,
-        lock_ttl_s=2 * settings.wechat_timeout_s + 5.0,
-    )
     media = (
         MediaClient(
             app[HTTP],
@@ -82,8 +70,8 @@ async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncItera
         settings=settings,
         bus=app[BUS],
         store=app[STORE],
-        api=api,
-        token=token,
+        api=app[WECHAT_API],
+        token=app[ACCESS_TOKEN],
         media=media,
         commands=commands,
         clock=clock,
@@ -92,13 +80,13 @@ async def _consumers(app: web.Application, *, commands: QueueSpec) -> AsyncItera
     bus = app[BUS]
     await bus.consume(
         commands,
-        functools.partial(handlers.handle_command, sender),
-        prefetch=settings.prefetch,
+        handlers.commands(sender),
+        prefetch=settings.sender_prefetch,
     )
     await bus.consume(
         SENDER_WINDOWS,
-        functools.partial(handlers.handle_window_event, sender),
-        prefetch=settings.prefetch,
+        handlers.window_events(sender),
+        prefetch=settings.sender_prefetch,
     )
     try:
         yield

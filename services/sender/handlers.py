@@ -1,4 +1,7 @@
-"""The sender's two bus handlers: send commands, and the inbound events that open windows.
+"""The sender's bus handlers, one per kind of message: a message to send and a typing
+indicator (the commands queue); a user message and entering the chat, which open reply
+windows (the windows queue). They are the shell: they read the state, ask ``decide.py`` what
+to do, and carry that out.
 
 A command goes through, in order: the order of its cause, its body (assets resolved), one
 atomic claim in the store of its ledger mark (a redelivery finds its outcome there,
@@ -29,50 +32,50 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import msgspec
 import structlog
 
-from libs.common.bus import Bus, Delivery, Reject, Retry, publish_fact
+from libs.common.bus import Bus, Delivery, Handler, Reject, Retry, by_kind, on, publish_fact
 from libs.common.media_client import MediaClient, MediaServiceError
 from libs.common.observability.logging import hash_openid
 from libs.common.observability.metrics import Timer
 from libs.common.schemas import (
-    AnyMessage,
+    USER_MESSAGE_TYPES,
     Failed,
+    Inbound,
     Outcome,
     Rejected,
     RejectReason,
     SendCommand,
+    SendImage,
+    SendLink,
+    SendMiniProgramPage,
+    SendText,
     SendTyping,
     Sent,
+    SessionEntered,
+    UserMessage,
     decode,
     derived_id,
     encode,
     new_id,
     now_ms,
 )
-from libs.common.store import Claim, GrantKind, RateLimit, Store, StoreError, Write, forgotten
+from libs.common.store import Claim, RateLimit, Store, StoreError, Write
 from libs.common.topology import QueueSpec
 from libs.common.wechat.api import ApiClient, CustomMessage
-from libs.common.wechat.apierrors import (
-    TokenUnavailable,
-    WeChatApiError,
-    WeChatBadRequest,
-    WeChatUnavailable,
-)
+from libs.common.wechat.apierrors import WeChatApiError
 from libs.common.wechat.token import AccessToken
-from services.sender import compose, ledger, metrics, order, typing_rules, windows
+from services.sender import compose, decide, ledger, metrics, order, typing_rules, windows
 from services.sender.errors import NotSendable
 from services.sender.settings import SenderSettings
+from services.sender.window_rules import Grant, GrantKind, WindowTake
 
 log = structlog.get_logger(__name__)
-_stdlib_log = logging.getLogger(__name__)
-"""The standard logger under ``log``, whose level decides (see ``observability/logging.py``)."""
 
 Clock = Callable[[], float]
 
@@ -120,87 +123,155 @@ def born(cmd: SendCommand) -> float:
     return min(made, float(cmd.opened_at)) if cmd.opened_at > 0 else made
 
 
+# --- the consumers' handlers: one per kind of message -------------------------------------------
+
+Message = SendText | SendImage | SendLink | SendMiniProgramPage
+"""A command whose call sends a message to the user (every kind but typing)."""
+
+
+def commands(sender: Sender) -> Handler:
+    """The commands queue's handler: a message, or a typing indicator."""
+
+    async def message(cmd: Message, delivery: Delivery) -> None:
+        await _command(sender, cmd, delivery, _message)
+
+    async def typing(cmd: SendTyping, delivery: Delivery) -> None:
+        await _command(sender, cmd, delivery, _typing)
+
+    return by_kind(
+        on(SendText, message),
+        on(SendImage, message),
+        on(SendLink, message),
+        on(SendMiniProgramPage, message),
+        on(SendTyping, typing),
+    )
+
+
+def window_events(sender: Sender) -> Handler:
+    """The windows queue's handler: the inbound events that open reply windows."""
+
+    async def user_message(event: UserMessage, delivery: Delivery) -> None:
+        await handle_user_message(sender, event, delivery)
+
+    async def entered(event: SessionEntered, delivery: Delivery) -> None:
+        await handle_session_entered(sender, event, delivery)
+
+    return by_kind(
+        *(on(kind, user_message) for kind in USER_MESSAGE_TYPES),
+        on(SessionEntered, entered),
+    )
+
+
 # --- inbound events: reply windows -------------------------------------------------------------
 
 
-async def handle_window_event(sender: Sender, msg: AnyMessage, delivery: Delivery) -> None:
-    grant = windows.grant_for(msg, sender.settings)
-    if grant is None:
+async def handle_user_message(sender: Sender, event: UserMessage, delivery: Delivery) -> None:
+    """A user message opens (or renews) a message window, and is the user's turn for typing."""
+    grant = windows.message_grant(event, sender.settings)
+    if not await _open_window(sender, event, grant):
         return
-    if msg.appid != sender.settings.appid:
-        log.warning("window.other_app", appid=msg.appid)
-        return
-    store, now = sender.store, sender.clock()
-    await store.window_grant(windows.window_key(msg.appid, msg.openid), grant, now=now)
-    if grant.kind == "message":
-        create_time = getattr(msg, "create_time", now)
-        await typing_rules.user_wrote(store, msg.appid, msg.openid, at=float(create_time))
+    at = float(event.create_time)
+    await typing_rules.user_wrote(sender.store, event.appid, event.openid, at=at)
+    _granted(event, grant)
+
+
+async def handle_session_entered(sender: Sender, event: SessionEntered, delivery: Delivery) -> None:
+    """Entering the chat opens (or renews) an enter window."""
+    grant = windows.enter_grant(event, sender.settings)
+    if await _open_window(sender, event, grant):
+        _granted(event, grant)
+
+
+async def _open_window(sender: Sender, event: Inbound, grant: Grant) -> bool:
+    """Open the grant for the event's user; False (nothing opened) for another app's event."""
+    if event.appid != sender.settings.appid:
+        log.warning("window.other_app", appid=event.appid)
+        return False
+    key = windows.window_key(event.appid, event.openid)
+    await windows.grant(sender.store, key, grant, now=sender.clock())
+    return True
+
+
+def _granted(event: Inbound, grant: Grant) -> None:
     metrics.WINDOW_GRANTS.labels(grant.kind).inc()
     # One per user message: counted in metrics, a line only at debug.
-    log.debug("window.granted", kind=grant.kind, count=grant.count, openid=hash_openid(msg.openid))
+    log.debug(
+        "window.granted", kind=grant.kind, count=grant.count, openid=hash_openid(event.openid)
+    )
 
 
 # --- commands ----------------------------------------------------------------------------------
 
+C = TypeVar("C", bound=SendCommand)
 
-async def handle_command(sender: Sender, msg: AnyMessage, delivery: Delivery) -> None:
-    if not isinstance(msg, SendCommand):
-        raise Reject(f"not a send command: {msg.routing_key()}")
+
+async def _command(
+    sender: Sender,
+    cmd: C,
+    delivery: Delivery,
+    work: Callable[[Sender, C, Delivery], Awaitable[None]],
+) -> None:
+    """What every command goes through around its own ``work``: its log context, its timer,
+    its app and its order; a store that fails on the way hands it back to the bus."""
     structlog.contextvars.bind_contextvars(
-        command_id=msg.id, msgtype=msg.msgtype, openid=hash_openid(msg.openid)
+        command_id=cmd.id, msgtype=cmd.msgtype, openid=hash_openid(cmd.openid)
     )
-    with Timer(metrics.command_seconds(msg.msgtype).observe), sender.steps.running(msg):
+    with Timer(metrics.COMMAND_SECONDS.labels(cmd.msgtype).observe), sender.steps.running(cmd):
         try:
-            await _process(sender, msg, delivery)
+            if await _ready(sender, cmd, delivery):
+                await work(sender, cmd, delivery)
         except StoreError as exc:
-            await _retry_or_fail(sender, msg, delivery, why="store", errmsg=str(exc))
+            await _retry_or_fail(sender, cmd, delivery, decide.Later(why="store", errmsg=str(exc)))
 
 
-async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None:
+async def _ready(sender: Sender, cmd: SendCommand, delivery: Delivery) -> bool:
+    """Whether the command goes on now: it is this app's (else it is reported failed), and
+    its predecessor settled (else it comes back later) or never will."""
     # No ledger read up front: the claim right before the call is the duplicate check (it
     # takes nothing when the command is known), and every outcome reached without a call is
     # recorded only if none is yet.
     settings, store = sender.settings, sender.store
     if cmd.appid != settings.appid:
         await _settle(sender, cmd, delivery, _failed(cmd, delivery, f"command for app {cmd.appid}"))
-        return
-    waiting, retry_at = False, None
-    if order.ordered(cmd):
-        # A wait for a send in progress here, bounded like the busy mark other replicas read.
-        await sender.steps.predecessor(cmd, timeout_s=_busy_for(settings))
-        waiting, retry_at = await order.waiting_for(store, cmd)
-    if waiting:
-        if not delivery.final:
-            # Back off like any retry (a waiting command spends attempts too, so its wait must
-            # span its predecessor's retries), and never come back before the predecessor.
-            now = sender.wall()
-            delay = sender.commands.retry_delay(delivery.attempt)
-            if retry_at is not None:
-                delay = max(delay, retry_at - now + _AFTER_PREDECESSOR_S)
-            await order.mark_retrying(store, cmd, at=now + delay, ttl_s=settings.ledger_ttl_s)
-            metrics.RETRIES.labels("order").inc()
-            raise Retry(
-                f"waiting for seq {cmd.seq - 1} of its cause", delay_s=delay, nothing_done=True
-            )
-        # Its predecessor never settled (lost, or still failing): better late than never.
-        metrics.ORDER_GAVE_UP.inc()
-        log.warning("send.order_gave_up", cause_id=cmd.cause_id, seq=cmd.seq)
+        return False
+    if not order.ordered(cmd):
+        return True
+    # A wait for a send in progress here, bounded like the busy mark other replicas read.
+    await sender.steps.predecessor(cmd, timeout_s=_busy_for(settings))
+    waiting, retry_at = await order.waiting_for(store, cmd)
+    if not waiting:
+        return True
+    now = sender.wall()
+    pending = decide.predecessor_pending(
+        final=delivery.final,
+        now=now,
+        backoff_s=sender.commands.retry_delay(delivery.attempt),
+        retry_at=retry_at,
+        after_s=_AFTER_PREDECESSOR_S,
+    )
+    if isinstance(pending, decide.Wait):
+        delay = pending.delay_s
+        await order.mark_retrying(store, cmd, at=now + delay, ttl_s=settings.ledger_ttl_s)
+        metrics.RETRIES.labels("order").inc()
+        raise Retry(f"waiting for seq {cmd.seq - 1} of its cause", delay_s=delay, nothing_done=True)
+    metrics.ORDER_GAVE_UP.inc()
+    log.warning("send.order_gave_up", cause_id=cmd.cause_id, seq=cmd.seq)
+    return True
 
-    if isinstance(cmd, SendTyping):
-        await _typing(sender, cmd, delivery)
-        return
+
+async def _message(sender: Sender, cmd: Message, delivery: Delivery) -> None:
     try:
         composed = await compose.compose(cmd, sender.media)
     except NotSendable as exc:
-        await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.reason))
+        await _unclaimed(sender, cmd, delivery, decide.Fail(errmsg=exc.reason))
         return
     except MediaServiceError as exc:
-        await _media_failure(sender, cmd, delivery, exc)
+        await _unclaimed(sender, cmd, delivery, decide.media_failed(exc))
         return
     claim = await _claim(sender, cmd, delivery, spends_slot=True)
     if claim is None:
         return
-    slot = claim.window.kind if claim.window is not None else None
+    slot = claim.step.kind if claim.step is not None else None
 
     async def call() -> float:
         try:
@@ -213,7 +284,11 @@ async def _process(sender: Sender, cmd: SendCommand, delivery: Delivery) -> None
         log.info("send.media_re_resolved")
         return await _call_send(sender, fresh.message)
 
-    await _deliver(sender, cmd, delivery, slot, call)
+    latency = await _deliver(sender, cmd, delivery, slot, call)
+    if latency is not None:
+        # Written with the outcome, in the same store call.
+        chat = [typing_rules.delivered(cmd.appid, cmd.openid, at=sender.clock())]
+        await _record_sent(sender, cmd, delivery, latency, also=chat)
 
 
 async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
@@ -226,7 +301,7 @@ async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
             opened = windows.grant_opened_by(cmd, settings)
             if opened is not None:  # as in _claim: the event's window, before its own copy
                 key = windows.window_key(cmd.appid, cmd.openid)
-                await store.window_grant(key, opened, now=sender.clock())
+                await windows.grant(store, key, opened, now=sender.clock())
             why = await _window_has_room(sender, cmd)
         if why is not None:
             log.info("send.typing_refused", why=why)
@@ -240,7 +315,11 @@ async def _typing(sender: Sender, cmd: SendTyping, delivery: Delivery) -> None:
             lambda token: sender.api.typing(token, cmd.openid, cmd.command)
         )
 
-    await _deliver(sender, cmd, delivery, None, call)
+    latency = await _deliver(sender, cmd, delivery, None, call)
+    if latency is not None:
+        until = sender.clock() + settings.typing_duration_s if cmd.command == "Typing" else None
+        shown = typing_rules.typing(store, cmd.appid, cmd.openid, until=until)
+        await _record_sent(sender, cmd, delivery, latency, first=shown)
 
 
 async def _call_send(sender: Sender, message: CustomMessage) -> float:
@@ -251,7 +330,7 @@ async def _window_has_room(sender: Sender, cmd: SendCommand) -> str | None:
     """Typing needs a window with room but spends none of it (nor holds one for a moment: a
     concurrent send may need the last slot)."""
     key = windows.window_key(cmd.appid, cmd.openid)
-    room = await sender.store.window_room(key, now=sender.clock())
+    room = await windows.room(sender.store, key, now=sender.clock())
     return None if room.ok else f"reply window: {room.reason}"
 
 
@@ -264,48 +343,52 @@ async def _deliver(
     delivery: Delivery,
     slot: GrantKind | None,
     call: Callable[[], Awaitable[float]],
+) -> float | None:
+    """Call WeChat under this delivery's ledger mark (see :func:`_claim`): the call's latency
+    once WeChat took it (the caller records it), or None when it ended otherwise and that
+    was carried out here. ``slot``: the window slot the call spends (None for typing)."""
+    try:
+        return await call()
+    except decide.CALL_ERRORS as exc:
+        pause = sender.settings.rate_limited_pause()
+        ended = decide.call_failed(exc, typing=isinstance(cmd, SendTyping), rate_pause_s=pause)
+    if isinstance(ended, decide.Refuse):
+        if ended.close is not None:
+            # WeChat's view wins: correct ours so the next command is refused without a call.
+            key = windows.window_key(cmd.appid, cmd.openid)
+            await windows.close(sender.store, key, now=sender.clock(), reason=ended.close)
+            metrics.QUOTA.labels(f"corrected_{ended.close}").inc()
+            log.warning("send.window_corrected", errcode=ended.errcode, reason=ended.close)
+        rejected = _rejected(cmd, delivery, ended.reason, ended.errcode)
+        await _settle(sender, cmd, delivery, rejected, owned=True)
+    elif isinstance(ended, decide.Fail):
+        if ended.release:
+            await _release(sender, cmd, slot)
+        await _settle(sender, cmd, delivery, _failed_as(cmd, delivery, ended), owned=True)
+    elif isinstance(ended, decide.Undelivered):
+        await _not_delivered(sender, cmd, slot)
+        await _unclaimed(sender, cmd, delivery, ended.then)
+    else:
+        await _ambiguous(sender, cmd, delivery, ended.reason)
+    return None
+
+
+async def _record_sent(
+    sender: Sender,
+    cmd: SendCommand,
+    delivery: Delivery,
+    latency_s: float,
+    *,
+    first: Awaitable[None] | None = None,
+    also: list[Write] | None = None,
 ) -> None:
-    """Call WeChat under this delivery's ledger mark (see :func:`_claim`) and settle what came
-    of it. ``slot``: the window slot the call spends (None for typing, which spends none)."""
-    settings, store = sender.settings, sender.store
+    """Settle a command WeChat took: ``first`` a store step of its own, then the outcome with
+    the ``also`` writes."""
+    fact = _sent(cmd, delivery, latency_s)
     try:
-        latency = await call()
-    except WeChatApiError as exc:
-        await _refused(sender, cmd, delivery, exc, slot)
-        return
-    except WeChatUnavailable as exc:
-        if exc.ambiguous:
-            await _ambiguous(sender, cmd, delivery, exc.reason)
-            return
-        await _not_delivered(sender, cmd, slot)
-        await _retry_or_fail(sender, cmd, delivery, why="unavailable", errmsg=exc.reason)
-        return
-    except (WeChatBadRequest, NotSendable) as exc:
-        await _release(sender, cmd, slot)
-        await _settle(sender, cmd, delivery, _failed(cmd, delivery, exc.reason), owned=True)
-        return
-    except MediaServiceError as exc:
-        await _not_delivered(sender, cmd, slot)
-        await _media_failure(sender, cmd, delivery, exc)
-        return
-    except (TokenUnavailable, StoreError) as exc:
-        # Both come before any call WeChat accepted: nothing was delivered.
-        await _not_delivered(sender, cmd, slot)
-        errcode = exc.errcode if isinstance(exc, TokenUnavailable) else None
-        why = "token" if isinstance(exc, TokenUnavailable) else "store"
-        await _retry_or_fail(sender, cmd, delivery, why=why, errmsg=str(exc), errcode=errcode)
-        return
-    now = sender.clock()
-    chat: list[Write] = []
-    fact = _sent(cmd, delivery, latency)
-    try:
-        if isinstance(cmd, SendTyping):
-            until = now + settings.typing_duration_s if cmd.command == "Typing" else None
-            await typing_rules.typing(store, cmd.appid, cmd.openid, until=until)
-        else:
-            # Written with the outcome, in the same store call.
-            chat.append(typing_rules.delivered(cmd.appid, cmd.openid, at=now))
-        await _settle(sender, cmd, delivery, fact, owned=True, also=chat)
+        if first is not None:
+            await first
+        await _settle(sender, cmd, delivery, fact, owned=True, also=also)
     except StoreError as exc:
         # WeChat took it: the command is done whatever the store says now. Sending it again
         # is the one thing that must not happen, so it is reported and acked, and its
@@ -313,67 +396,23 @@ async def _deliver(
         await _sent_unrecorded(sender, cmd, fact, exc)
 
 
-async def _refused(
-    sender: Sender,
-    cmd: SendCommand,
-    delivery: Delivery,
-    exc: WeChatApiError,
-    slot: GrantKind | None,
-) -> None:
-    """WeChat answered with an errcode: nothing was delivered."""
-    typing = isinstance(cmd, SendTyping)
-    if exc.kind == "window":
-        # WeChat's view wins: correct ours so the next command is refused without a call.
-        closed: Literal["window_expired", "quota_exhausted"] = (
-            "quota_exhausted" if exc.errcode == 45047 else "window_expired"
-        )
-        key = windows.window_key(cmd.appid, cmd.openid)
-        await sender.store.window_close(key, now=sender.clock(), reason=closed)
-        metrics.QUOTA.labels(f"corrected_{closed}").inc()
-        log.warning("send.window_corrected", errcode=exc.errcode, reason=closed)
-        reason: RejectReason = "typing_not_allowed" if typing else closed
-        await _settle(
-            sender, cmd, delivery, _rejected(cmd, delivery, reason, exc.errcode), owned=True
-        )
-        return
-    if typing and exc.errcode in (45080, 45081):
-        refused = _rejected(cmd, delivery, "typing_not_allowed", exc.errcode)
-        await _settle(sender, cmd, delivery, refused, owned=True)
-        return
-    if exc.kind in ("transient", "token"):
-        await _not_delivered(sender, cmd, slot)
-        delay = sender.settings.rate_limited_pause() if exc.errcode == 45011 else None
-        await _retry_or_fail(
-            sender,
-            cmd,
-            delivery,
-            why=exc.name,
-            errmsg=exc.errmsg,
-            errcode=exc.errcode,
-            delay_s=delay,
-        )
-        return
-    await _release(sender, cmd, slot)
-    fact = _failed(cmd, delivery, exc.errmsg, exc.errcode)
-    await _settle(sender, cmd, delivery, fact, owned=True)
-
-
 async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: ledger.Entry) -> None:
     """What to do with a command the ledger already knows (a redelivery or a duplicate)."""
-    if entry.state == "done":
+    decision = decide.known(
+        entry, now=sender.wall(), stale_after_s=sender.settings.inflight_stale_s
+    )
+    if isinstance(decision, decide.Republish):
         # Settled before (the ack or a publish was lost): say it again, send nothing.
         metrics.COMMANDS.labels(cmd.msgtype, "duplicate").inc()
         await order.mark_done(sender.store, cmd, ttl_s=sender.settings.ledger_ttl_s)
         await publish_fact(sender.bus, decode(bytes(entry.fact)))
         log.info("send.duplicate")
         return
-    age = sender.wall() - entry.at
-    stale_after = sender.settings.inflight_stale_s
-    if age < stale_after:
+    if isinstance(decision, decide.ComeBack):
         metrics.RETRIES.labels("inflight").inc()
         # Not nothing done: this copy has met another one of the same command.
-        raise Retry("another delivery is calling WeChat", delay_s=stale_after - age)
-    await _ambiguous(sender, cmd, delivery, "abandoned mid-call by an earlier delivery")
+        raise Retry("another delivery is calling WeChat", delay_s=decision.delay_s)
+    await _ambiguous(sender, cmd, delivery, decision.reason)
 
 
 # --- outcomes ----------------------------------------------------------------------------------
@@ -382,12 +421,13 @@ async def _known(sender: Sender, cmd: SendCommand, delivery: Delivery, entry: le
 async def _refused_by_window(
     sender: Sender, cmd: SendCommand, delivery: Delivery, reason: RejectReason, *, detail: str
 ) -> None:
-    # The user message that opens this window travels on another queue and may not have
-    # reached the sender yet: a young command looks again shortly before it is refused —
-    # unless it named the window its event opens, which is then open already (see _claim).
+    # See decide.window_racing; a command naming its window opened it already (see _claim).
     age_s = (now_ms() - cmd.time_ms) / 1000
-    racing = cmd.opens is None and age_s < sender.settings.window_grace_s
-    if racing and not delivery.final:
+    grace_s = sender.settings.window_grace_s
+    racing = decide.window_racing(
+        age_s=age_s, opens=cmd.opens, grace_s=grace_s, final=delivery.final
+    )
+    if racing == "look_again":
         metrics.RETRIES.labels("window_grace").inc()
         raise Retry(
             f"refused by the window ({detail}); the window may be opening",
@@ -400,48 +440,33 @@ async def _refused_by_window(
 async def _ambiguous(sender: Sender, cmd: SendCommand, delivery: Delivery, reason: str) -> None:
     """WeChat may have delivered: the slot stays spent, and the policy decides the rest.
     Called while this delivery holds the command's ledger mark."""
-    if cmd.msgtype in sender.settings.ambiguous_retried:
+    then = decide.ambiguous(reason, retried=cmd.msgtype in sender.settings.ambiguous_retried)
+    if isinstance(then, decide.Forget):
         metrics.AMBIGUOUS.labels(cmd.msgtype, "retry").inc()
         await ledger.clear(sender.store, cmd.id)
-        await _retry_or_fail(
-            sender,
-            cmd,
-            delivery,
-            why="ambiguous",
-            errmsg=f"ambiguous: {reason}",
-            nothing_done=False,
-        )
-        return
+        await _retry_or_fail(sender, cmd, delivery, then.then)
     metrics.AMBIGUOUS.labels(cmd.msgtype, "give_up").inc()
-    errmsg = f"ambiguous: {reason}; WeChat may have delivered it, so it is not sent again"
-    await _settle(sender, cmd, delivery, _failed(cmd, delivery, errmsg), owned=True)
+    await _settle(sender, cmd, delivery, _failed_as(cmd, delivery, then), owned=True)
 
 
-async def _media_failure(
-    sender: Sender, cmd: SendCommand, delivery: Delivery, exc: MediaServiceError
+async def _unclaimed(
+    sender: Sender, cmd: SendCommand, delivery: Delivery, end: decide.Later | decide.Fail
 ) -> None:
-    if exc.retryable:
-        await _retry_or_fail(sender, cmd, delivery, why="media_service", errmsg=str(exc))
-        return
-    await _settle(sender, cmd, delivery, _failed(cmd, delivery, str(exc), exc.errcode))
+    """End a delivery that holds no ledger mark (none taken, or given up): a failure is
+    recorded only if nothing is known of the command yet."""
+    if isinstance(end, decide.Later):
+        await _retry_or_fail(sender, cmd, delivery, end)
+    await _settle(sender, cmd, delivery, _failed_as(cmd, delivery, end))
 
 
 async def _retry_or_fail(
-    sender: Sender,
-    cmd: SendCommand,
-    delivery: Delivery,
-    *,
-    why: str,
-    errmsg: str,
-    errcode: int | None = None,
-    delay_s: float | None = None,
-    nothing_done: bool = True,
-) -> None:
+    sender: Sender, cmd: SendCommand, delivery: Delivery, later: decide.Later
+) -> NoReturn:
     """Hand the command back to the bus; on its last attempt report it failed and dead-letter
-    it (replayable). Always raises. The caller has given up any ledger mark (one it could not
-    clear is left to the next attempt, by the note). ``nothing_done``: WeChat took nothing of
-    this delivery's."""
+    it (replayable). The caller has given up any ledger mark (one it could not clear is left
+    to the next attempt, by the note)."""
     settings = sender.settings
+    why, errmsg, errcode = later.why, later.errmsg, later.errcode
     if delivery.final:
         fact = _failed(cmd, delivery, f"attempts exhausted: {errmsg}", errcode)
         # A failed predecessor counts as done: the rest of its cause goes on.
@@ -451,6 +476,7 @@ async def _retry_or_fail(
         metrics.DEAD_LETTERS.labels(cmd.msgtype).inc()
         log.error("send.dead_lettered", why=why, errcode=errcode, attempts=delivery.attempt)
         raise Reject(f"attempts exhausted: {errmsg}")
+    delay_s = later.delay_s
     delay = delay_s if delay_s is not None else sender.commands.retry_delay(delivery.attempt)
     retry_at = sender.wall() + delay
     await _best_effort(
@@ -458,7 +484,7 @@ async def _retry_or_fail(
     )
     metrics.RETRIES.labels(why).inc()
     log.info("send.retry", why=why, errcode=errcode, attempt=delivery.attempt)
-    raise Retry(errmsg, delay_s=delay_s, nothing_done=nothing_done, note=_MARKED.get())
+    raise Retry(errmsg, delay_s=delay_s, nothing_done=later.nothing_done, note=_MARKED.get())
 
 
 async def _best_effort(step: Awaitable[None]) -> None:
@@ -496,13 +522,10 @@ async def _settle(
         await order.mark_done(store, cmd, ttl_s=ttl)
     await publish_fact(sender.bus, fact)
     outcome = fact.routing_key().split(".")[1]
-    metrics.commands(cmd.msgtype, outcome).inc()
+    metrics.COMMANDS.labels(cmd.msgtype, outcome).inc()
     if isinstance(fact, Sent):
-        # The common case is counted in metrics; a line per message costs what a store
-        # round trip does, so it is logged at debug only, and not even built below that
-        # (structlog binds and runs its processors before the level drops a line).
-        if _stdlib_log.isEnabledFor(logging.DEBUG):
-            log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
+        # The common case is counted in metrics; a line per message is logged at debug only.
+        log.debug("send.sent", latency_ms=fact.latency_ms, attempts=fact.attempts)
     elif isinstance(fact, Rejected):
         log.info("send.rejected", reason=fact.reason, errcode=fact.errcode)
     elif isinstance(fact, Failed):
@@ -519,7 +542,7 @@ async def _sent_unrecorded(sender: Sender, cmd: SendCommand, fact: Sent, exc: St
     sender.recording.add(task)
     task.add_done_callback(sender.recording.discard)
     await publish_fact(sender.bus, fact)
-    metrics.commands(cmd.msgtype, "sent").inc()
+    metrics.COMMANDS.labels(cmd.msgtype, "sent").inc()
 
 
 async def _record_later(store: Store, writes: list[Write]) -> None:
@@ -553,19 +576,19 @@ async def _release(sender: Sender, cmd: SendCommand, slot: GrantKind | None) -> 
     if slot is None:
         return
     key = windows.window_key(cmd.appid, cmd.openid)
-    await sender.store.window_release(key, slot, now=sender.clock())
-    metrics.quota("released").inc()
+    await windows.release(sender.store, key, slot, now=sender.clock())
+    metrics.QUOTA.labels("released").inc()
 
 
 async def _claim(
     sender: Sender, cmd: SendCommand, delivery: Delivery, *, spends_slot: bool
-) -> Claim | None:
+) -> Claim[WindowTake] | Claim[None] | None:
     """Take what a call needs, in one atomic store call: the command's ledger mark (only if
     nothing is known of it: two deliveries never both call), a slot of the user's reply
     window (unless ``spends_slot`` is False), a token of the shared rate limit, and the
     successor's wait. All or nothing; None when the command was settled or handed back
-    instead. A short wait for the rate limit is a pace (the call keeps its place), a long one
-    goes back to the bus.
+    instead (:func:`decide.claimed` says which from the answer). A short wait for the rate
+    limit is a pace (the call keeps its place), a long one goes back to the bus.
     """
     settings, store = sender.settings, sender.store
     window = windows.window_key(cmd.appid, cmd.openid) if spends_slot else None
@@ -573,6 +596,10 @@ async def _claim(
     waited = 0.0
     opened = windows.grant_opened_by(cmd, settings) if window is not None else None
     owner = new_id()
+    # A copy that may repeat one handled before, whose type must not be sent twice, is
+    # checked against the store's memory (see decide.Forgotten).
+    doubted = not delivery.fresh and cmd.msgtype not in settings.ambiguous_retried
+    made = born(cmd) if doubted else None
     while True:
         now = sender.wall()
         # The next of its cause waits at least as long as this call may take (a refused token
@@ -582,54 +609,55 @@ async def _claim(
         _MARKED.set(owner)
         claim = await store.claim(
             ledger.inflight(cmd.id, at=now, ttl_s=settings.ledger_ttl_s, owner=owner),
-            window=window,
-            now=sender.clock() if spends_slot else None,
+            step=None if window is None else windows.taking(window, now=sender.clock()),
             rate=_rate_limit(sender, now) if limited else None,
             also=order.retrying(cmd, at=busy_until, ttl_s=settings.ledger_ttl_s),
         )
         if claim.ok:
             if spends_slot:
-                metrics.quota("granted").inc()
+                metrics.QUOTA.labels("granted").inc()
             if limited:
                 metrics.RATE_WAIT_SECONDS.observe(waited)
-            lost = not delivery.fresh and forgotten(claim, born(cmd))
-            if lost and cmd.msgtype not in settings.ambiguous_retried:
-                # The ledger cannot say whether an earlier copy was sent before the store
-                # forgot: report it, never send it twice (unless its type may be).
-                metrics.LEDGER_FORGOTTEN.inc()
-                await _ambiguous(sender, cmd, delivery, "the store lost its memory of it")
-                return None
+        entry = None if claim.known is None else ledger.parse(cmd.id, claim.known)
+        then = decide.claimed(
+            claim,
+            entry=entry,
+            note=None if entry is None else delivery.note,
+            born=made,
+            may_open=opened is not None,
+            waited_s=waited,
+            max_pace_wait_s=settings.max_pace_wait_s,
+        )
+        if isinstance(then, decide.Go):
             return claim
-        if claim.known is not None:
-            entry = ledger.parse(cmd.id, claim.known)
-            if entry.state == "inflight" and entry.owner and entry.owner == delivery.note:
-                # The mark the previous attempt left without calling WeChat: ours to take.
-                await store.delete_if_equals(ledger.ledger_key(cmd.id), claim.known)
-                metrics.RETRIES.labels("mark_taken_over").inc()
-                continue
-            await _known(sender, cmd, delivery, entry)
+        if isinstance(then, decide.Forgotten):
+            # The ledger cannot say whether an earlier copy was sent before the store forgot:
+            # report it, never send it twice.
+            metrics.LEDGER_FORGOTTEN.inc()
+            await _ambiguous(sender, cmd, delivery, "the store lost its memory of it")
             return None
-        if claim.window is not None and opened is not None and window is not None:
-            # The event this command answers opens a window, but its copy on the windows queue
-            # may not have reached the sender yet: open it here (a grant only ever extends a
-            # window, so this is idempotent), then claim again, once.
-            await store.window_grant(window, opened, now=sender.clock())
-            metrics.WINDOW_GRANTS.labels(opened.kind).inc()
+        if isinstance(then, decide.TakeOver):
+            await store.delete_if_equals(ledger.ledger_key(cmd.id), then.mark)
+            metrics.RETRIES.labels("mark_taken_over").inc()
+            continue
+        if isinstance(then, decide.AlreadyKnown):
+            await _known(sender, cmd, delivery, then.entry)
+            return None
+        if isinstance(then, decide.OpenWindow):
+            if window is not None and opened is not None:
+                await windows.grant(store, window, opened, now=sender.clock())
+                metrics.WINDOW_GRANTS.labels(opened.kind).inc()
             opened = None
             continue
-        if claim.window is not None:
-            reason = claim.window.reason or "no_window"
-            metrics.QUOTA.labels(reason).inc()
-            await _refused_by_window(sender, cmd, delivery, reason, detail=reason)
+        if isinstance(then, decide.WindowShut):
+            metrics.QUOTA.labels(then.reason).inc()
+            await _refused_by_window(sender, cmd, delivery, then.reason, detail=then.reason)
             return None
-        wait = claim.wait_s
-        if waited + wait > settings.max_pace_wait_s:
-            await _retry_or_fail(
-                sender, cmd, delivery, why="rate_limit", errmsg="rate limit", delay_s=wait
-            )
-        # Pacing, not retrying: the call is due in ``wait`` seconds and keeps its place.
-        await asyncio.sleep(wait)
-        waited += wait
+        if isinstance(then, decide.Later):
+            await _retry_or_fail(sender, cmd, delivery, then)
+        # Pacing, not retrying: the call is due in ``wait_s`` seconds and keeps its place.
+        await asyncio.sleep(then.wait_s)
+        waited += then.wait_s
 
 
 def _rate_limit(sender: Sender, now: float) -> RateLimit:
@@ -677,3 +705,7 @@ def _failed(
     cmd: SendCommand, delivery: Delivery, errmsg: str, errcode: int | None = None
 ) -> Failed:
     return _fact(Failed, cmd, delivery, errcode=errcode, errmsg=errmsg)
+
+
+def _failed_as(cmd: SendCommand, delivery: Delivery, fail: decide.Fail) -> Failed:
+    return _failed(cmd, delivery, fail.errmsg, fail.errcode)

@@ -3,8 +3,6 @@ shared client (``wxkf_wechat_*``, label ``service="sender"``)."""
 
 from __future__ import annotations
 
-import functools
-
 from prometheus_client import Counter, Histogram
 
 from libs.common.observability.metrics import LATENCY_BUCKETS_S
@@ -55,25 +53,6 @@ RATE_WAIT_SECONDS = Histogram(
     "Time a call waited for the shared rate limit.",
     buckets=LATENCY_BUCKETS_S,
 )
-
-
-# The children counted on every send, looked up once per label set: a labels() call costs
-# more than the increment it serves.
-
-
-@functools.cache
-def commands(msgtype: str, outcome: str) -> Counter:
-    return COMMANDS.labels(msgtype, outcome)
-
-
-@functools.cache
-def command_seconds(msgtype: str) -> Histogram:
-    return COMMAND_SECONDS.labels(msgtype)
-
-
-@functools.cache
-def quota(decision: str) -> Counter:
-    return QUOTA.labels(decision)
 
 
 LEDGER_FORGOTTEN = Counter(

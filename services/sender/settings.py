@@ -6,13 +6,12 @@ sender applies is a setting whose default is the current documented value.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
 from libs.common.settings import Secret, WeChatApiSettings
 from libs.common.topology import SENDER_COMMANDS, QueueSpec
-from libs.common.wechat.api import TYPING_PATHS
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -21,11 +20,21 @@ Count = Annotated[int, msgspec.Meta(ge=0)]
 _RATE_LIMITED_PAUSE_S = 60.0
 """WeChat's 45011 is a limit per minute."""
 
-MSGTYPES = ("text", "image", "link", "miniprogrampage", "typing")
+MsgType = Literal["text", "image", "link", "miniprogrampage", "typing"]
+TypingPath = Literal["/cgi-bin/message/custom/typing", "/cgi-bin/message/custom/business/typing"]
+"""WeChat documents both (WECHAT.md §8): the older mini program documents and the SDKs call the
+first, the newer OpenApiDoc says mini programs use the second."""
 
 
 class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
-    sender_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8082
+    RETIRED: ClassVar[dict[str, str]] = {
+        "WXKF_SENDER_PORT": "the sender serves nothing but the internal port "
+        "(WXKF_INTERNAL_PORT); unset it",
+        "WXKF_RETRY_CAP_S": "no retry delay reached it; the delays double from "
+        "WXKF_RETRY_BASE_S; unset it",
+        "WXKF_PREFETCH": "it is WXKF_SENDER_PREFETCH now, as the router's is "
+        "WXKF_ROUTER_PREFETCH; rename it",
+    }
 
     # -- the reply window (WECHAT.md §7.1) ----------------------------------------------------
     window_message_count: Count = 5
@@ -41,7 +50,9 @@ class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
     message that opens its window may still be on its way to the sender (another queue)."""
 
     # -- typing (WECHAT.md §8) ---------------------------------------------------------------
-    typing_path: str = TYPING_PATHS[0]
+    typing_path: TypingPath = "/cgi-bin/message/custom/typing"
+    """Where typing is sent. WeChat documents both paths (the older mini program pages and the
+    SDKs the first, the newer OpenApiDoc the second for mini programs)."""
     typing_exchange_s: Positive = 30.0
     """Typing needs a message exchanged with the user within this many seconds."""
     typing_duration_s: Positive = 15.0
@@ -54,23 +65,23 @@ class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
     """Longest wait for the rate limit inside one delivery; beyond it the command is retried
     later through the bus instead of holding its place."""
     retry_base_s: Positive = 1.0
-    """First retry delay; doubles per attempt up to ``retry_cap_s`` (delay queues)."""
-    retry_cap_s: Positive = 300.0
-    """Longest retry delay (the defaults' 7 doubling delays end at 64 s, below it)."""
+    """First retry delay; it doubles for each of the 7 retries (each delay is a delay queue:
+    1, 2, 4 … 64 s by default), and no delay exceeds 300 s."""
     rate_limited_pause_s: Positive | None = None
     """Wait after WeChat's 45011 (minute-level frequency limit). Unset: 60 s, or the longest
     retry delay where that is shorter; a value set must not exceed the longest retry delay,
     since the wait is spent in one of the delay queues."""
-    ambiguous_retry: str = ""
-    """Comma-separated message types sent again after an ambiguous failure (a timeout or a
-    dropped connection after WeChat may have accepted): at least once, so maybe twice. Every
-    other type is reported failed instead: at most once, so maybe lost, never twice."""
+    ambiguous_retry: frozenset[MsgType] = frozenset()
+    """Message types sent again after an ambiguous failure (a timeout or a dropped connection
+    after WeChat may have accepted): at least once, so maybe twice. Every other type is
+    reported failed instead: at most once, so maybe lost, never twice."""
     inflight_stale_s: Positive = 60.0
     """A command marked in flight for longer than this was abandoned mid-call (the replica
     died): its fate is unknown, which is an ambiguous failure."""
     ledger_ttl_s: Positive = 3 * 86400.0
     """How long a command's outcome is remembered against redelivery."""
-    prefetch: Annotated[int, msgspec.Meta(ge=1)] = 32
+    sender_prefetch: Annotated[int, msgspec.Meta(ge=1)] = 32
+    """Deliveries in flight per queue in one sender process."""
     http_connections: Annotated[int, msgspec.Meta(ge=1)] = 64
 
     # -- the media service (images by asset name) --------------------------------------------
@@ -87,9 +98,7 @@ class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
 
     def commands_queue(self) -> QueueSpec:
         """The commands queue with the configured backoff (each delay is a delay queue)."""
-        return msgspec.structs.replace(
-            SENDER_COMMANDS, retry_base_s=self.retry_base_s, retry_cap_s=self.retry_cap_s
-        )
+        return msgspec.structs.replace(SENDER_COMMANDS, retry_base_s=self.retry_base_s)
 
     def rate_limited_pause(self) -> float:
         """The wait after 45011 (see ``rate_limited_pause_s``)."""
@@ -99,24 +108,18 @@ class SenderSettings(WeChatApiSettings, frozen=True, kw_only=True):
 
     @property
     def ambiguous_retried(self) -> frozenset[str]:
-        return frozenset(_split(self.ambiguous_retry))
-
-
-def _split(raw: str) -> list[str]:
-    return [part.strip().lower() for part in raw.split(",") if part.strip()]
+        return frozenset(self.ambiguous_retry)
 
 
 def _problems(s: SenderSettings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    unknown = [t for t in _split(s.ambiguous_retry) if t not in MSGTYPES]
-    if unknown:
+    if s.retry_base_s > SENDER_COMMANDS.retry_cap_s:
         problems.append(
-            ("ambiguous_retry", f"unknown message types {unknown}; known: {', '.join(MSGTYPES)}")
+            (
+                "retry_base_s",
+                f"must not exceed the longest delay, {SENDER_COMMANDS.retry_cap_s:g} s",
+            )
         )
-    if not s.typing_path.startswith("/"):
-        problems.append(("typing_path", "must start with '/'"))
-    if s.retry_cap_s < s.retry_base_s:
-        problems.append(("retry_cap_s", "must not be below WXKF_RETRY_BASE_S"))
     else:
         longest = s.commands_queue().delay_steps()[-1]
         if s.rate_limited_pause_s is not None and s.rate_limited_pause_s > longest:
@@ -125,7 +128,7 @@ def _problems(s: SenderSettings) -> list[tuple[str, str]]:
                 (
                     "rate_limited_pause_s",
                     f"must not exceed the longest retry delay, {longest:g} s with "
-                    "WXKF_RETRY_BASE_S and WXKF_RETRY_CAP_S as set",
+                    "WXKF_RETRY_BASE_S as set",
                 )
             )
     if s.media_url and not s.media_url.startswith(("http://", "https://")):

@@ -20,7 +20,7 @@ import msgspec
 
 from libs.common import bus as bus_lib
 from libs.common import store as store_lib
-from services.demo.images import ASSETS
+from services.shipped_images import ASSETS
 from services.up.plan import Layout, Plan
 
 

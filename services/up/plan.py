@@ -16,10 +16,16 @@ from typing import Annotated
 import msgspec
 
 from libs.common.ports import claim
-from libs.common.settings import LOCAL_BUS_URL, LOCAL_STORE_URL, SettingsError, load
-from libs.common.topology import ALL_QUEUES, SENDER_COMMANDS, QueueSpec
+from libs.common.settings import (
+    LOCAL_BUS_URL,
+    LOCAL_STORE_URL,
+    SettingsError,
+    load,
+    refuse_memory,
+)
+from libs.common.topology import ALL_QUEUES, SENDER_COMMANDS, SERVICES, QueueSpec
 from services.command import wxkf_command
-from services.launcher import REGISTRY, SERVICES, load_settings
+from services.composition import load_settings, public_port
 from services.sender.settings import SenderSettings
 from services.simulator.config import DEMO_AES_KEY, DEMO_APPID, DEMO_SECRET, DEMO_TOKEN
 
@@ -29,8 +35,10 @@ LOOPBACK = "127.0.0.1"
 SIMULATOR = "simulator"
 PORT_VARIABLES = {
     SIMULATOR: "WXKF_SIM_PORT",
-    **{name: f"WXKF_{name.upper()}_PORT" for name in SERVICES},
+    "ingress": "WXKF_INGRESS_PORT",
+    "media": "WXKF_MEDIA_PORT",
 }
+"""The ports a run serves besides the internal ones: the router and the sender have none."""
 
 
 class UpSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +63,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     env: dict[str, str]
     """What every process gets."""
     ports: dict[str, int]
-    """By part: the simulator and each service."""
+    """By part: the simulator, ingress and media."""
     internal: dict[str, int] = {}
     """Each service's internal port (health, readiness, metrics). Four processes on one host
     cannot share one value of ``WXKF_INTERNAL_PORT``, so each gets the next port up from it
@@ -124,19 +132,20 @@ def plan(environ: Mapping[str, str]) -> Plan:
     except SettingsError as exc:
         problems += str(exc).splitlines()
         settings = {}
-    for name, s in settings.items():
-        if s.bus_url.startswith("memory://") or s.store_url.startswith("memory://"):
-            problems.append(
-                f"{name}: WXKF_BUS_URL and WXKF_STORE_URL must be RabbitMQ and Redis: wxkf up "
-                "runs each service as its own process (wxkf run all runs them in one)"
-            )
+    for service, s in settings.items():
+        try:
+            refuse_memory(s, alone="wxkf up (each service its own process)")
+        except SettingsError as exc:
+            problems.append(f"{service}: {exc}")
             break
     if problems:
         raise SettingsError("\n".join(problems))
     host = next(iter(settings.values())).listen_host
     wanted = {SIMULATOR: up.sim_port}
-    for name in SERVICES:
-        wanted[name] = int(getattr(settings[name], REGISTRY[name].port_field))
+    for service, s in settings.items():
+        port = public_port(s)
+        if port is not None:
+            wanted[service] = port
     command = f"{wxkf_command()} up"
     internal_names = {f"{name} internal port": name for name in SERVICES}
     base = settings[SERVICES[0]].internal_port
@@ -148,7 +157,9 @@ def plan(environ: Mapping[str, str]) -> Plan:
         command=command,
     )
     ports = {name: port for name, port in claimed.items() if name not in internal_names}
-    internal = {internal_names[k]: port for k, port in claimed.items() if k in internal_names}
+    internal: dict[str, int] = {
+        internal_names[k]: port for k, port in claimed.items() if k in internal_names
+    }
     for name, port in ports.items():
         env[PORT_VARIABLES[name]] = str(port)
     directory = Path(up.up_dir)

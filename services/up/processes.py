@@ -20,7 +20,7 @@ import time
 import aiohttp
 import msgspec
 
-from services.launcher import SERVICES
+from libs.common.topology import SERVICES
 from services.up.plan import SIMULATOR, Plan
 
 STOP_WAIT_S = 45.0

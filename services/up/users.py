@@ -22,14 +22,12 @@ from redis.exceptions import RedisError
 
 from libs.common import bus as bus_lib
 from libs.common.access import (
-    SERVICES,
-    Service,
     broker_permissions,
     store_acl,
     topic_permissions,
     user_name,
 )
-from libs.common.topology import QueueSpec
+from libs.common.topology import SERVICES, QueueSpec, Service
 
 CTL_TIMEOUT_S = 60.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -36,10 +36,11 @@ from libs.common import bus as bus_lib
 from libs.common.bus import Bus
 from libs.common.runner import running as running_apps
 from libs.common.settings import load
-from services.demo.images import ASSETS, write_assets
+from services.composition import load_settings
 from services.demo.observer import Observer
 from services.demo.ports import claim
-from services.launcher import load_settings, run_services
+from services.launcher import run_services
+from services.shipped_images import ASSETS, write_assets
 from services.simulator.app import create_app as create_sim
 from services.simulator.app import running as running_sim
 from services.simulator.clock import SimClock
@@ -73,7 +74,7 @@ class System:
     bus: Bus
     observer: Observer
     asset_tint: int = 0
-    """Colours the asset images of this run (see :mod:`services.demo.images`)."""
+    """Colours the asset images of this run (see :mod:`services.shipped_images`)."""
     openids: list[str] = field(default_factory=list)
     logs: dict[str, list[str]] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
@@ -258,8 +259,6 @@ async def processes(
                     "log_format": "json",
                     "log_level": log_level,
                     "ingress_port": "0",
-                    "router_port": "0",
-                    "sender_port": "0",
                     "media_port": "0",
                     "history_port": "0",
                     "internal_port": "0",
@@ -349,7 +348,7 @@ async def in_memory(tmp: Path) -> AsyncIterator[System]:
     async with running_sim(create_sim(state=sim)) as sim_url:
         values = service_values(config, sim_url, tmp / "assets")
         write_assets(tmp / "assets")
-        ports = claim({"ingress": 0, "router": 0, "sender": 0, "media": 0, "internal": 0})
+        ports = claim({"ingress": 0, "media": 0, "internal": 0})
         settings = load_settings(
             ("ingress", "router", "sender", "media"),
             {},
@@ -358,8 +357,6 @@ async def in_memory(tmp: Path) -> AsyncIterator[System]:
             store_url=memory_url,
             media_url=f"http://127.0.0.1:{ports['media']}",
             ingress_port=ports["ingress"],
-            router_port=ports["router"],
-            sender_port=ports["sender"],
             media_port=ports["media"],
             internal_port=ports["internal"],
         )

@@ -25,8 +25,8 @@ from libs.common.schemas import (
     UserMessage,
 )
 from libs.common.wechat import codec
-from services.demo.images import returns_card, size_chart
 from services.demo.wire import Wire
+from services.shipped_images import returns_card, size_chart
 from services.simulator.pusher import PushResult, new_msg_id
 from services.simulator.users import Delivered
 from tests.e2e.deployments import System

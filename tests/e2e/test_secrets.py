@@ -24,7 +24,7 @@ import pytest
 
 from libs.common.access import SERVICES, user_name
 from libs.common.topology import ALL_QUEUES
-from services.demo.images import write_assets
+from services.shipped_images import write_assets
 from services.simulator.app import create_app as create_sim
 from services.simulator.app import running as running_sim
 from services.simulator.clock import SimClock
@@ -120,14 +120,11 @@ async def system(known: Known, tmp: Path) -> AsyncIterator[Run]:
                     "log_format": "json",
                     "log_level": "debug",
                     "ingress_port": "0",
-                    "router_port": "0",
-                    "sender_port": "0",
                     "media_port": "0",
                     "internal_port": "0",
                     "shutdown_grace_s": "3",
                     "bus_declare": "own",
                     "retry_base_s": "0.2",
-                    "retry_cap_s": "0.4",
                 }
             )
             for name in ("media", "ingress", "router", "sender"):

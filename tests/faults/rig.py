@@ -567,8 +567,6 @@ def service_env(
         # Ingress keeps one port across restarts, as a Service's address does: WeChat pushes
         # to one URL.
         "ingress_port": str(free_port()),
-        "router_port": "0",
-        "sender_port": "0",
         # Health, readiness and metrics: a port of each process's own.
         "internal_port": "0",
         "log_level": "info",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.launcher import configuration_reference
+from services.reference import configuration_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -17,9 +17,9 @@ def test_the_configuration_reference_is_current() -> None:
 
 def test_every_service_variable_is_listed() -> None:
     from libs.common.settings import env_name
-    from services.launcher import REGISTRY
+    from services.composition import SETTINGS
 
     text = configuration_reference()
-    for service in REGISTRY.values():
-        for field in service.settings_class().__struct_fields__:
+    for cls in SETTINGS.values():
+        for field in cls.__struct_fields__:
             assert f"`{env_name(field)}`" in text

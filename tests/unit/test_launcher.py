@@ -31,3 +31,23 @@ def test_run_all_with_a_token_keeps_it() -> None:
 def test_media_without_the_others_needs_its_token(names: list[str]) -> None:
     with pytest.raises(SettingsError, match="media: WXKF_INTERNAL_TOKEN: is required"):
         run_settings(names, ENV)
+
+
+@pytest.mark.parametrize("names", [["sender"], ["ingress", "router"]])
+def test_fewer_than_the_four_refuse_memory(names: list[str]) -> None:
+    with pytest.raises(SettingsError) as caught:
+        run_settings(names, ENV)  # type: ignore[arg-type]
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(names)
+    for name, line in zip(names, lines, strict=True):
+        assert line.startswith(f"{name}: WXKF_BUS_URL: memory:// serves only the four services")
+        assert f"wxkf run {' '.join(names)} runs without the others" in line
+
+
+def test_fewer_than_the_four_run_on_a_broker_and_redis() -> None:
+    env = {**ENV, "WXKF_BUS_URL": "amqp://guest:guest@127.0.0.1/", "WXKF_STORE_URL": "redis://"}
+    assert set(run_settings(["sender"], env)) == {"sender"}
+
+
+def test_all_four_share_memory() -> None:
+    assert run_settings(list(SERVICES), ENV)["router"].bus_url == "memory://"

@@ -20,7 +20,7 @@ Contract, for both backends:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -35,11 +35,14 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Handler",
+    "KindRoute",
     "PublishError",
     "Reject",
     "Retry",
     "Unroutable",
+    "by_kind",
     "connect",
+    "on",
     "publish_fact",
 ]
 
@@ -96,6 +99,32 @@ class Delivery(Protocol):
 
 
 Handler = Callable[[AnyMessage, Delivery], Awaitable[None]]
+
+M = TypeVar("M", bound=BusMessage)
+KindRoute = tuple[type[BusMessage], Handler]
+"""One kind of message and its handler (made by :func:`on`)."""
+
+
+def on(kind: type[M], handler: Callable[[M, Delivery], Awaitable[None]]) -> KindRoute:
+    """Route messages of exactly ``kind`` to ``handler``, typed for that kind (mypy checks
+    that the handler takes it)."""
+    return kind, cast(Handler, handler)
+
+
+def by_kind(*routes: KindRoute) -> Handler:
+    """One consumer's handler from a handler per kind of message: each message goes to the
+    handler of its exact type; any other kind is a :class:`Reject` that names it (so it goes
+    to the dead-letter queue at once, where it can be seen)."""
+    table: dict[type[BusMessage], Handler] = dict(routes)
+    names = ", ".join(sorted(kind.__name__ for kind in table))
+
+    async def handle(msg: AnyMessage, delivery: Delivery) -> None:
+        handler = table.get(type(msg))
+        if handler is None:
+            raise Reject(f"no handler for {type(msg).__name__} ({msg.routing_key()}): {names} only")
+        await handler(msg, delivery)
+
+    return handle
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,19 +27,19 @@ import contextlib
 import functools
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, cast
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import (
+    AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
     AbstractRobustQueue,
 )
-from pamqp.commands import Basic
 from yarl import URL
 
 from libs.common.bus import DeadLetter, Handler, blocking, metrics
@@ -62,7 +62,6 @@ log = structlog.get_logger(__name__)
 
 REPLY_TO: Final = "amq.rabbitmq.reply-to"
 JSON: Final = "application/json"
-PERSISTENT: Final = 2
 DLQ_DELIVERY_LIMIT: Final = 1_000_000
 """Peeking at a dead-letter queue returns its messages, which counts as a failed delivery in a
 quorum queue; newer RabbitMQ versions default to a limit of 20 and would then drop them."""
@@ -130,7 +129,8 @@ def dead_letter_queue_arguments(spec: QueueSpec) -> dict[str, Any]:
     return arguments
 
 
-def properties(
+def outgoing(
+    body: bytes,
     *,
     message_id: str | None,
     correlation_id: str | None,
@@ -138,13 +138,16 @@ def properties(
     headers: Mapping[str, Any] | None = None,
     reply_to: str | None = None,
     persistent: bool = True,
-) -> Basic.Properties:
-    return Basic.Properties(
+) -> aio_pika.Message:
+    return aio_pika.Message(
+        body,
         content_type=JSON,
-        delivery_mode=PERSISTENT if persistent else 1,
+        delivery_mode=(
+            aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
+        ),
         message_id=message_id,
         correlation_id=correlation_id,
-        message_type=type_,
+        type=type_,
         headers=dict(headers) if headers else None,
         reply_to=reply_to,
     )
@@ -203,7 +206,7 @@ class _Consumer:
         except asyncio.CancelledError:
             # Shutdown or a dropped channel: unsettled, so the broker delivers it again
             # (and counts it toward the queue's delivery limit).
-            metrics.delivered(spec.name, "requeue").inc()
+            metrics.DELIVERIES.labels(spec.name, "requeue").inc()
             await _quietly(message.nack(requeue=True), "delivery.nack_failed")
             raise
         await self._settle(message, verdict)
@@ -222,7 +225,8 @@ class _Consumer:
             else:
                 target, routing_key = DEAD, spec.name
                 headers = dl.dead_headers(message.headers, key, verdict.reason)
-            props = properties(
+            copy = outgoing(
+                message.body,
                 message_id=message.message_id,
                 correlation_id=message.correlation_id,
                 type_=message.type,
@@ -230,14 +234,14 @@ class _Consumer:
                 reply_to=message.reply_to,
             )
             try:
-                await self.bus.send(target, routing_key, message.body, props)
+                await self.bus.send(target, routing_key, copy)
             except PublishError as exc:
                 # Not parked, so not acked either: the broker delivers it again.
                 log.warning("delivery.settle_failed", outcome=verdict.outcome, error=str(exc))
-                metrics.delivered(spec.name, "requeue").inc()
+                metrics.DELIVERIES.labels(spec.name, "requeue").inc()
                 await _quietly(message.nack(requeue=True), "delivery.nack_failed")
                 return
-        metrics.delivered(spec.name, verdict.outcome).inc()
+        metrics.DELIVERIES.labels(spec.name, verdict.outcome).inc()
         await _quietly(message.ack(), "delivery.ack_failed")
 
 
@@ -293,6 +297,8 @@ class AmqpBus:
         self._declared: dict[str, QueueSpec] = {}
         self._pending = dl.PendingReplies()
         self._reply_channel: aiormq.abc.AbstractChannel | None = None
+        """The underlying channel that consumes direct reply-to (see _ensure_reply_consumer)."""
+        self._exchanges: dict[str, AbstractExchange] = {}
         self._reply_lock = asyncio.Lock()
         self._closed = False
         self._stopping = False
@@ -433,8 +439,8 @@ class AmqpBus:
         await self.send(
             exchange_for(msg) if exchange is None else exchange,
             msg.routing_key() if routing_key is None else routing_key,
-            encode(msg),
-            properties(
+            outgoing(
+                encode(msg),
                 message_id=msg.id,
                 correlation_id=msg.correlation_id,
                 type_=msg.routing_key(),
@@ -447,8 +453,7 @@ class AmqpBus:
         self,
         exchange: str,
         routing_key: str,
-        body: bytes,
-        props: Basic.Properties,
+        msg: aio_pika.Message,
         *,
         mandatory: bool = True,
         with_reply_consumer: bool = False,
@@ -467,20 +472,11 @@ class AmqpBus:
             if self._closed:
                 raise PublishError("bus closed")
             async with asyncio.timeout(bound):
-                channel = await self._live_publisher()
+                target = await self._exchange(exchange)
+                await self._ready_publisher()
                 if with_reply_consumer:
-                    await self._ensure_reply_consumer(channel)
-                # The confirm is the guarantee, so the frame is not also waited for until the
-                # socket drained: that wait holds the channel's lock, and would make concurrent
-                # publishes take turns through it (flow control is the confirm deadline's).
-                await channel.basic_publish(
-                    body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=props,
-                    mandatory=mandatory,
-                    wait=False,
-                )
+                    await self._ensure_reply_consumer()
+                await target.publish(msg, routing_key, mandatory=mandatory)
         except TimeoutError:
             outcome = "timeout"
             blocked = self.blocked.get(PUBLISH)
@@ -488,14 +484,14 @@ class AmqpBus:
             raise PublishError(
                 f"not confirmed within {bound:g}s ({exchange} {routing_key}){why}"
             ) from None
-        except aiormq.exceptions.PublishError:
+        except aio_pika.exceptions.PublishError:
             outcome = "unroutable"
             raise Unroutable(
                 f"unroutable: no queue bound to {exchange!r} matches {routing_key!r}"
             ) from None
-        except aiormq.exceptions.DeliveryError as exc:
+        except aio_pika.exceptions.DeliveryError as exc:
             outcome = "nack"
-            self._renew_publisher(channel)
+            self._renew_publisher()
             raise PublishError(f"nacked by the broker ({exchange} {routing_key}): {exc}") from None
         except _LINK_ERRORS as exc:
             outcome = "error"
@@ -504,52 +500,59 @@ class AmqpBus:
             outcome = "error"
             raise
         finally:
-            metrics.published(exchange, outcome).inc()
+            metrics.PUBLISHES.labels(exchange, outcome).inc()
             if outcome == "ok":
-                metrics.publish_seconds(exchange).observe(time.perf_counter() - started)
+                metrics.PUBLISH_SECONDS.labels(exchange).observe(time.perf_counter() - started)
 
-    def _renew_publisher(self, channel: aiormq.abc.AbstractChannel) -> None:
+    async def _exchange(self, name: str) -> AbstractExchange:
+        # By name, without a declaration: declaring is declare()'s, and a publishing user may
+        # not be allowed to (WXKF_BUS_DECLARE=own). "" is the default exchange.
+        found = self._exchanges.get(name)
+        if found is None:
+            found = await self.publisher.get_exchange(name, ensure=False)
+            self._exchanges[name] = found
+        return found
+
+    async def _ready_publisher(self) -> None:
+        # While the connection is down, or the channel is being reopened, this waits; the
+        # caller's deadline bounds the wait.
+        while True:
+            await self.publisher.ready()
+            if not self.publisher.is_closed:
+                return
+            await asyncio.sleep(0.01)  # the reopen is already under way; look again shortly
+
+    def _renew_publisher(self) -> None:
         """Replace the publishing channel after a nack, at most once a second.
 
         A channel keeps what it learnt of each quorum queue's leader: one that published
         while its queues elected new leaders (their node died) can go on being nacked long
         after they have, where a new channel is not. Closing the underlying channel makes
-        aio-pika's robust channel open a new one; publishes in flight on it fail and are
-        retried by their callers, as after any nack."""
+        aio-pika's robust channel open a new one (as after a channel the broker closed);
+        publishes in flight on it fail and are retried by their callers, as after any nack."""
         now = time.monotonic()
-        if channel.is_closed or now - self._publisher_renewed_at < PUBLISHER_RENEW_S:
+        if self.publisher.is_closed or now - self._publisher_renewed_at < PUBLISHER_RENEW_S:
             return
         self._publisher_renewed_at = now
         log.warning("bus.publisher_renewed", why="nacked")
-        task = asyncio.get_running_loop().create_task(_close_channel(channel))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(_close_underlay(self.publisher))
 
-    async def _live_publisher(self) -> aiormq.Channel:
-        # While the connection is down (or the channel is being reopened) this waits; the
-        # caller's deadline bounds the wait.
-        while True:
-            await self.publisher.ready()
-            channel = await self.publisher.get_underlay_channel()
-            if not channel.is_closed:
-                # aio-pika's channels are aiormq's, whose publish takes ``wait`` (see send).
-                return cast(aiormq.Channel, channel)
-            await asyncio.sleep(0.01)  # the reopen is already under way; look again shortly
+    async def _ensure_reply_consumer(self) -> None:
+        # Direct reply-to answers only on the channel that consumes amq.rabbitmq.reply-to, and
+        # RabbitMQ closes a channel that publishes a request without it. So the consumer must
+        # be on the very channel the request goes out on: a reopened channel (a reconnect, a
+        # renewal) needs it again. Nothing between this return and the publish yields to the
+        # loop, so the channel checked here is the one the publish takes.
+        while self._reply_channel is not await self.publisher.get_underlay_channel():
+            async with self._reply_lock:
+                channel = await self.publisher.get_underlay_channel()
+                if self._reply_channel is not channel:
+                    replies = await self.publisher.get_queue(REPLY_TO, ensure=False)
+                    await replies.consume(self._on_reply, no_ack=True)
+                    self._reply_channel = channel
 
-    async def _ensure_reply_consumer(self, channel: aiormq.abc.AbstractChannel) -> None:
-        # Direct reply-to is bound to the channel that consumes it, so a reopened channel
-        # (after a reconnect) needs it again before it publishes a request.
-        if self._reply_channel is channel:
-            return
-        async with self._reply_lock:
-            if self._reply_channel is channel:
-                return
-            await channel.basic_consume(REPLY_TO, self._on_reply, no_ack=True)
-            self._reply_channel = channel
-
-    async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
-        props = message.header.properties
-        self._pending.resolve(message.body, props.headers, props.correlation_id)
+    async def _on_reply(self, reply: AbstractIncomingMessage) -> None:
+        self._pending.resolve(reply.body, reply.headers, reply.correlation_id)
 
     async def request(
         self,
@@ -565,8 +568,8 @@ class AmqpBus:
             await self.send(
                 exchange_for(msg) if exchange is None else exchange,
                 msg.routing_key() if routing_key is None else routing_key,
-                encode(msg),
-                properties(
+                outgoing(
+                    encode(msg),
                     message_id=msg.id,
                     correlation_id=msg.correlation_id,
                     type_=msg.routing_key(),
@@ -591,8 +594,8 @@ class AmqpBus:
         await self.send(
             "",
             reply_to,
-            body,
-            properties(
+            outgoing(
+                body,
                 message_id=None,
                 correlation_id=correlation_id,
                 type_=None,
@@ -794,13 +797,14 @@ class AmqpBus:
                 letter = dl.dead_letter(
                     queue, message.headers, message.routing_key or "", message.body
                 )
-                props = properties(
+                copy = outgoing(
+                    message.body,
                     message_id=message.message_id,
                     correlation_id=message.correlation_id,
                     type_=message.type,
                     headers=dl.replay_headers(message.headers, letter.routing_key),
                 )
-                await self.send(RETRY, queue, message.body, props)
+                await self.send(RETRY, queue, copy)
                 await message.ack()
                 moved += 1
         except TimeoutError:
@@ -919,6 +923,6 @@ class AmqpBus:
             raise BusError("bus closed")
 
 
-async def _close_channel(channel: aiormq.abc.AbstractChannel) -> None:
+async def _close_underlay(channel: AbstractRobustChannel) -> None:
     with contextlib.suppress(*_LINK_ERRORS):
-        await channel.close()
+        await (await channel.get_underlay_channel()).close()

@@ -172,7 +172,7 @@ class MemoryBroker:
             self.route(
                 DEAD, msgspec.structs.replace(returned, routing_key=queue.name, headers=headers)
             )
-            metrics.delivered(queue.name, "dead_letter").inc()
+            metrics.DELIVERIES.labels(queue.name, "dead_letter").inc()
             return
         queue.ready.appendleft(returned)
         self.pump(queue)
@@ -218,7 +218,7 @@ class _Consumer:
         try:
             verdict = await dl.handle(self.spec, self.handler, message.body, delivery)
         except asyncio.CancelledError:
-            metrics.delivered(self.spec.name, "requeue").inc()
+            metrics.DELIVERIES.labels(self.spec.name, "requeue").inc()
             self.bus.broker.give_back(self.queue, message)
             raise
         self._settle(message, verdict)
@@ -226,7 +226,7 @@ class _Consumer:
     def _settle(self, message: _Message, verdict: dl.Verdict) -> None:
         # Synchronous on purpose: nothing can cancel a settle halfway.
         spec, broker = self.spec, self.bus.broker
-        metrics.delivered(spec.name, verdict.outcome).inc()
+        metrics.DELIVERIES.labels(spec.name, verdict.outcome).inc()
         if verdict.outcome == "ack":
             return
         if verdict.outcome == "retry":
@@ -360,10 +360,10 @@ class MemoryBus:
             self.broker.route(exchange, message)
         except PublishError as exc:
             outcome = "unroutable" if isinstance(exc, Unroutable) else "error"
-            metrics.published(exchange, outcome).inc()
+            metrics.PUBLISHES.labels(exchange, outcome).inc()
             raise
-        metrics.published(exchange, "ok").inc()
-        metrics.publish_seconds(exchange).observe(time.perf_counter() - started)
+        metrics.PUBLISHES.labels(exchange, "ok").inc()
+        metrics.PUBLISH_SECONDS.labels(exchange).observe(time.perf_counter() - started)
 
     async def request(
         self,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from prometheus_client import Counter, Gauge, Histogram
 
 PUBLISHES = Counter(
@@ -44,22 +42,3 @@ RPC_LATE_REPLIES = Counter(
 RPC_TIMEOUTS = Counter(
     "wxkf_bus_rpc_timeouts_total", "Requests whose reply did not come within their deadline."
 )
-
-
-# The children of the labelled metrics, looked up once per label set: every publish and every
-# delivery counts itself, and a labels() call costs more than the increment it serves.
-
-
-@functools.cache
-def published(exchange: str, outcome: str) -> Counter:
-    return PUBLISHES.labels(exchange, outcome)
-
-
-@functools.cache
-def publish_seconds(exchange: str) -> Histogram:
-    return PUBLISH_SECONDS.labels(exchange)
-
-
-@functools.cache
-def delivered(queue: str, outcome: str) -> Counter:
-    return DELIVERIES.labels(queue, outcome)

@@ -71,12 +71,15 @@ def configure(
     level: str = "info",
     openid_key: str | bytes | None = None,
     stream: TextIO | None = None,
+    cache: bool = True,
 ) -> None:
     """Route structlog and stdlib logging through one formatter, once per process.
 
     ``fmt`` None means console on a terminal, JSON otherwise. ``openid_key`` keys
     :func:`hash_openid`; give every service of a deployment the same one so the hashes match
-    across services. Calling it again replaces the previous configuration (tests do).
+    across services. A logger keeps the configuration of its first use (structlog's
+    ``cache_logger_on_first_use``); tests that configure again, or capture lines after,
+    pass ``cache=False``.
     """
     name = level.lower()
     if name not in LEVELS:
@@ -128,15 +131,14 @@ def configure(
 
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        # Not cached: tests reconfigure, and capture_logs must reach loggers made at import.
-        cache_logger_on_first_use=False,
+        # A call below the level is a no-op: nothing is bound and no processor runs.
+        wrapper_class=structlog.make_filtering_bound_logger(root.level),
+        cache_logger_on_first_use=cache,
     )
 
 

@@ -2,10 +2,12 @@
 
 Two backends, chosen by URL: ``redis://`` or ``redis+sentinel://`` (redis-py asyncio, Lua for
 atomic updates) and ``memory://`` (one process). One behavioural test suite runs against both.
+A service's own atomic rules (the sender's reply windows) are not here: it brings them as
+scripts, in Lua and in Python side by side (``scripts.py``), and the store runs them.
 
 Times are unix seconds (float) passed in by the caller, so tests and the simulator's clock
-control them; TTLs are seconds. Bad arguments (a TTL that is not positive, an unknown grant
-kind, a rate that is not positive, an empty key) raise ``ValueError`` naming the argument,
+control them; TTLs are seconds. Bad arguments (a TTL that is not positive,
+a rate that is not positive, an empty key) raise ``ValueError`` naming the argument,
 before anything is written.
 
 What the store remembers, it may forget: a Redis that restarts without its data, or a replica
@@ -18,20 +20,25 @@ message is new only when the message cannot be older than that memory (:func:`fo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
 
+from libs.common.store.scripts import Arg, Args, Cell, Script, Step, StepCall
+
+T = TypeVar("T")
+
 __all__ = [
-    "GRANT_KINDS",
-    "WINDOW_LINGER_S",
+    "Arg",
+    "Args",
+    "Cell",
     "Claim",
-    "Grant",
-    "GrantKind",
     "RateLimit",
+    "Script",
+    "Step",
+    "StepCall",
     "Store",
     "StoreError",
-    "WindowTake",
     "Write",
     "connect",
     "forgotten",
@@ -40,32 +47,6 @@ __all__ = [
 
 class StoreError(Exception):
     """The store could not be used (connection down, timeout, a key of another kind)."""
-
-
-GrantKind = Literal["message", "enter"]
-GRANT_KINDS: tuple[GrantKind, ...] = ("message", "enter")
-
-WINDOW_LINGER_S = 24 * 3600.0
-"""How long a window key outlives its latest grant's ``until``: within it a take says
-``window_expired``; after it the key is gone and a take says ``no_window``."""
-
-
-class Grant(msgspec.Struct, frozen=True, kw_only=True):
-    """A permission to send ``count`` messages until ``until`` (one per kind per user)."""
-
-    kind: GrantKind
-    count: int
-    until: float
-
-
-class WindowTake(msgspec.Struct, frozen=True, kw_only=True):
-    """The result of reserving one send slot."""
-
-    ok: bool
-    kind: GrantKind | None = None
-    """Which grant the slot came from (to release it later)."""
-    reason: Literal["no_window", "window_expired", "quota_exhausted"] | None = None
-    remaining: int = 0
 
 
 class Write(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,14 +66,15 @@ class RateLimit(msgspec.Struct, frozen=True, kw_only=True):
     now: float
 
 
-class Claim(msgspec.Struct, frozen=True, kw_only=True):
+class Claim(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     """What :meth:`Store.claim` got: everything (``ok``), or nothing and the first obstacle."""
 
     ok: bool
     known: bytes | None = None
     """The mark's key already held this value."""
-    window: WindowTake | None = None
-    """The window's answer: the slot taken, or why there is none (a window was asked for)."""
+    step: T | None = None
+    """The owner's step's answer (a step was asked for): what it took, or, when ``ok`` is
+    false and nothing is ``known``, why it refused."""
     wait_s: float = 0.0
     """The bucket has no token for this many seconds."""
     since: float = 0.0
@@ -102,7 +84,7 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     """The key named by ``flag`` existed, read in the same atomic step."""
 
 
-def forgotten(claim: Claim, born: float) -> bool:
+def forgotten(claim: Claim[Any], born: float) -> bool:
     """Whether the store may have forgotten something of an item made at ``born`` (unix
     seconds): its present memory began after the item was made.
 
@@ -132,47 +114,9 @@ class Store(Protocol):
         """Release only if ``owner`` still holds it; False when it expired or was taken."""
         ...
 
-    # -- reply windows (atomic per user) -------------------------------------------------------
-    async def window_grant(self, key: str, grant: Grant, *, now: float) -> None:
-        """Open or renew the grant of this kind (replacing the previous one of that kind).
-
-        Replaced only by a grant whose ``until`` is strictly later than the one issued before
-        (:meth:`window_close` does not move that mark), so a redelivered event never resets a
-        count already used nor reopens a window WeChat closed. The key lives until
-        :data:`WINDOW_LINGER_S` after the latest ``until``.
-        """
-        ...
-
-    async def window_take(self, key: str, *, now: float) -> WindowTake:
-        """Reserve one slot from the valid grant that expires first, atomically.
-
-        A grant is valid while ``until > now`` and its count is above 0. When none is:
-        ``no_window`` (no grant recorded, or the key is gone), ``quota_exhausted`` (a grant is
-        still in time but used up), else ``window_expired``.
-        """
-        ...
-
-    async def window_room(self, key: str, *, now: float) -> WindowTake:
-        """What :meth:`window_take` would answer now, taking nothing: a check that must not
-        hold a slot a concurrent send may need (``remaining``: the slots left before a take).
-        """
-        ...
-
-    async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
-        """Give back a slot taken from ``kind`` (WeChat definitely did not deliver).
-
-        Only while that grant is still valid, and never above the count it was granted.
-        """
-        ...
-
-    async def window_close(
-        self, key: str, *, now: float, reason: Literal["window_expired", "quota_exhausted"]
-    ) -> None:
-        """WeChat refused (45015/45047) although our view allowed: correct our view.
-
-        ``quota_exhausted`` sets every grant's count to 0; ``window_expired`` ends every grant
-        still open at ``now``. Either way a later grant (a new user message) renews.
-        """
+    # -- an owner's atomic update of one key -----------------------------------------------------
+    async def run(self, script: Script[Any, T], key: str, *args: Arg) -> T:
+        """Run ``script`` over ``key`` atomically (one round trip on Redis): its answer."""
         ...
 
     # -- rate limit ------------------------------------------------------------------------------
@@ -185,23 +129,43 @@ class Store(Protocol):
         """Make every write of ``writes`` at once, in order (a later one of a key wins)."""
         ...
 
+    @overload
     async def claim(
         self,
         mark: Write,
         *,
-        window: str | None = None,
-        now: float | None = None,
+        step: None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
         flag: str | None = None,
-    ) -> Claim:
-        """All or nothing, atomically: write ``mark`` unless its key exists, take a slot of
-        the reply window ``window`` (as :meth:`window_take` at ``now``, which it then needs),
-        take a token from ``rate``, and make the ``also`` writes.
+    ) -> Claim[None]: ...
+
+    @overload
+    async def claim(
+        self,
+        mark: Write,
+        *,
+        step: StepCall[T],
+        rate: RateLimit | None = None,
+        also: Sequence[Write] = (),
+        flag: str | None = None,
+    ) -> Claim[T]: ...
+
+    async def claim(
+        self,
+        mark: Write,
+        *,
+        step: StepCall[T] | None = None,
+        rate: RateLimit | None = None,
+        also: Sequence[Write] = (),
+        flag: str | None = None,
+    ) -> Claim[T]:
+        """All or nothing, atomically: write ``mark`` unless its key exists, take the owner's
+        ``step`` (see :class:`Step`), take a token from ``rate``, and make the ``also`` writes.
 
         When one of them cannot be had, nothing is written or taken and the first obstacle
-        is answered, in this order: the mark's key exists (``known``), the window has no
-        slot (``window`` with its reason), the bucket has no token yet (``wait_s``). Either
+        is answered, in this order: the mark's key exists (``known``), the step refuses
+        (``step`` with its refusal), the bucket has no token yet (``wait_s``). Either
         way the answer says whether the key ``flag`` exists and when the store's memory
         began (``since``).
         """

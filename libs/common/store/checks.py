@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from libs.common.store import GRANT_KINDS, Grant, GrantKind, RateLimit, Write
-
-CLOSE_REASONS = ("window_expired", "quota_exhausted")
+from libs.common.store import RateLimit, Write
+from libs.common.store.scripts import Args, Step, StepCall, T
 
 
 def key(value: str) -> str:
@@ -44,28 +43,6 @@ def now(when: float) -> float:
     return float(when)
 
 
-def kind(name: str) -> GrantKind:
-    for known in GRANT_KINDS:
-        if name == known:
-            return known
-    raise ValueError(f"grant kind must be one of {', '.join(GRANT_KINDS)}, got {name!r}")
-
-
-def grant(g: Grant) -> Grant:
-    kind(g.kind)
-    if isinstance(g.count, bool) or not isinstance(g.count, int) or g.count < 0:
-        raise ValueError(f"grant count must be an integer >= 0, got {g.count!r}")
-    if not _finite(g.until):
-        raise ValueError(f"grant until must be a finite unix time in seconds, got {g.until!r}")
-    return g
-
-
-def close_reason(reason: str) -> str:
-    if reason not in CLOSE_REASONS:
-        raise ValueError(f"close reason must be one of {', '.join(CLOSE_REASONS)}, got {reason!r}")
-    return reason
-
-
 def rate(per_s: float, burst: int) -> tuple[float, int]:
     if not _finite(per_s) or per_s <= 0:
         raise ValueError(f"rate must be a positive number of tokens per second, got {per_s!r}")
@@ -99,14 +76,22 @@ def limit(n: int) -> int:
     return n
 
 
-def claim_now(window: str | None, when: float | None) -> float:
-    """The window's "now" for a claim: required with a window, ignored without one."""
-    if window is None:
-        return 0.0 if when is None else now(when)
-    key(window)
-    if when is None:
-        raise ValueError("now must be given with a window: the window's time decides")
-    return now(when)
+def args(values: Args) -> Args:
+    """A script's arguments: strings, integers and finite floats."""
+    for arg in values:
+        if isinstance(arg, bool) or not isinstance(arg, str | int | float):
+            raise ValueError(f"script arguments are str, int or float, got {arg!r}")
+        if isinstance(arg, float) and not math.isfinite(arg):
+            raise ValueError(f"script arguments must be finite, got {arg!r}")
+    return values
+
+
+def step(call: StepCall[T]) -> StepCall[T]:
+    if not isinstance(call, StepCall) or not isinstance(call.step, Step):
+        raise ValueError(f"a claim's step is a store.StepCall, got {type(call).__name__}")
+    key(call.key)
+    args(call.args)
+    return call
 
 
 def _finite(x: object) -> bool:

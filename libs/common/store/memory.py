@@ -1,8 +1,9 @@
 """The ``memory://`` store: the same semantics as Redis, for one process.
 
 Every call runs to completion without awaiting, so each operation is atomic on the event loop
-just as a Lua script is atomic in Redis. Key expiry follows ``clock`` (monotonic seconds by
-default); window and rate-limit decisions follow the ``now`` the caller passes, like Redis.
+just as a Lua script is atomic in Redis; an owner's script or claim step runs its Python form
+(see ``scripts.py``) over the key's value here. Key expiry follows ``clock`` (monotonic seconds
+by default); rate-limit decisions follow the ``now`` the caller passes, like Redis.
 """
 
 from __future__ import annotations
@@ -11,17 +12,15 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from libs.common.store import (
-    GRANT_KINDS,
-    WINDOW_LINGER_S,
+    Arg,
     Claim,
-    Grant,
-    GrantKind,
     RateLimit,
+    Script,
+    StepCall,
     StoreError,
-    WindowTake,
     Write,
     checks,
 )
@@ -30,20 +29,6 @@ Clock = Callable[[], float]
 
 _SWEEP_EVERY = 1024
 """Writes between two sweeps of expired keys, so keys nobody reads again do not pile up."""
-
-
-@dataclass(slots=True)
-class _GrantState:
-    count: int
-    granted: int
-    until: float
-    issued: float
-    """The until as granted; ``until`` moves to "now" when WeChat says the window closed."""
-
-
-@dataclass(slots=True)
-class _Window:
-    grants: dict[GrantKind, _GrantState] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -59,8 +44,10 @@ class _Stream:
     last: int = 0
 
 
-_Value = bytes | _Window | _Bucket | _Stream
-V = TypeVar("V", bytes, _Window, _Bucket, _Stream)
+_Value = object
+"""bytes, a bucket, a stream, or an owner's script's value."""
+V = TypeVar("V")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -196,58 +183,11 @@ class MemoryStore:
     async def release_lock(self, key: str, owner: str) -> bool:
         return await self.delete_if_equals(key, checks.text("owner", owner).encode())
 
-    # -- reply windows -------------------------------------------------------------------------
+    # -- an owner's atomic update of one key -------------------------------------------------
 
-    async def window_grant(self, key: str, grant: Grant, *, now: float) -> None:
-        full, g, at = self._k(key), checks.grant(grant), checks.now(now)
-        window = self._typed(full, _Window)
-        if window is None:
-            window = _Window()
-            self._put(full, window, None)
-        old = window.grants.get(g.kind)
-        if old is not None and old.issued >= g.until:
-            return
-        window.grants[g.kind] = _GrantState(
-            count=g.count, granted=g.count, until=g.until, issued=g.until
-        )
-        latest = max(s.until for s in window.grants.values())
-        self._expire(full, max(latest - at, 0.0) + WINDOW_LINGER_S)
-
-    async def window_take(self, key: str, *, now: float) -> WindowTake:
-        return self._window_take(key, now, spend=True)
-
-    async def window_room(self, key: str, *, now: float) -> WindowTake:
-        return self._window_take(key, now, spend=False)
-
-    def _window_take(self, key: str, now: float, *, spend: bool) -> WindowTake:
-        full, at = self._k(key), checks.now(now)
-        found = _slot(self._typed(full, _Window), at)
-        if isinstance(found, WindowTake):
-            return found
-        kind, state = found
-        if spend:
-            state.count -= 1
-        return WindowTake(ok=True, kind=kind, remaining=state.count)
-
-    async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
-        full, which, at = self._k(key), checks.kind(kind), checks.now(now)
-        window = self._typed(full, _Window)
-        state = None if window is None else window.grants.get(which)
-        if state is not None and state.until > at and state.count < state.granted:
-            state.count += 1
-
-    async def window_close(
-        self, key: str, *, now: float, reason: Literal["window_expired", "quota_exhausted"]
-    ) -> None:
-        full, at, why = self._k(key), checks.now(now), checks.close_reason(reason)
-        window = self._typed(full, _Window)
-        if window is None:
-            return
-        for state in window.grants.values():
-            if why == "quota_exhausted":
-                state.count = 0
-            elif state.until > at:
-                state.until = at
+    async def run(self, script: Script[Any, T], key: str, *args: Arg) -> T:
+        cell = _Cell(self, self._k(key), script.state)
+        return script.memory(cell, checks.args(args))
 
     # -- rate limit ------------------------------------------------------------------------------
 
@@ -280,18 +220,17 @@ class MemoryStore:
         self,
         mark: Write,
         *,
-        window: str | None = None,
-        now: float | None = None,
+        step: StepCall[T] | None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
         flag: str | None = None,
-    ) -> Claim:
+    ) -> Claim[T]:
         # Every argument and every key's kind is checked before the first write, as the
         # Lua script reads everything before it writes.
         m = checks.write(mark)
         mark_key = self._k(m.key)
-        at = checks.claim_now(window, now)
-        window_key = None if window is None else self._k(window)
+        owned = None if step is None else checks.step(step)
+        step_key = None if owned is None else self._k(owned.key)
         r = None if rate is None else checks.rate_limit(rate)
         rate_key = None if r is None else self._k(r.key)
         extra = [(self._k(w.key), checks.write(w)) for w in also]
@@ -301,12 +240,14 @@ class MemoryStore:
         known = self._typed(mark_key, bytes)
         if known is not None:
             return Claim(ok=False, known=known, since=since, flagged=flagged)
-        slot = None
-        if window_key is not None:
-            found = _slot(self._typed(window_key, _Window), at)
-            if isinstance(found, WindowTake):
-                return Claim(ok=False, window=found, since=since, flagged=flagged)
-            slot = found
+        hold: Any = None
+        cell = None
+        if owned is not None and step_key is not None:
+            cell = _Cell(self, step_key, owned.step.state)
+            ok, hold = owned.step.check(cell, owned.args)
+            if not ok:
+                refused: T = owned.step.read(hold)
+                return Claim(ok=False, step=refused, since=since, flagged=flagged)
         bucket = None
         if r is not None and rate_key is not None:
             bucket = self._typed(rate_key, _Bucket)
@@ -317,11 +258,7 @@ class MemoryStore:
                 return Claim(ok=False, wait_s=(1 - tokens) / r.rate, since=since, flagged=flagged)
 
         self._put(mark_key, m.value, m.ttl_s)
-        taken = None
-        if slot is not None:
-            kind, state = slot
-            state.count -= 1
-            taken = WindowTake(ok=True, kind=kind, remaining=state.count)
+        taken = None if owned is None or cell is None else owned.step.commit(cell, hold)
         if r is not None and rate_key is not None:
             if bucket is None:
                 bucket = _Bucket(tokens=float(r.burst), ts=r.now)
@@ -331,7 +268,7 @@ class MemoryStore:
             self._expire(rate_key, r.burst / r.rate + 1.0)
         for full, w in extra:
             self._put(full, w.value, w.ttl_s)
-        return Claim(ok=True, window=taken, since=since, flagged=flagged)
+        return Claim(ok=True, step=taken, since=since, flagged=flagged)
 
     # -- streams ---------------------------------------------------------------------------------
 
@@ -385,26 +322,25 @@ class MemoryStore:
         return None
 
 
-def _slot(window: _Window | None, at: float) -> tuple[GrantKind, _GrantState] | WindowTake:
-    """The valid grant that expires first, or the refusal (see ``Store.window_take``)."""
-    if window is None or not window.grants:
-        return WindowTake(ok=False, reason="no_window")
-    best: tuple[GrantKind, _GrantState] | None = None
-    in_time = False
-    for kind in GRANT_KINDS:
-        state = window.grants.get(kind)
-        if state is None or state.until <= at:
-            continue
-        in_time = True
-        if state.count > 0 and (best is None or state.until < best[1].until):
-            best = (kind, state)
-    if best is not None:
-        return best
-    return WindowTake(ok=False, reason="quota_exhausted" if in_time else "window_expired")
-
-
 def _refill(bucket: _Bucket, per_s: float, cap: int, at: float) -> None:
     # Callers' clocks differ a little: a "now" older than the bucket's never refills it.
     if at > bucket.ts:
         bucket.tokens = min(float(cap), bucket.tokens + (at - bucket.ts) * per_s)
         bucket.ts = at
+
+
+class _Cell(Generic[V]):
+    """One key as an owner's script sees it (see ``scripts.Cell``)."""
+
+    __slots__ = ("_full", "_kind", "_store")
+
+    def __init__(self, store: MemoryStore, full_key: str, kind: type[V]) -> None:
+        self._store = store
+        self._full = full_key
+        self._kind = kind
+
+    def get(self) -> V | None:
+        return self._store._typed(self._full, self._kind)
+
+    def put(self, value: V, *, ttl_s: float | None) -> None:
+        self._store._put(self._full, value, ttl_s)

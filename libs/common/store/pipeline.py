@@ -55,6 +55,11 @@ class Batches:
         self._waiting: list[_Call] = []
         self._running: set[asyncio.Task[None]] = set()
 
+    def use(self, script: AsyncScript) -> None:
+        """Run the batches flushed from now on with ``script`` (the same calls, and more claim
+        steps composed in)."""
+        self._script = script
+
     async def call(self, op: Op, spec: list[Any], values: Sequence[bytes]) -> list[Any]:
         """Run one call as ``batch.lua`` describes it: ``spec`` names its keys, numbers and the
         lengths of ``values``. Its answer (a ``known`` answer carries its value as bytes), or

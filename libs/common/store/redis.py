@@ -2,10 +2,12 @@
 
 ``redis+sentinel://`` URLs reach the same server through Sentinel (see ``sentinel.py``).
 
-Each script is registered once per client and called by its SHA (redis-py loads it again by
-itself if the server forgot it, e.g. after a restart). The calls made for every send
-(:meth:`RedisStore.claim`, :meth:`RedisStore.set_many`) go out in one script call per turn
-of the event loop (see ``pipeline.py``). Every key lives under the prefix. Any
+Each script, the store's own and those its owners bring (``scripts.py``), is registered once
+per client and called by its SHA (redis-py loads it again by itself if the server forgot it,
+e.g. after a restart). The calls made for every send (:meth:`RedisStore.claim`,
+:meth:`RedisStore.set_many`) go out in one script call per turn of the event loop (see
+``pipeline.py``), the claim steps owners bring composed into that script. Every key lives
+under the prefix. Any
 Redis failure (refused, timed out, a key of another kind) surfaces as :class:`StoreError`
 with the operation and the server's address, never the password.
 """
@@ -16,7 +18,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -24,16 +26,17 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from libs.common.store import (
-    WINDOW_LINGER_S,
+    Arg,
     Claim,
-    Grant,
-    GrantKind,
     RateLimit,
+    Script,
+    Step,
+    StepCall,
     StoreError,
-    WindowTake,
     Write,
     checks,
     sentinel,
@@ -45,15 +48,12 @@ log = structlog.get_logger(__name__)
 
 _SCRIPTS = (
     "delete_if_equals",
-    "window_grant",
-    "window_take",
-    "window_release",
-    "window_close",
     "rate_acquire",
-    "batch",
     "stream_append",
     "stream_remove",
 )
+
+T = TypeVar("T")
 
 MEMORY_KEY = "wxkf-store:memory"
 """When this Redis's present memory began (see ``lua/batch.lua``): one key for the server,
@@ -62,6 +62,15 @@ whatever prefix each client uses, since its memory is the server's."""
 
 def _script(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name + ".lua").read_text("utf-8")
+
+
+def batch_source(steps: Sequence[Step[Any, Any]]) -> str:
+    """``batch.lua`` with the claim steps its owners brought, each in ``STEPS[name]``."""
+    parts = ["local STEPS = {}\n"]
+    for step in steps:
+        parts.append(f"STEPS['{step.name}'] = (function()\n{step.lua}\nend)()\n")
+    parts.append(_script("batch"))
+    return "".join(parts)
 
 
 def _num(x: float) -> str:
@@ -106,7 +115,12 @@ class RedisStore:
         self._prefix = prefix
         self._where = where
         self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
-        self._batched = Batches(client, self._scripts["batch"], where=where, memory_key=MEMORY_KEY)
+        self._owned: dict[str, tuple[str, AsyncScript]] = {}
+        """The owners' scripts by name: their text, and the script registered for it."""
+        self._steps: dict[str, Step[Any, Any]] = {}
+        """The claim steps composed into the batch script, by name."""
+        batch = client.register_script(batch_source(()))
+        self._batched = Batches(client, batch, where=where, memory_key=MEMORY_KEY)
 
     @classmethod
     async def connect(
@@ -214,37 +228,29 @@ class RedisStore:
     async def release_lock(self, key: str, owner: str) -> bool:
         return await self._del_eq("release_lock", key, checks.text("owner", owner).encode())
 
-    # -- reply windows -------------------------------------------------------------------------
+    # -- an owner's atomic update of one key -------------------------------------------------
 
-    async def window_grant(self, key: str, grant: Grant, *, now: float) -> None:
-        full, g, at = self._k(key), checks.grant(grant), checks.now(now)
-        await self._run(
-            "window_grant", full, g.kind, g.count, _num(g.until), _num(at), _num(WINDOW_LINGER_S)
-        )
+    async def run(self, script: Script[Any, T], key: str, *args: Arg) -> T:
+        full, values = self._k(key), checks.args(args)
+        known = self._owned.get(script.name)
+        if known is None or known[0] != script.lua:
+            if known is not None:
+                raise ValueError(f"two different scripts are named {script.name!r}")
+            known = self._owned[script.name] = (script.lua, self._r.register_script(script.lua))
+        argv = [_num(v) if isinstance(v, float) else v for v in values]
+        with self._errors(script.name):
+            reply = await known[1](keys=[full], args=argv)
+        return script.read(reply)
 
-    async def window_take(self, key: str, *, now: float) -> WindowTake:
-        return await self._window_take(key, now, spend=True)
-
-    async def window_room(self, key: str, *, now: float) -> WindowTake:
-        return await self._window_take(key, now, spend=False)
-
-    async def _window_take(self, key: str, now: float, *, spend: bool) -> WindowTake:
-        full, at = self._k(key), checks.now(now)
-        ok, word, remaining = await self._run("window_take", full, _num(at), "1" if spend else "0")
-        text = word.decode() if isinstance(word, bytes) else str(word)
-        if ok:
-            return WindowTake(ok=True, kind=checks.kind(text), remaining=int(remaining))
-        return _refusal(text)
-
-    async def window_release(self, key: str, kind: GrantKind, *, now: float) -> None:
-        full, which, at = self._k(key), checks.kind(kind), checks.now(now)
-        await self._run("window_release", full, which, _num(at))
-
-    async def window_close(
-        self, key: str, *, now: float, reason: Literal["window_expired", "quota_exhausted"]
-    ) -> None:
-        full, at, why = self._k(key), checks.now(now), checks.close_reason(reason)
-        await self._run("window_close", full, why, _num(at))
+    def _composed(self, step: Step[Any, Any]) -> None:
+        """Make sure the batch script carries ``step`` (composed in once, on first use)."""
+        known = self._steps.get(step.name)
+        if known is not None and known.lua == step.lua:
+            return
+        if known is not None:
+            raise ValueError(f"two different claim steps are named {step.name!r}")
+        self._steps[step.name] = step
+        self._batched.use(self._r.register_script(batch_source(list(self._steps.values()))))
 
     # -- rate limit ------------------------------------------------------------------------------
 
@@ -271,15 +277,19 @@ class RedisStore:
         self,
         mark: Write,
         *,
-        window: str | None = None,
-        now: float | None = None,
+        step: StepCall[T] | None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
         flag: str | None = None,
-    ) -> Claim:
+    ) -> Claim[T]:
         m = checks.write(mark)
-        at = checks.claim_now(window, now)
-        spec: list[Any] = ["claim", "" if window is None else self._k(window), at]
+        spec: list[Any]
+        if step is None:
+            spec = ["claim", "", "", ()]
+        else:
+            owned = checks.step(step)
+            self._composed(owned.step)
+            spec = ["claim", owned.step.name, self._k(owned.key), owned.args]
         if rate is not None:
             r = checks.rate_limit(rate)
             spec += (self._k(r.key), float(r.rate), r.burst, float(r.now))
@@ -293,17 +303,15 @@ class RedisStore:
             spec += (self._k(w.key), len(w.value), _ttl_ms(w))
             values.append(w.value)
         answer = await self._batched.call("claim", spec, values)
-        word, since, flagged = answer[0], float(answer[3]), bool(answer[4])
+        word, since, flagged = answer[0], float(answer[2]), bool(answer[3])
         if word == "known":
             return Claim(ok=False, known=answer[1], since=since, flagged=flagged)
-        if word == "window":
-            return Claim(ok=False, window=_refusal(answer[1]), since=since, flagged=flagged)
         if word == "wait":
             return Claim(ok=False, wait_s=float(answer[1]), since=since, flagged=flagged)
-        if window is None:
+        if step is None:
             return Claim(ok=True, since=since, flagged=flagged)
-        taken = WindowTake(ok=True, kind=checks.kind(answer[1]), remaining=int(answer[2]))
-        return Claim(ok=True, window=taken, since=since, flagged=flagged)
+        said: T = step.step.read(answer[1])
+        return Claim(ok=word == "ok", step=said, since=since, flagged=flagged)
 
     # -- streams ---------------------------------------------------------------------------------
 
@@ -364,14 +372,6 @@ class RedisStore:
 
 _GLOB = re.compile(r"[*?\[\]\\]")
 """What SCAN's MATCH pattern reads as a wildcard, escaped where the prefix has it."""
-
-
-def _refusal(reason: str) -> WindowTake:
-    if reason == "no_window":
-        return WindowTake(ok=False, reason="no_window")
-    if reason == "quota_exhausted":
-        return WindowTake(ok=False, reason="quota_exhausted")
-    return WindowTake(ok=False, reason="window_expired")
 
 
 def _text(raw: bytes | str) -> str:

@@ -9,13 +9,7 @@ Safety, in bounded time and memory: the size is capped before anything is read; 
 stops the parse where it begins, so no entity can be declared and none expanded (billion
 laughs, quadratic blowup, external and parameter entities); references other than the five
 predefined entities and numeric character references are refused; so are processing
-instructions other than the XML declaration; nesting is capped.
-
-Speed: most pushes are exactly the flat shape WeChat writes, which one precompiled pattern
-recognises; anything else (entities, comments, nesting, repeats, attributes, ``\\r``, unusual
-bytes) goes to expat with the guards above, which costs about twice as much (see
-``bench/bench_codec.py``). The fast path accepts only documents that expat would accept and
-yields the same dict, which a property test checks against expat.
+instructions other than the XML declaration; nesting is capped. The parser is expat.
 """
 
 from __future__ import annotations
@@ -42,51 +36,7 @@ MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 8
 """The root is depth 1; WeChat's deepest documents (subscribe events) reach depth 3."""
 
-# --- the fast path ----------------------------------------------------------------------------
-
-_WS = r"[ \t\r\n]*+"
-_OPEN = re.compile(_WS + r"<xml>")
-_CLOSE = re.compile(_WS + r"</xml>" + _WS)
-# One flat element: a single CDATA section, which cannot hold "]]>", or text without markup.
-# "\r" is left to expat, which normalises line ends; so is "]" in text, where "]]>" is not
-# allowed. Possessive runs keep the engine from backtracking through long values.
-_ELEMENT = re.compile(
-    _WS
-    + r"<([A-Za-z_][A-Za-z0-9_.\-]*+)>"
-    + r"(?:<!\[CDATA\[([^\]\r]*+(?:\](?!\]>)[^\]\r]*+)*+)\]\]>|([^<&\]\r]*+))"
-    + r"</\1>"
-)
-# C0 controls other than tab, LF and CR: no XML 1.0 document may contain them.
-_CONTROLS = bytes(set(range(0x20)) - {0x09, 0x0A, 0x0D})
-# UTF-8 of U+FFF0..U+FFFF: U+FFFE and U+FFFF are not XML characters; the rest of that
-# block (e.g. U+FFFD) is rare enough that expat may judge it.
-_SPECIALS = b"\xef\xbf"
-
-
-def _fast(data: bytes) -> dict[str, XmlValue] | None:
-    """The flat shape WeChat writes, or None to leave the document to expat."""
-    # translate() with a delete set is the quickest scan for the forbidden control bytes.
-    if len(data.translate(None, _CONTROLS)) != len(data) or _SPECIALS in data:
-        return None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    head = _OPEN.match(text)
-    if head is None:
-        return None
-    out: dict[str, XmlValue] = {}
-    pos = head.end()
-    match = _ELEMENT.match
-    while (element := match(text, pos)) is not None:
-        name, cdata, value = element.groups()
-        if name in out:  # a repeated name becomes a list: expat's path builds those
-            return None
-        out[name] = value if cdata is None else cdata
-        pos = element.end()
-    if _CLOSE.fullmatch(text, pos) is None:
-        return None
-    return out
+# --- parsing: expat, with everything a WeChat document never needs refused --------------------
 
 
 def _put(parent: dict[str, XmlValue], name: str, value: XmlValue) -> None:
@@ -98,9 +48,6 @@ def _put(parent: dict[str, XmlValue], name: str, value: XmlValue) -> None:
         seen.append(value)
     else:
         parent[name] = [seen, value]
-
-
-# --- the general path: expat, with everything a WeChat document never needs refused ----------
 
 
 class _Frame:
@@ -180,7 +127,10 @@ def _refuse_external(*_: object) -> NoReturn:
 _UNDEFINED_ENTITY = expat_errors.codes[expat_errors.XML_ERROR_UNDEFINED_ENTITY]
 
 
-def _expat(data: bytes) -> dict[str, XmlValue]:
+def parse(data: bytes, *, max_bytes: int = MAX_BYTES) -> dict[str, XmlValue]:
+    """The children of the ``<xml>`` root of ``data``, or a :class:`MessageError`."""
+    if len(data) > max_bytes:
+        raise TooLarge(f"{len(data)} bytes is more than the {max_bytes} allowed")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -213,14 +163,6 @@ def _expat(data: bytes) -> dict[str, XmlValue]:
     if tree.result is None:  # expat reports an unclosed root itself; kept as a guard
         raise MalformedXml("no <xml> root element")
     return tree.result
-
-
-def parse(data: bytes, *, max_bytes: int = MAX_BYTES) -> dict[str, XmlValue]:
-    """The children of the ``<xml>`` root of ``data``, or a :class:`MessageError`."""
-    if len(data) > max_bytes:
-        raise TooLarge(f"{len(data)} bytes is more than the {max_bytes} allowed")
-    fast = _fast(data)
-    return fast if fast is not None else _expat(data)
 
 
 # --- building -----------------------------------------------------------------------------------

@@ -127,14 +127,16 @@ def check_media_id(media_id: str) -> str:
 
 async def _missing(request: web.Request, media_id: str, exc: WeChatApiError) -> MediaError:
     record = await records.by_id(request.app[STORE], media_id)
-    if record is not None and record.expires_at <= request.app[CLOCK]():
-        return MediaExpired(
-            f"media {media_id[:16]}… expired after WeChat's 3 days", errcode=exc.errcode
-        )
+    if record is not None and record.expired(request.app[CLOCK]()):
+        return _expired(media_id, exc.errcode)
     return MediaNotFound(
         f"WeChat does not know this media_id (expired or never issued): {exc.errmsg}",
         errcode=exc.errcode,
     )
+
+
+def _expired(media_id: str, errcode: int) -> MediaExpired:
+    return MediaExpired(f"media {media_id[:16]}… expired after WeChat's 3 days", errcode=errcode)
 
 
 async def _from_cache(
@@ -145,9 +147,9 @@ async def _from_cache(
         metrics.CACHE_MISSES.inc()
         return None
     record = await records.by_id(request.app[STORE], media_id)
-    if record is not None and record.expires_at <= request.app[CLOCK]():
+    if record is not None and record.expired(request.app[CLOCK]()):
         cache.forget(media_id)
-        raise MediaExpired(f"media {media_id[:16]}… expired after WeChat's 3 days", errcode=40007)
+        raise _expired(media_id, 40007)
     metrics.CACHE_HITS.inc()
     metrics.DOWNLOADS.labels("cached").inc()
     metrics.BYTES.labels("client_out").inc(entry.size)

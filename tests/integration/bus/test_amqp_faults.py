@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
+from structlog.testing import capture_logs
 
 from libs.common.bus import BusError, DeadLetter, PublishError
 from libs.common.bus.amqp import AmqpBus
@@ -208,6 +209,46 @@ async def publishes(bus: AmqpBus, msg: TextReceived, key: str) -> bool:
     except PublishError:
         return False
     return True
+
+
+async def test_a_nacked_publish_raises_and_renews_the_publishing_channel(
+    amqp: AmqpHarness, ns: str
+) -> None:
+    bus = await amqp.bus()
+    assert isinstance(bus, AmqpBus)
+    responder = await amqp.bus()
+    spec = work_spec(ns)
+    await responder.consume(spec, Recorder(answer_rpc))
+    assert await bus.request(text("first"), timeout=10, routing_key=f"{ns}.msg.text")
+    # A queue that refuses what it cannot hold: the broker nacks every publish beyond one.
+    full = f"{ns}.full"
+    connection = await aio_pika.connect(amqp.url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            full, durable=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+        )
+        await queue.bind("kf.events", full)
+        await bus.publish(text("fits"), routing_key=full)
+        before = await bus.publisher.get_underlay_channel()
+        nacks = sample("wxkf_bus_publishes_total", {"exchange": "kf.events", "outcome": "nack"})
+        with capture_logs() as logs, pytest.raises(PublishError, match="nacked by the broker"):
+            await bus.publish(text("refused"), routing_key=full)
+        assert "bus.publisher_renewed" in [line["event"] for line in logs]
+        assert (
+            sample("wxkf_bus_publishes_total", {"exchange": "kf.events", "outcome": "nack"})
+            == nacks + 1
+        )
+        await queue.purge()
+    # A new channel takes the publishes, the requests and their replies.
+    await eventually(
+        bus.publisher.get_underlay_channel, lambda now: now is not before, what="a new channel"
+    )
+    await bus.publish(text("after"), routing_key=f"{ns}.msg.text")
+    msg = text("asks")
+    body = await bus.request(msg, timeout=10, routing_key=f"{ns}.msg.text")
+    assert body is not None
+    assert decode_reply(body).event_id == msg.id
 
 
 async def test_a_consumer_lost_behind_aio_pikas_back_is_started_again(

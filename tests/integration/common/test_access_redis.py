@@ -16,7 +16,9 @@ from redis.exceptions import NoPermissionError
 
 from libs.common import store as store_lib
 from libs.common.access import SERVICES, Service, store_acl, user_name
-from libs.common.store import Grant, RateLimit, Store, StoreError, Write
+from libs.common.store import RateLimit, Store, StoreError, Write
+from services.sender import windows
+from services.sender.window_rules import Grant
 from tests.support.redis_db import redis_database
 
 pytestmark = pytest.mark.integration
@@ -85,8 +87,8 @@ async def test_each_service_does_its_own_work(stores: dict[Service, Store]) -> N
     # sender: windows, the rate bucket, the ledger, the shared access token's lock.
     sender = stores["sender"]
     window = f"sender:window:wx1:{unique()}"
-    await sender.window_grant(window, Grant(kind="message", count=5, until=now + 60), now=now)
-    assert (await sender.window_take(window, now=now)).ok
+    await windows.grant(sender, window, Grant(kind="message", count=5, until=now + 60), now=now)
+    assert (await windows.take(sender, window, now=now)).ok
     assert await sender.rate_acquire(f"sender:rate:{unique()}", rate=10, burst=10, now=now) == 0
     claim = await sender.claim(
         Write(key=f"sender:command:{unique()}", value=b"c", ttl_s=60),

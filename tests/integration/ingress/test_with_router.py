@@ -34,10 +34,9 @@ async def router(backend: Backend) -> AsyncIterator[None]:
         appid=APPID,
         bus_url=Secret(backend.bus_url),
         rules=str(SHIPPED_RULES),
-        router_port=0,
     )
     app = create_router(conf, store=await backend.store())
-    async with running([(app, 0)], host="127.0.0.1", shutdown_grace_s=1.0):
+    async with running([(app, None)], host="127.0.0.1", shutdown_grace_s=1.0):
         yield
 
 

@@ -29,7 +29,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from libs.common import bus as bus_lib
-from libs.common.bus import Bus, Delivery
+from libs.common.bus import Bus, Delivery, Handler
 from libs.common.bus.memory import MemoryBus
 from libs.common.schemas import (
     AnyMessage,
@@ -66,7 +66,6 @@ SIM_START = 1_767_225_600.0
 FAST = {
     # Retries in tenths of a second instead of seconds: each delay is a delay queue.
     "retry_base_s": 0.05,
-    "retry_cap_s": 0.4,
     "window_grace_s": 0.0,
     "send_rate_per_s": 0.0,
     "wechat_timeout_s": 1.0,
@@ -318,13 +317,18 @@ def handled_by(monkeypatch: pytest.MonkeyPatch) -> HandledBy:
     """Wraps the command handler of the replicas started after it (each app binds the
     handler when its consumers start)."""
     tracker = HandledBy()
-    original = handlers.handle_command
+    original = handlers.commands
 
-    async def counting(sender: handlers.Sender, msg: AnyMessage, delivery: Delivery) -> None:
-        tracker.deliveries.append((sender, msg.id))
-        await original(sender, msg, delivery)
+    def counting(sender: handlers.Sender) -> Handler:
+        handle = original(sender)
 
-    monkeypatch.setattr(handlers, "handle_command", counting)
+        async def counted(msg: AnyMessage, delivery: Delivery) -> None:
+            tracker.deliveries.append((sender, msg.id))
+            await handle(msg, delivery)
+
+        return counted
+
+    monkeypatch.setattr(handlers, "commands", counting)
     return tracker
 
 

@@ -51,8 +51,8 @@ def free_port() -> int:
 async def test_transient_errors_are_retried_by_default_and_delivered_once_in_order(
     rig: Rig,
 ) -> None:
-    # Backoff up to 1.6 s: the later replies wait (and spend attempts) while the first retries.
-    await rig.start_sender(retry_cap_s=1.6)
+    # Backoff up to 3.2 s: the later replies wait (and spend attempts) while the first retries.
+    await rig.start_sender()
     assert rig.settings().ambiguous_retried == frozenset()  # the default policy
     user = rig.openid()
     await rig.user_message(user)

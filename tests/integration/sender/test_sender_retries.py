@@ -19,8 +19,8 @@ from tests.support.waiting import eventually
 
 async def test_transient_failures_are_retried_in_order_and_delivered_once(rig: Rig) -> None:
     # Timeouts and dropped connections are ambiguous: retried only when the policy says so.
-    # Backoff up to 1.6 s: the later replies wait (and spend attempts) while the first retries.
-    await rig.start_sender(ambiguous_retry="text", wechat_timeout_s=0.5, retry_cap_s=1.6)
+    # Backoff up to 3.2 s: the later replies wait (and spend attempts) while the first retries.
+    await rig.start_sender(ambiguous_retry="text", wechat_timeout_s=0.5)
     user = rig.openid()
     await rig.user_message(user)
     rig.fault(

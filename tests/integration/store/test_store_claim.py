@@ -1,8 +1,10 @@
 """``claim`` and ``set_many``: several steps in one atomic call, the same on memory:// and Redis.
 
-A claim writes a mark unless present, takes a reply-window slot and a rate-limit token, and
-makes further writes: all of them or none. These tests check each obstacle leaves everything
-untouched, and that concurrent claims never share a mark or overspend a window.
+A claim writes a mark unless present, takes its owner's step (here a seat of a capped counter,
+tests/support/scripts.py; the sender's reply window has its own contract test) and a
+rate-limit token, and makes further writes: all of them or none. These tests check each
+obstacle leaves everything untouched, and that concurrent claims never share a mark or take
+more than the step allows.
 """
 
 from __future__ import annotations
@@ -16,19 +18,19 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from libs.common.store import Claim, Grant, RateLimit, Store, StoreError, WindowTake, Write
+from libs.common.store import Claim, RateLimit, StepCall, Store, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
+from tests.support.scripts import ADD, SEAT
 
 pytestmark = pytest.mark.integration
 
 NOW = 1_750_000_000.25
-H48 = 48 * 3600.0
 
 
-def bare(claim: Claim) -> Claim:
+def bare(claim: Claim[Any]) -> Claim[Any]:
     """The claim without the parts every answer carries (``since``, ``flagged``)."""
-    return Claim(ok=claim.ok, known=claim.known, window=claim.window, wait_s=claim.wait_s)
+    return Claim(ok=claim.ok, known=claim.known, step=claim.step, wait_s=claim.wait_s)
 
 
 def mark(value: bytes = b"inflight", ttl_s: float | None = 60.0, key: str = "mark") -> Write:
@@ -39,18 +41,16 @@ def bucket(now: float = NOW, *, rate: float = 1.0, burst: int = 1) -> RateLimit:
     return RateLimit(key="r", rate=rate, burst=burst, now=now)
 
 
-async def grant(store: Store, count: int = 5, until: float = NOW + H48) -> None:
-    await store.window_grant("w", Grant(kind="message", count=count, until=until), now=NOW)
+def seat(cap: int = 5, key: str = "w") -> StepCall[int | str]:
+    """A seat of "w" while fewer than ``cap`` are taken."""
+    return SEAT.on(key, cap)
 
 
-async def left(store: Store) -> int:
-    """Slots left in "w", found by taking one and giving it back."""
-    take = await store.window_take("w", now=NOW)
-    if not take.ok:
-        return 0
-    assert take.kind is not None
-    await store.window_release("w", take.kind, now=NOW)
-    return take.remaining + 1
+async def taken(store: Store) -> int:
+    """Seats of "w" taken so far."""
+    n = await store.run(ADD, "w", 0)
+    assert isinstance(n, int)
+    return n
 
 
 # -- claim: what it takes -------------------------------------------------------------------------
@@ -71,27 +71,22 @@ async def test_a_known_mark_comes_back_byte_for_byte(store: Store) -> None:
     assert bare(await store.claim(mark(b"again"))) == Claim(ok=False, known=value)
 
 
-async def test_a_claim_takes_the_slot_window_take_would(store: Store) -> None:
-    await store.window_grant("w", Grant(kind="enter", count=1, until=NOW + 60), now=NOW)
-    await grant(store, count=2)
-    first = await store.claim(mark(key="a"), window="w", now=NOW)
-    assert bare(first) == Claim(ok=True, window=WindowTake(ok=True, kind="enter", remaining=0))
-    second = await store.claim(mark(key="b"), window="w", now=NOW)
-    assert bare(second) == Claim(ok=True, window=WindowTake(ok=True, kind="message", remaining=1))
-    assert await left(store) == 1
+async def test_a_claim_takes_its_step_and_answers_what_the_step_said(store: Store) -> None:
+    await store.run(ADD, "w", 1)
+    first = await store.claim(mark(key="a"), step=seat(3))
+    assert bare(first) == Claim(ok=True, step=2)
+    second = await store.claim(mark(key="b"), step=seat(3))
+    assert bare(second) == Claim(ok=True, step=3)
+    assert await taken(store) == 3
 
 
-@pytest.mark.parametrize("reason", ["no_window", "quota_exhausted", "window_expired"])
-async def test_a_window_without_a_slot_refuses_and_nothing_is_taken(
-    store: Store, reason: str
-) -> None:
-    if reason == "quota_exhausted":
-        await grant(store, count=0)
-    elif reason == "window_expired":
-        await grant(store, until=NOW - 1)
+@pytest.mark.parametrize("cap", [0, 2])
+async def test_a_step_that_refuses_takes_nothing(store: Store, cap: int) -> None:
+    await store.run(ADD, "w", cap)
     extra = Write(key="next", value=b"busy", ttl_s=60)
-    claim = await store.claim(mark(), window="w", now=NOW, rate=bucket(), also=[extra])
-    assert bare(claim) == Claim(ok=False, window=WindowTake(ok=False, reason=reason))  # type: ignore[arg-type]
+    claim = await store.claim(mark(), step=seat(cap), rate=bucket(), also=[extra])
+    assert bare(claim) == Claim(ok=False, step="full")
+    assert await taken(store) == cap
     assert await store.get("mark") is None
     assert await store.get("next") is None
     # The bucket's one token is still there.
@@ -101,28 +96,26 @@ async def test_a_window_without_a_slot_refuses_and_nothing_is_taken(
 async def test_a_known_mark_wins_over_every_other_obstacle_and_takes_nothing(
     store: Store,
 ) -> None:
-    await grant(store, count=1)
     await store.set("mark", b"done")
     assert await store.rate_acquire("r", rate=1.0, burst=1, now=NOW) == 0.0  # bucket empty
-    claim = await store.claim(mark(), window="w", now=NOW, rate=bucket())
+    claim = await store.claim(mark(), step=seat(1), rate=bucket())
     assert bare(claim) == Claim(ok=False, known=b"done")
-    assert await left(store) == 1
+    assert await taken(store) == 0
     await store.delete("mark")
-    refused = await store.claim(mark(), window="nobody", now=NOW, rate=bucket())
-    assert refused.window == WindowTake(ok=False, reason="no_window")
+    refused = await store.claim(mark(), step=seat(0), rate=bucket())
+    assert refused.step == "full"
 
 
 async def test_an_empty_bucket_says_how_long_and_nothing_is_taken(store: Store) -> None:
-    await grant(store, count=3)
     assert await store.rate_acquire("r", rate=2.0, burst=1, now=NOW) == 0.0
-    waiting = await store.claim(mark(), window="w", now=NOW, rate=bucket(rate=2.0))
+    waiting = await store.claim(mark(), step=seat(3), rate=bucket(rate=2.0))
     assert not waiting.ok
     assert waiting.wait_s == pytest.approx(0.5)
     assert await store.get("mark") is None
-    assert await left(store) == 3
-    later = await store.claim(mark(), window="w", now=NOW, rate=bucket(NOW + 0.5, rate=2.0))
+    assert await taken(store) == 0
+    later = await store.claim(mark(), step=seat(3), rate=bucket(NOW + 0.5, rate=2.0))
     assert later.ok
-    assert await left(store) == 2
+    assert await taken(store) == 1
 
 
 async def test_a_claim_spends_one_token_as_rate_acquire_does(store: Store) -> None:
@@ -162,13 +155,12 @@ async def test_a_write_over_a_bucket_a_claim_just_used_comes_after_it(store: Sto
 
 
 async def test_other_writes_are_made_only_with_the_claim(store: Store) -> None:
-    await grant(store, count=1)
     extra = [Write(key="x", value=b"1", ttl_s=60), Write(key="y", value=b"2")]
-    assert (await store.claim(mark(key="a"), window="w", now=NOW, also=extra)).ok
+    assert (await store.claim(mark(key="a"), step=seat(1), also=extra)).ok
     assert (await store.get("x"), await store.get("y")) == (b"1", b"2")
     await store.delete("x")
-    refused = await store.claim(mark(key="b"), window="w", now=NOW, also=extra)
-    assert refused.window == WindowTake(ok=False, reason="quota_exhausted")
+    refused = await store.claim(mark(key="b"), step=seat(1), also=extra)
+    assert refused.step == "full"
     assert await store.get("x") is None
 
 
@@ -183,27 +175,24 @@ async def test_a_mark_expires_with_its_ttl(store: Store, wait_until) -> None:
 
 
 async def test_concurrent_claims_of_one_mark_have_one_winner(store: Store) -> None:
-    await grant(store, count=10)
     claims = await asyncio.gather(
-        *(store.claim(mark(f"d{i}".encode()), window="w", now=NOW) for i in range(30))
+        *(store.claim(mark(f"d{i}".encode()), step=seat(10)) for i in range(30))
     )
     winners = [i for i, c in enumerate(claims) if c.ok]
     assert len(winners) == 1
     assert await store.get("mark") == f"d{winners[0]}".encode()
     assert {c.known for c in claims if not c.ok} == {f"d{winners[0]}".encode()}
-    assert await left(store) == 9
+    assert await taken(store) == 1
 
 
-async def test_concurrent_claims_never_exceed_the_window(store: Store) -> None:
-    await grant(store, count=17)
+async def test_concurrent_claims_never_take_more_than_the_step_allows(store: Store) -> None:
     claims = await asyncio.gather(
-        *(store.claim(mark(key=f"m{i}"), window="w", now=NOW) for i in range(60))
+        *(store.claim(mark(key=f"m{i}"), step=seat(17)) for i in range(60))
     )
     granted = [c for c in claims if c.ok]
     assert len(granted) == 17
-    assert sorted(c.window.remaining for c in granted if c.window) == list(range(17))
-    refused = {c.window.reason for c in claims if not c.ok and c.window}
-    assert refused == {"quota_exhausted"}
+    assert sorted(c.step for c in granted if isinstance(c.step, int)) == list(range(1, 18))
+    assert {c.step for c in claims if not c.ok} == {"full"}
 
 
 # -- claim: bad input and keys of another kind -------------------------------------------------
@@ -216,9 +205,10 @@ async def test_concurrent_claims_never_exceed_the_window(store: Store) -> None:
         ({"mark": Write(key="m", value="text")}, "bytes"),  # type: ignore[arg-type]
         ({"mark": Write(key="m", value=b"v", ttl_s=0)}, "ttl_s"),
         ({"mark": ("m", b"v")}, "Write"),
-        ({"window": "w"}, "now"),
-        ({"window": "w", "now": math.nan}, "now"),
-        ({"window": "", "now": NOW}, "key"),
+        ({"step": SEAT.on("", 1)}, "key"),
+        ({"step": SEAT.on("w", math.nan)}, "finite"),
+        ({"step": SEAT.on("w", True)}, "argument"),
+        ({"step": ("w", 1)}, "StepCall"),
         ({"rate": RateLimit(key="r", rate=0, burst=1, now=NOW)}, "rate"),
         ({"rate": RateLimit(key="r", rate=1, burst=0, now=NOW)}, "burst"),
         ({"rate": RateLimit(key="r", rate=1, burst=1, now=math.inf)}, "now"),
@@ -228,23 +218,22 @@ async def test_concurrent_claims_never_exceed_the_window(store: Store) -> None:
 async def test_bad_claims_are_refused_and_change_nothing(
     store: Store, kwargs: dict[str, Any], match: str
 ) -> None:
-    await grant(store, count=1)
     args = {"mark": mark(), **kwargs}
     with pytest.raises(ValueError, match=match):
         await store.claim(**args)
     assert await store.get("mark") is None
     assert await store.get("x") is None
-    assert await left(store) == 1
+    assert await taken(store) == 0
     assert await store.rate_acquire("r", rate=1.0, burst=1, now=NOW) == 0.0
 
 
 async def test_a_key_of_another_kind_fails_the_claim_before_any_write(store: Store) -> None:
     await store.set("w", b"plain")
     with pytest.raises(StoreError):
-        await store.claim(mark(), window="w", now=NOW, also=[Write(key="x", value=b"1")])
+        await store.claim(mark(), step=seat(), also=[Write(key="x", value=b"1")])
     assert await store.get("mark") is None
     assert await store.get("x") is None
-    await store.window_grant("w2", Grant(kind="message", count=1, until=NOW + 60), now=NOW)
+    await store.run(ADD, "w2", 1)
     with pytest.raises(StoreError):
         await store.claim(Write(key="w2", value=b"v"))
     with pytest.raises(StoreError):
@@ -309,20 +298,16 @@ async def both(
 
 async def apply(store: Store, op: tuple[Any, ...]) -> object:
     name, now = op[0], op[1]
-    if name == "grant":
-        kind, count, until = op[2:]
-        return await store.window_grant("w", Grant(kind=kind, count=count, until=until), now=now)
-    if name == "take":
-        return await store.window_take("w", now=now)
+    if name == "add":
+        return await store.run(ADD, "w", op[2])
     if name == "forget":
         return await store.delete(op[2])
     if name == "rate":
         return await store.rate_acquire("r", rate=2.0, burst=2, now=now)
-    mark_key, with_window, with_rate = op[2:]
+    mark_key, with_seat, with_rate = op[2:]
     return await store.claim(
         Write(key=mark_key, value=mark_key.encode(), ttl_s=3600),
-        window="w" if with_window else None,
-        now=now,
+        step=seat(12) if with_seat else None,
         rate=RateLimit(key="r", rate=2.0, burst=2, now=now) if with_rate else None,
         also=[Write(key="after:" + mark_key, value=b"x", ttl_s=3600)],
     )
@@ -335,12 +320,8 @@ def history(rng: random.Random, length: int) -> list[tuple[Any, ...]]:
         now += rng.choice([0.0, 0.0, 0.1, 0.3, 1.0, 61.0])
         pick = rng.random()
         marks = [f"m{i}" for i in range(6)]
-        if pick < 0.15:
-            kind = rng.choice(["message", "enter"])
-            span = 600.0 if kind == "message" else 60.0
-            ops.append(("grant", now, kind, rng.randint(0, 4), now + span))
-        elif pick < 0.25:
-            ops.append(("take", now))
+        if pick < 0.25:
+            ops.append(("add", now, rng.randint(-4, 1)))
         elif pick < 0.35:
             ops.append(("forget", now, rng.choice(marks)))
         elif pick < 0.45:
@@ -359,8 +340,8 @@ async def test_both_backends_claim_alike(both: tuple[Store, Store], seed: int) -
         got = await apply(redis_store, op)
         if isinstance(expected, Claim) and isinstance(got, Claim):
             assert got.wait_s == pytest.approx(expected.wait_s, rel=1e-9, abs=1e-9), (seed, step)
-            got = Claim(ok=got.ok, known=got.known, window=got.window)
-            expected = Claim(ok=expected.ok, known=expected.known, window=expected.window)
+            got = Claim(ok=got.ok, known=got.known, step=got.step)
+            expected = Claim(ok=expected.ok, known=expected.known, step=expected.step)
         elif isinstance(expected, float):
             assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), (seed, step, op)
             continue

@@ -1,4 +1,5 @@
-"""memory:// and Redis answer random sequences of window and rate operations identically.
+"""memory:// and Redis answer random sequences of rate operations identically (the sender's
+window rules have their own: tests/integration/sender/test_window_rules.py).
 
 The contract suite checks chosen cases; this drives both backends through the same random
 histories (seeded, so a failure names its seed) and compares every answer.
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from libs.common.store import Grant, Store
+from libs.common.store import Store
 from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
 
@@ -33,19 +34,7 @@ async def both(
 
 
 async def apply(store: Store, op: tuple[Any, ...]) -> object:
-    name, key, now, *rest = op
-    if name == "grant":
-        kind, count, until = rest
-        return await store.window_grant(key, Grant(kind=kind, count=count, until=until), now=now)
-    if name == "take":
-        return await store.window_take(key, now=now)
-    if name == "room":
-        return await store.window_room(key, now=now)
-    if name == "release":
-        return await store.window_release(key, rest[0], now=now)
-    if name == "close":
-        return await store.window_close(key, now=now, reason=rest[0])
-    rate, burst = rest
+    _, key, now, rate, burst = op
     return await store.rate_acquire(key, rate=rate, burst=burst, now=now)
 
 
@@ -54,24 +43,7 @@ def history(rng: random.Random, length: int) -> list[tuple[Any, ...]]:
     now = T0
     for _ in range(length):
         now += rng.choice([0.0, 0.0, 0.001, 0.5, 7.0, 30.0, 61.0])
-        key = rng.choice(["u1", "u2"])
-        pick = rng.random()
-        if pick < 0.25:
-            kind = rng.choice(["message", "enter"])
-            span = 48 * 3600.0 if kind == "message" else 60.0
-            # Reuse an earlier start now and then: a redelivered event.
-            start = now - rng.choice([0.0, 0.0, 10.0, 100.0])
-            ops.append(("grant", key, now, kind, rng.randint(0, 5), start + span))
-        elif pick < 0.55:
-            ops.append(("take", key, now))
-        elif pick < 0.65:
-            ops.append(("room", key, now))
-        elif pick < 0.8:
-            ops.append(("release", key, now, rng.choice(["message", "enter"])))
-        elif pick < 0.85:
-            ops.append(("close", key, now, rng.choice(["window_expired", "quota_exhausted"])))
-        else:
-            ops.append(("rate", "r", now, rng.choice([0.5, 2.0, 10.0]), rng.randint(1, 3)))
+        ops.append(("rate", "r", now, rng.choice([0.5, 2.0, 10.0]), rng.randint(1, 3)))
     return ops
 
 

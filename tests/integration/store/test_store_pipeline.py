@@ -4,7 +4,6 @@ answer or error."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -12,9 +11,10 @@ from urllib.parse import urlsplit
 import pytest
 import redis.asyncio as aioredis
 
-from libs.common.store import Grant, StoreError, Write
+from libs.common.store import StoreError, Write
 from libs.common.store.pipeline import MAX_BATCH, Batches
-from libs.common.store.redis import RedisStore, _script
+from libs.common.store.redis import RedisStore, batch_source
+from tests.support.scripts import ADD, SEAT
 
 pytestmark = pytest.mark.integration
 
@@ -88,13 +88,15 @@ async def test_claims_of_one_loop_turn_share_one_script_call(
     proxied: tuple[RedisStore, CountingProxy],
 ) -> None:
     store, proxy = proxied
-    now = time.time()
-    await store.window_grant("w", Grant(kind="message", count=40, until=now + 60), now=now)
+    await store.run(ADD, "w", 0)
     assert proxy.connections == 1
     before = proxy.script_calls
     async with asyncio.timeout(HANG_GUARD_S):
         claims = await asyncio.gather(
-            *(store.claim(Write(key=f"m{i}", value=b"x"), window="w", now=now) for i in range(50)),
+            *(
+                store.claim(Write(key=f"m{i}", value=b"x"), step=SEAT.on("w", 40))
+                for i in range(50)
+            ),
             store.set_many([Write(key="after", value=b"y")]),
         )
     # Sent one at a time, 51 calls in flight would have needed 51 connections and commands.
@@ -102,8 +104,8 @@ async def test_claims_of_one_loop_turn_share_one_script_call(
     assert proxy.script_calls - before == 1
     assert claims.pop() is None
     assert await store.get("after") == b"y"
-    assert sorted(c.window.remaining for c in claims if c.ok and c.window) == list(range(40))
-    assert {c.window.reason for c in claims if not c.ok and c.window} == {"quota_exhausted"}
+    assert sorted(c.step for c in claims if c.ok and isinstance(c.step, int)) == list(range(1, 41))
+    assert {c.step for c in claims if not c.ok} == {"full"}
 
 
 async def test_a_burst_beyond_one_batch_is_split(
@@ -122,19 +124,16 @@ async def test_a_burst_beyond_one_batch_is_split(
 async def test_one_failing_call_does_not_fail_its_neighbours(
     redis_store: RedisStore,
 ) -> None:
-    now = time.time()
     await redis_store.set("plain", b"v")
-    await redis_store.window_grant("w", Grant(kind="message", count=5, until=now + 60), now=now)
     async with asyncio.timeout(HANG_GUARD_S):
         good, bad, later, written = await asyncio.gather(
-            redis_store.claim(Write(key="a", value=b"x"), window="w", now=now),
+            redis_store.claim(Write(key="a", value=b"x"), step=SEAT.on("w", 5)),
             redis_store.claim(
                 Write(key="b", value=b"x"),
-                window="plain",
-                now=now,
+                step=SEAT.on("plain", 5),
                 also=[Write(key="c", value=b"")],
             ),
-            redis_store.claim(Write(key="d", value=b"x"), window="w", now=now, also=[]),
+            redis_store.claim(Write(key="d", value=b"x"), step=SEAT.on("w", 5), also=[]),
             redis_store.set_many([Write(key="e", value=b"y")]),
             return_exceptions=True,
         )
@@ -156,7 +155,7 @@ async def test_a_script_the_server_does_not_know_is_loaded_and_run(
 ) -> None:
     client = aioredis.Redis.from_url(redis_url)
     # batch.lua as no server has seen it: its first run meets NOSCRIPT.
-    script = client.register_script(_script("batch") + f"\n-- {uuid.uuid4().hex}\n")
+    script = client.register_script(batch_source(()) + f"\n-- {uuid.uuid4().hex}\n")
     batched = Batches(client, script, where="test", memory_key="wxkf:test:store:memory")
     try:
         async with asyncio.timeout(HANG_GUARD_S):

@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis.asyncio as aioredis
 
-from libs.common.store import WINDOW_LINGER_S, Grant, StoreError, connect
-from libs.common.store.redis import RedisStore, describe
+from libs.common.store import StoreError, Write, connect
+from libs.common.store.redis import RedisStore, batch_source, describe
+from tests.support.scripts import ADD, SEAT
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ async def test_every_key_lives_under_the_prefix(
     await redis_store.set("a", b"1")
     await redis_store.set_if_absent("b", b"1", ttl_s=60)
     await redis_store.acquire_lock("c", "me", ttl_s=60)
-    await redis_store.window_grant("d", Grant(kind="message", count=5, until=now + 60), now=now)
+    await redis_store.run(ADD, "d", 1)
     await redis_store.rate_acquire("e", rate=1, burst=1, now=now)
     keys = sorted([k.decode() async for k in raw_redis.scan_iter(match=prefix + "*")])
     assert keys == [prefix + name for name in "abcde"]
@@ -55,21 +56,24 @@ async def test_every_key_lives_under_the_prefix(
 async def test_scripts_are_registered_and_called_by_sha(
     redis_store: RedisStore, raw_redis: aioredis.Redis
 ) -> None:
-    await redis_store.window_take("w", now=time.time())
-    source = resources.files("libs.common.store").joinpath("lua", "window_take.lua").read_bytes()
+    await redis_store.rate_acquire("r", rate=1, burst=1, now=time.time())
+    source = resources.files("libs.common.store").joinpath("lua", "rate_acquire.lua").read_bytes()
     sha = hashlib.sha1(source).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
     assert await raw_redis.script_exists(sha) == [True]
+    await redis_store.run(ADD, "w", 1)
+    owned = hashlib.sha1(ADD.lua.encode()).hexdigest()  # noqa: S324 - as above
+    assert await raw_redis.script_exists(owned) == [True]
 
 
-async def test_window_key_expires_a_while_after_its_last_grant(
-    redis_store: RedisStore, prefix: str, raw_redis: aioredis.Redis
+async def test_claim_steps_are_composed_into_the_batch_script_once(
+    redis_store: RedisStore, raw_redis: aioredis.Redis
 ) -> None:
-    now = 1_750_000_000.0
-    await redis_store.window_grant("w", Grant(kind="enter", count=2, until=now + 60), now=now)
-    await redis_store.window_grant("w", Grant(kind="message", count=5, until=now + 600), now=now)
-    ttl_ms = await raw_redis.pttl(prefix + "w")
-    expected_ms = (600 + WINDOW_LINGER_S) * 1000
-    assert expected_ms - 60_000 < ttl_ms <= expected_ms
+    await redis_store.claim(Write(key="m", value=b"x"), step=SEAT.on("w", 1))
+    await redis_store.claim(Write(key="n", value=b"x"), step=SEAT.on("w", 2))
+    composed = batch_source([SEAT]).encode()
+    sha = hashlib.sha1(composed).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+    assert await raw_redis.script_exists(sha) == [True]
+    assert await redis_store.run(ADD, "w", 0) == 2
 
 
 async def test_lock_ttl_is_set_in_milliseconds(
@@ -90,7 +94,7 @@ async def test_unreachable_redis_is_a_store_error_for_every_call(closed_port: in
         "get": store.get("k"),
         "set_if_absent": store.set_if_absent("k", b"v", ttl_s=1),
         "release_lock": store.release_lock("k", "me"),
-        "window_take": store.window_take("k", now=time.time()),
+        "seats_add": store.run(ADD, "k", 1),
         "rate_acquire": store.rate_acquire("k", rate=1, burst=1, now=time.time()),
     }
     try:
@@ -117,8 +121,8 @@ async def test_a_server_that_never_answers_is_a_store_error() -> None:
     store = await RedisStore.connect(f"redis://127.0.0.1:{port}/0", timeout_s=0.3)
     try:
         async with asyncio.timeout(HANG_GUARD_S):
-            with pytest.raises(StoreError, match="window_take"):
-                await store.window_take("k", now=time.time())
+            with pytest.raises(StoreError, match="seats_add"):
+                await store.run(ADD, "k", 1)
         assert accepted, "the store never reached the silent server"
     finally:
         await store.close()
@@ -193,21 +197,19 @@ async def test_the_store_reconnects_after_its_connections_are_cut(
     proxy = CuttingProxy(urlsplit(redis_url).port or 6379)
     port = await proxy.start()
     store = await RedisStore.connect(f"redis://127.0.0.1:{port}/0", prefix=prefix, timeout_s=2)
-    now = time.time()
     try:
         async with asyncio.timeout(HANG_GUARD_S):
-            await store.window_grant("w", Grant(kind="message", count=5, until=now + 60), now=now)
-            assert (await store.window_take("w", now=now)).remaining == 4
+            assert await store.run(ADD, "w", 1) == 1
             proxy.cut()
             # A call written on the cut connection before the client saw the cut fails (it
             # is never resent: it could have run); either way the store reconnects by itself.
             seen: list[int | None] = []
             for _ in range(2):
                 try:
-                    seen.append((await store.window_take("w", now=now)).remaining)
+                    seen.append(await store.run(ADD, "w", 1))
                 except StoreError:
                     seen.append(None)
-            assert seen in ([None, 3], [3, 2])
+            assert seen in ([None, 2], [2, 3])
             assert await store.get("missing") is None
     finally:
         await store.close()
@@ -222,15 +224,14 @@ async def test_a_call_whose_answer_was_lost_is_not_sent_again(
     proxy = CuttingProxy(urlsplit(redis_url).port or 6379)
     port = await proxy.start()
     store = await RedisStore.connect(f"redis://127.0.0.1:{port}/0", prefix=prefix, timeout_s=2)
-    now = time.time()
     try:
         async with asyncio.timeout(HANG_GUARD_S):
-            await store.window_grant("w", Grant(kind="message", count=5, until=now + 60), now=now)
+            assert await store.run(ADD, "w", 1) == 1
             proxy.cut_on_reply = True
-            with pytest.raises(StoreError, match="window_take"):
-                await store.window_take("w", now=now)
-            # Exactly one slot is gone: the one the lost answer was about.
-            assert (await store.window_take("w", now=now)).remaining == 3
+            with pytest.raises(StoreError, match="seats_add"):
+                await store.run(ADD, "w", 1)
+            # It ran exactly once: the lost answer's.
+            assert await store.run(ADD, "w", 1) == 3
     finally:
         await store.close()
         await proxy.close()

@@ -13,9 +13,10 @@ from urllib.parse import quote
 
 import pytest
 
-from libs.common.store import Grant, StoreError, Write
+from libs.common.store import StoreError, Write
 from libs.common.store.redis import RedisStore
 from tests.support.redis_sentinel import PASSWORD, SentinelGroup
+from tests.support.scripts import SEAT
 from tests.support.waiting import eventually
 
 NOW = 1_700_000_000.0
@@ -44,11 +45,9 @@ async def test_writes_land_on_the_primary_the_sentinel_names(
 async def test_a_failover_is_followed_with_state_and_scripts_intact(group: SentinelGroup) -> None:
     store = await RedisStore.connect(group.url(), prefix="f:")
     try:
-        await store.window_grant("w", Grant(kind="message", count=5, until=NOW + 3600), now=NOW)
-        first = await store.claim(Write(key="mark:1", value=b"1", ttl_s=60), window="w", now=NOW)
+        first = await store.claim(Write(key="mark:1", value=b"1", ttl_s=60), step=SEAT.on("w", 5))
         assert first.ok
-        assert first.window is not None
-        assert first.window.remaining == 4
+        assert first.step == 1
         old = group.primary_port()
         await asyncio.to_thread(group.sync_replica)  # these wait on Redis processes
 
@@ -57,10 +56,9 @@ async def test_a_failover_is_followed_with_state_and_scripts_intact(group: Senti
         assert new != old
         # The old primary is a replica now: the store's connection to it answers READONLY,
         # which sends the next call to the new primary, without reopening the store.
-        again = await store.claim(Write(key="mark:2", value=b"2", ttl_s=60), window="w", now=NOW)
+        again = await store.claim(Write(key="mark:2", value=b"2", ttl_s=60), step=SEAT.on("w", 5))
         assert again.ok
-        assert again.window is not None
-        assert again.window.remaining == 3
+        assert again.step == 2
         # The promoted replica has a replication id of its own: its memory begins anew,
         # since what the old primary took last may never have reached it.
         assert again.since > first.since

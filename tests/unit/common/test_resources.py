@@ -5,16 +5,19 @@ from __future__ import annotations
 import uuid
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from libs.common.bus import BusError
 from libs.common.bus.memory import MemoryBus
-from libs.common.keys import BUS, HTTP, STORE
-from libs.common.resources import bus_ctx, http_ctx, store_ctx
+from libs.common.keys import ACCESS_TOKEN, BUS, HTTP, STORE, WECHAT_API
+from libs.common.resources import bus_ctx, http_ctx, store_ctx, wechat_ctx
+from libs.common.settings import Secret, WeChatApiSettings
 from libs.common.store.memory import MemoryStore
 from libs.common.topology import CORE_QUEUES, MEDIA_ARCHIVE
+from libs.common.wechat.token import CachedToken, token_key
 
 
 class RecordingStore(MemoryStore):
@@ -150,3 +153,48 @@ async def test_http_ctx_buffers_a_body_up_to_its_read_bufsize() -> None:
 def test_http_ctx_refuses_bad_limits(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         http_ctx(**kwargs)
+
+
+async def test_wechat_ctx_wires_the_client_and_the_shared_token_on_one_session() -> None:
+    # The token of one call is the store's (another replica's) until it nears its end.
+    async def never(request: web.Request) -> web.Response:
+        raise AssertionError("the token is the store's: WeChat is not asked")
+
+    async def typing(request: web.Request) -> web.Response:
+        assert request.query["access_token"] == "shared-token"
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    wechat = web.Application()
+    wechat.router.add_post("/cgi-bin/stable_token", never)
+    wechat.router.add_post("/cgi-bin/message/custom/business/typing", typing)
+    async with TestServer(wechat) as upstream:
+        settings = WeChatApiSettings(
+            appid="wx1",
+            app_secret=Secret("s"),
+            wechat_api_base=str(upstream.make_url("")),
+            wechat_timeout_s=2.0,
+        )
+        store = RecordingStore()
+        cached = CachedToken(access_token="shared-token", expires_at=1_767_225_600.0 + 7200)
+        await store.set(token_key("wx1"), msgspec.json.encode(cached))
+        app = web.Application()
+        app.cleanup_ctx.append(store_ctx("memory://", store=store))
+        app.cleanup_ctx.append(
+            wechat_ctx(
+                settings,
+                service="test",
+                clock=lambda: 1_767_225_600.0,
+                connections=3,
+                typing_path="/cgi-bin/message/custom/business/typing",
+            )
+        )
+        runner = await started(app)
+        session = app[HTTP]
+        assert session.connector is not None
+        assert session.connector.limit == 3
+        assert session.timeout.total == 2.0
+        token = app[ACCESS_TOKEN]
+        await app[WECHAT_API].typing(await token.get(), "oUser", "Typing")
+        await runner.cleanup()
+        assert session.closed
+        assert store.closed == 0  # given, so left open

@@ -7,7 +7,6 @@ real process and sends it SIGTERM while a request is in flight.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import signal
@@ -22,12 +21,10 @@ import pytest
 from aiohttp import web
 
 from libs.common.runner import (
-    GC_YOUNG_THRESHOLD,
     loop_factory,
     run,
     run_apps,
     running,
-    settle_heap,
 )
 from libs.common.web import add_readiness_check, base_app
 
@@ -454,68 +451,24 @@ def test_without_uvloop_the_standard_loop_serves(monkeypatch: pytest.MonkeyPatch
     assert run(_loop_module()).startswith("asyncio")
 
 
-GC_SERVICE = textwrap.dedent(
-    """
-    import gc
+async def test_an_app_without_a_port_starts_and_stops_and_is_judged_on_the_internal_port() -> None:
+    # A consumer (router, sender): its cleanup contexts run, it listens nowhere of its own,
+    # and its readiness is the internal port's.
+    events: list[str] = []
+    consumer = base_app("consumer")
+    consumer.cleanup_ctx.append(recorder(events, "consumer"))
 
-    from aiohttp import web
+    async def not_yet() -> None:
+        raise RuntimeError("queue not declared")
 
-    from libs.common.observability.logging import configure
-    from libs.common.runner import serve
-    from libs.common.web import base_app
-
-    configure("gcpoke", fmt="json", level="info")
-
-
-    async def heap(request):
-        return web.json_response(
-            {"frozen": gc.get_freeze_count(), "young": gc.get_threshold()[0]}
-        )
-
-
-    app = base_app("gcpoke")
-    app.router.add_get("/heap", heap)
-    serve([(app, 0)], host="127.0.0.1", shutdown_grace_s=5)
-    """
-)
-
-
-async def test_serve_freezes_the_start_up_heap_once_the_apps_listen(tmp_path: Path) -> None:
-    script = tmp_path / "gc_service.py"
-    script.write_text(GC_SERVICE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), stderr=asyncio.subprocess.PIPE, env=env
-    )
-    assert proc.stderr is not None
-    try:
-        async with asyncio.timeout(HANG_GUARD_S):
-            port = None
-            while port is None:
-                line = await proc.stderr.readline()
-                assert line, "the service ended before it listened"
-                record = as_record(line)
-                if record.get("event") == "runner.listening":
-                    port = int(record["port"])  # type: ignore[call-overload]
-            url = f"http://127.0.0.1:{port}/heap"
-            async with aiohttp.ClientSession() as http, http.get(url) as resp:
-                heap = await resp.json()
-            proc.send_signal(signal.SIGTERM)
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert heap["frozen"] > 0
-    assert heap["young"] == GC_YOUNG_THRESHOLD
-
-
-def test_settle_heap_freezes_what_exists_and_raises_the_young_threshold() -> None:
-    before = gc.get_threshold()
-    try:
-        settle_heap()
-        assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
+    add_readiness_check(consumer, "queue", not_yet)
+    async with (
+        running([(consumer, None)], shutdown_grace_s=1, internal_port=0) as ports,
+        aiohttp.ClientSession() as http,
+    ):
+        assert events == ["open consumer"]
+        (internal,) = ports
+        async with http.get(f"http://127.0.0.1:{internal}/readyz") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["service"] == "consumer"
+    assert events == ["open consumer", "close consumer"]

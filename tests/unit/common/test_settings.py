@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import msgspec
 import pytest
@@ -13,9 +14,11 @@ from libs.common.settings import (
     Secret,
     SettingsError,
     WeChatApiSettings,
+    describe,
     env_name,
     load,
     load_or_exit,
+    refuse_memory,
 )
 
 
@@ -207,3 +210,92 @@ def test_settings_reference_lists_every_variable_with_its_docstring() -> None:
     assert rows["WXKF_BUS_URL"].secret is True
     assert "amqp://" in rows["WXKF_BUS_URL"].doc
     assert rows["WXKF_LOG_FORMAT"].type == "console | json"
+
+
+Colour = Literal["red", "green", "blue"]
+
+
+class ListSettings(CommonSettings, frozen=True, kw_only=True):
+    RETIRED: ClassVar[dict[str, str]] = {"WXKF_COLOR": "it is WXKF_COLOURS now; rename it"}
+
+    colours: frozenset[Colour] = frozenset({"red"})
+    paths: tuple[str, ...] = ()
+
+
+def test_a_collection_is_read_as_a_comma_separated_list() -> None:
+    settings = load(ListSettings, {**BASE, "WXKF_COLOURS": " Red, blue ,", "WXKF_PATHS": "/a,/B"})
+    assert settings.colours == {"red", "blue"}  # names from a fixed set, in any case
+    assert settings.paths == ("/a", "/B")  # other items as written
+    assert load(ListSettings, {**BASE, "WXKF_COLOURS": ""}).colours == frozenset()
+    assert load(ListSettings, BASE, colours="green").colours == {"green"}  # an override too
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "red,pink",
+            "WXKF_COLOURS: invalid enum value 'pink'; each item one of: blue, green, red "
+            "(value 'red,pink')",
+        ),
+        (
+            "red;blue",
+            "WXKF_COLOURS: invalid enum value 'red;blue'; each item one of: blue, green, red "
+            "(value 'red;blue')",
+        ),
+    ],
+)
+def test_a_bad_item_names_the_variable_the_item_and_what_is_allowed(
+    value: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(ListSettings, {**BASE, "WXKF_COLOURS": value})
+    assert str(caught.value) == expected
+
+
+def test_a_list_is_documented_as_one() -> None:
+    (colours,) = [f for f in describe(ListSettings) if f.variable == "WXKF_COLOURS"]
+    assert colours.type == "comma-separated blue | green | red"
+    assert colours.default == "'red'"
+
+
+@pytest.mark.parametrize("variable", ["WXKF_COLOR", "WXKF_COLOR_FILE"])
+def test_a_variable_no_longer_read_stops_the_load_saying_what_to_do(variable: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(ListSettings, {**BASE, variable: "red"})
+    assert str(caught.value) == "WXKF_COLOR is no longer read: it is WXKF_COLOURS now; rename it"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({}, "WXKF_BUS_URL"),  # the default
+        ({"WXKF_BUS_URL": "amqp://h/"}, "WXKF_STORE_URL"),
+        ({"WXKF_STORE_URL": "redis://h/0"}, "WXKF_BUS_URL"),
+    ],
+)
+def test_memory_is_refused_to_a_service_without_the_others(
+    env: dict[str, str], variable: str
+) -> None:
+    settings = load(PortSettings, {**BASE, **env})
+    with pytest.raises(SettingsError) as caught:
+        refuse_memory(settings, alone="python -m x")
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: memory:// serves only the four services together")
+    assert "python -m x runs without the others" in message
+    shared = load(PortSettings, {**BASE, "WXKF_BUS_URL": "amqp://h/", "WXKF_STORE_URL": "redis://"})
+    refuse_memory(shared, alone="python -m x")  # nothing to refuse
+
+
+def test_a_service_started_on_its_own_refuses_memory_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WXKF_APPID", "wx1")
+    monkeypatch.delenv("WXKF_BUS_URL", raising=False)
+    with pytest.raises(SystemExit) as caught:
+        load_or_exit(PortSettings, alone="python -m services.x")
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wxkf: configuration error: WXKF_BUS_URL: memory:// serves only")
+    assert err.count("\n") == 1
+    assert load_or_exit(PortSettings).bus_url == "memory://"  # without ``alone``: a library's

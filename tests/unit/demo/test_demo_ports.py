@@ -37,10 +37,10 @@ def test_a_free_port_is_kept_as_given() -> None:
 
 def test_a_busy_port_is_named_with_the_variable_that_moves_it(taken: int) -> None:
     with pytest.raises(PortBusy) as caught:
-        claim({"ingress": 0, "sender": taken})
+        claim({"ingress": 0, "media": taken})
     message = str(caught.value)
-    assert f"port {taken} for the sender is already in use" in message
-    assert "WXKF_SENDER_PORT" in message
+    assert f"port {taken} for the media is already in use" in message
+    assert "WXKF_MEDIA_PORT" in message
 
 
 def test_one_port_for_two_parts_is_refused() -> None:

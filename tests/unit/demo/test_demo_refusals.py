@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestServer
 
 from libs.common.bus.memory import MemoryBus
@@ -21,13 +23,18 @@ from services.simulator.pusher import Pusher
 
 @pytest.fixture
 def console() -> Iterator[list[str]]:
-    configure("wxkf", fmt="json", level="info", stream=io.StringIO())
+    config, root = structlog.get_config(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure("wxkf", fmt="json", level="info", stream=io.StringIO(), cache=False)
     printed: list[str] = []
     handler = refusals.attach(printed.append)
     try:
         yield printed
     finally:
         refusals.detach(handler)
+        structlog.configure(**config)  # later tests capture debug lines
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 async def test_a_push_with_another_token_is_shown_with_its_reason(console: list[str]) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from libs.common.settings import SettingsError
+from services.composition import load_settings, public_port
 from services.demo.settings import PORT_VARIABLES, DemoSettings, load_demo
-from services.launcher import load_settings
 from services.up.plan import UpSettings
 
 
@@ -15,7 +15,7 @@ def test_default_ports_do_not_clash_with_the_services_nor_wxkf_up() -> None:
         ["ingress", "router", "sender", "media"],
         {"WXKF_APPID": "wx1", "WXKF_APP_SECRET": "s", "WXKF_TOKEN": "t", "WXKF_MEDIA_OPEN": "1"},
     )
-    theirs = {getattr(s, f"{name}_port") for name, s in services.items()} | {UpSettings().sim_port}
+    theirs = {public_port(s) for s in services.values()} - {None} | {UpSettings().sim_port}
     theirs |= {s.internal_port + i for i, s in enumerate(services.values())}
     ours = DemoSettings().ports()
     assert len(set(ours.values())) == len(ours)

@@ -1,8 +1,8 @@
-"""The architecture, bus and operations pages against the code they describe.
+"""The architecture, bus, operations and service pages against the code they describe.
 
 Names move in the code; these pages must move with them: every exchange, queue, header and
 schema tag on the bus page, every Redis key on the architecture page, every alert on the
-operations page, and every link of the four pages to a file or heading that exists.
+operations page, and every link of these pages to a file or heading that exists.
 """
 
 from __future__ import annotations
@@ -23,7 +23,16 @@ from services.sender import ledger, order, typing_rules, windows
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs"
-PAGES = ("architecture.md", "bus.md", "operations.md", "wechat-setup.md")
+PAGES = (
+    "architecture.md",
+    "bus.md",
+    "operations.md",
+    "wechat-setup.md",
+    "ingress.md",
+    "sender.md",
+    "media.md",
+    "deploy.md",
+)
 
 
 def page(name: str) -> str:

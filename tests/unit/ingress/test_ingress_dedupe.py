@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
 from libs.common.bus import BusError, PublishError
-from libs.common.store import Claim, RateLimit, StoreError, Write
+from libs.common.store import Claim, RateLimit, StepCall, StoreError, Write
 from libs.common.store.memory import MemoryStore
 from services.ingress import dedupe
 from services.ingress import spool as spool_module
@@ -208,14 +209,13 @@ class BrokenStore(MemoryStore):
         self,
         mark: Write,
         *,
-        window: str | None = None,
-        now: float | None = None,
+        step: StepCall[Any] | None = None,
         rate: RateLimit | None = None,
         also: Sequence[Write] = (),
         flag: str | None = None,
-    ) -> Claim:
+    ) -> Claim[Any]:
         self._check("claim")
-        return await super().claim(mark, window=window, now=now, rate=rate, also=also, flag=flag)
+        return await super().claim(mark, step=step, rate=rate, also=also, flag=flag)
 
     async def set_many(self, writes: Sequence[Write]) -> None:
         self._check("set_many")

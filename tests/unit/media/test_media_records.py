@@ -58,3 +58,11 @@ async def test_a_refused_id_is_forgotten_only_while_it_is_current(store: Store) 
 async def test_an_unreadable_record_counts_as_absent(store: Store) -> None:
     await store.set(records.sha_key("cd" * 32), b"{not json", ttl_s=60)
     assert await records.reusable(store, "cd" * 32, now=NOW, margin_s=0) is None
+
+
+def test_a_record_is_expired_from_its_expiry_on() -> None:
+    record = MediaRecord(
+        media_id="m", created_at=0.0, expires_at=100.0, sha256="s", size=1, content_type="x"
+    )
+    assert not record.expired(99.9)
+    assert record.expired(100.0)

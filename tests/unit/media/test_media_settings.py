@@ -55,8 +55,9 @@ def test_the_internal_token_may_come_from_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("var", "value", "says"),
     [
-        ("WXKF_MEDIA_TYPES", "jpeg,webp", "WXKF_MEDIA_TYPES: expected `str` matching"),
-        ("WXKF_MEDIA_TYPES", " , ", "WXKF_MEDIA_TYPES: expected `str` matching"),
+        ("WXKF_MEDIA_TYPES", "jpeg,webp", "WXKF_MEDIA_TYPES: invalid enum value 'webp'; each item"),
+        ("WXKF_MEDIA_TYPES", " , ", "WXKF_MEDIA_TYPES: expected `array` of length >= 1"),
+        ("WXKF_MEDIA_TYPES", "png;gif", "WXKF_MEDIA_TYPES: invalid enum value 'png;gif'"),
         ("WXKF_MEDIA_MAX_BYTES", "0", "WXKF_MEDIA_MAX_BYTES: expected `int` >= 1"),
         ("WXKF_MEDIA_MAX_BYTES", "two", "WXKF_MEDIA_MAX_BYTES: expected `int`"),
         ("WXKF_MEDIA_CACHE_MAX_BYTES", "-1", "WXKF_MEDIA_CACHE_MAX_BYTES: expected `int` >= 1"),

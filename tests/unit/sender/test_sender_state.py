@@ -17,10 +17,10 @@ from libs.common.schemas import (
     encode,
 )
 from libs.common.settings import load
-from libs.common.store import Grant
 from libs.common.store.memory import MemoryStore
 from services.sender import ledger, order, typing_rules, windows
 from services.sender.settings import SenderSettings
+from services.sender.window_rules import Grant
 
 APPID = "wx0123456789abcdef"
 SETTINGS = load(SenderSettings, {"WXKF_APPID": APPID, "WXKF_APP_SECRET": "x" * 32})

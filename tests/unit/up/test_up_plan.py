@@ -17,7 +17,7 @@ from services.command import wxkf_command
 from services.up import run
 from services.up.plan import plan
 
-ZEROS = {f"WXKF_{n}_PORT": "0" for n in ("SIM", "INGRESS", "ROUTER", "SENDER", "MEDIA", "INTERNAL")}
+ZEROS = {f"WXKF_{n}_PORT": "0" for n in ("SIM", "INGRESS", "MEDIA", "INTERNAL")}
 """Free ports everywhere a test does not care: another run may hold the defaults."""
 
 
@@ -37,13 +37,14 @@ def taken() -> Iterator[int]:
 
 
 def test_every_port_variable_is_used_wherever_its_port_is(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("SIM", "INGRESS", "ROUTER", "SENDER", "MEDIA")}
+    ports = {name: free_port() for name in ("SIM", "INGRESS", "MEDIA")}
     env = {f"WXKF_{name}_PORT": str(port) for name, port in ports.items()}
     made = plan({**env, "WXKF_UP_DIR": str(tmp_path), "WXKF_PUSH_PATH": "/wx"})
     assert made.env["WXKF_MEDIA_URL"] == f"http://127.0.0.1:{ports['MEDIA']}"
     assert made.env["WXKF_WECHAT_API_BASE"] == f"http://127.0.0.1:{ports['SIM']}"
     assert made.push_url == f"http://127.0.0.1:{ports['INGRESS']}/wx"
-    assert made.url("sender") == f"http://127.0.0.1:{ports['SENDER']}"
+    assert made.url("media") == f"http://127.0.0.1:{ports['MEDIA']}"
+    assert set(made.ports) == {"simulator", "ingress", "media"}  # router and sender: none
     assert {k: made.env[k] for k in env} == env  # what the child processes read
 
 
@@ -73,7 +74,7 @@ def test_each_process_gets_its_own_internal_port_from_the_one_variable(tmp_path:
     assert made.internal_url("router", "/readyz") == f"http://127.0.0.1:{base + 1}/readyz"
     assert made.env_of("ingress")["WXKF_INTERNAL_PORT"] == str(base)
     zero = plan({**ZEROS, "WXKF_UP_DIR": str(tmp_path), "WXKF_INTERNAL_PORT": "0"})
-    assert len(set(zero.internal.values()) | set(zero.ports.values())) == 9
+    assert len(set(zero.internal.values()) | set(zero.ports.values())) == 7  # 4 internal, 3 public
 
 
 def test_a_zero_becomes_a_free_port_that_every_process_is_told(tmp_path: Path) -> None:
@@ -114,10 +115,10 @@ def test_a_set_variable_wins(tmp_path: Path) -> None:
 
 def test_a_busy_port_is_named_with_its_part_and_variable(taken: int, tmp_path: Path) -> None:
     with pytest.raises(PortBusy) as caught:
-        plan({**ZEROS, "WXKF_SENDER_PORT": str(taken), "WXKF_UP_DIR": str(tmp_path)})
+        plan({**ZEROS, "WXKF_MEDIA_PORT": str(taken), "WXKF_UP_DIR": str(tmp_path)})
     assert str(caught.value) == (
-        f"port {taken} for the sender is already in use; set WXKF_SENDER_PORT to a free port "
-        f"(0 picks one), e.g. WXKF_SENDER_PORT=0 {wxkf_command()} up"
+        f"port {taken} for the media is already in use; set WXKF_MEDIA_PORT to a free port "
+        f"(0 picks one), e.g. WXKF_MEDIA_PORT=0 {wxkf_command()} up"
     )
 
 
@@ -137,7 +138,8 @@ def test_the_command_says_it_in_one_line(
 @pytest.mark.parametrize(
     ("env", "says"),
     [
-        ({"WXKF_BUS_URL": "memory://"}, "must be RabbitMQ and Redis"),
+        ({"WXKF_BUS_URL": "memory://"}, "WXKF_BUS_URL: memory:// serves only the four services"),
+        ({"WXKF_ROUTER_PORT": "8081"}, "router: WXKF_ROUTER_PORT is no longer read"),
         ({"WXKF_INGRESS_PORT": "eighty"}, "WXKF_INGRESS_PORT"),
         ({"WXKF_SIM_PORT": "70000"}, "WXKF_SIM_PORT"),
     ],
@@ -150,7 +152,7 @@ def test_settings_problems_are_named_before_anything_starts(env: dict[str, str],
 def test_the_images_the_rules_name_are_written_once_and_a_replacement_kept(
     tmp_path: Path,
 ) -> None:
-    from services.demo.images import ASSETS
+    from services.shipped_images import ASSETS
     from services.up.local_state import prepare
 
     made = plan({**ZEROS, "WXKF_UP_DIR": str(tmp_path)})

@@ -7,21 +7,23 @@
 -- primary) and may run it again: Redis refuses these only before a run's first write, so
 -- nothing was written.
 --
+-- STEPS: the claim steps the store's owners bring, by name, each {check, commit} (the store
+--   composes them in ahead of this text; see libs/common/store/scripts.py).
 -- ARGV[1]: the calls, msgpack, each a list:
---   {'claim', window key, window now, bucket key, rate, burst, bucket now, flag key, then the
---    mark and each other write as: key, length, TTL ms}
+--   {'claim', step name, step key, step arguments (a list), bucket key, rate, burst, bucket
+--    now, flag key, then the mark and each other write as: key, length, TTL ms}
 --   {'set', then per write: key, length, TTL ms}
---   A TTL of 0 is none; a window, bucket or flag key of '' is none.
+--   A TTL of 0 is none; a step name, bucket or flag key of '' is none.
 -- ARGV[2]: the values of every call, call after call, end to end (binary-safe; each call's
 --   lengths say where its values are).
 -- ARGV[3]: the key that records when this server's memory began (see memory_began).
 -- Keys travel in the call list rather than in KEYS: one run serves the keys of many users,
 -- which only one Redis (or a primary that Sentinel names) can serve anyway, and declaring
 -- them would cost the client an argument each.
--- Returns {answers (msgpack), value...}: per claim {'ok', kind or '', remaining, ...},
---   {'known', n, 0, ...} (the mark's key held the n-th value after the answers),
---   {'window', reason, 0, ...}, {'wait', seconds, 0, ...}, each ending with the time the
---   server's memory began and whether the flag key exists; or {'err', message}. Per set
+-- Returns {answers (msgpack), value...}: per claim {'ok', the step's answer or false, ...},
+--   {'known', n, ...} (the mark's key held the n-th value after the answers),
+--   {'refused', the step's refusal, ...}, {'wait', seconds, ...}, each ending with the time
+--   the server's memory began and whether the flag key exists; or {'err', message}. Per set
 --   {'ok', count} or {'err', message}.
 local calls = cmsgpack.unpack(ARGV[1])
 local blob, at = ARGV[2], 1
@@ -90,47 +92,36 @@ end
 
 local function known(value, since, flagged)
     held[#held + 1] = value
-    return {'known', #held, 0, since, flagged}
+    return {'known', #held, since, flagged}
 end
 
 -- Everything is read before anything is written, so a key of another kind fails the call
--- with nothing changed. The first obstacle answers: the mark's key exists, then the window,
+-- with nothing changed. The first obstacle answers: the mark's key exists, then the step,
 -- then the bucket.
 local function claim(c, values)
-    local window, bucket, flag, mark, mark_ttl = c[2], c[4], c[8], c[9], c[11]
+    local name, bucket, flag, mark, mark_ttl = c[2], c[5], c[9], c[10], c[12]
     local since = memory_began()
     local flagged = flag ~= '' and redis.call('EXISTS', flag) == 1
 
-    -- The window's rule is window_take.lua's.
-    local best, best_until, best_count, refusal = nil, nil, 0, nil
-    if window ~= '' then
-        local now = c[3]
-        local seen, in_time = false, false
-        local f = redis.call('HMGET', window, 'message:until', 'message:count', 'enter:until',
-            'enter:count')
-        for i, k in ipairs({'message', 'enter'}) do
-            local u = tonumber(f[2 * i - 1])
-            if u then
-                seen = true
-                if u > now then
-                    in_time = true
-                    local n = math.floor(tonumber(f[2 * i]) or 0)
-                    if n > 0 and (best == nil or u < best_until) then
-                        best, best_until, best_count = k, u, n
-                    end
-                end
-            end
+    -- The owner's step: checked here, committed only when the whole claim goes through.
+    local step, hold, refusal
+    if name ~= '' then
+        step = STEPS[name]
+        if not step then
+            error('no claim step named ' .. name)
         end
-        if not best then
-            refusal = (not seen and 'no_window') or (in_time and 'quota_exhausted')
-                or 'window_expired'
+        local ok, x = step.check(c[3], c[4])
+        if ok then
+            hold = x
+        else
+            refusal = x
         end
     end
 
     -- The bucket's rule is rate_acquire.lua's.
     local b, wait
-    if bucket ~= '' and not refusal then
-        local rate, burst, now = c[5], c[6], c[7]
+    if bucket ~= '' and refusal == nil then
+        local rate, burst, now = c[6], c[7], c[8]
         b = buckets[bucket]
         if not b then
             local f = redis.call('HMGET', bucket, 'tokens', 'ts')
@@ -151,15 +142,15 @@ local function claim(c, values)
         end
     end
 
-    if refusal or wait then
+    if refusal ~= nil or wait then
         local value = redis.call('GET', mark)
         if value then
             return known(value, since, flagged)
         end
-        if refusal then
-            return {'window', refusal, 0, since, flagged}
+        if refusal ~= nil then
+            return {'refused', refusal, since, flagged}
         end
-        return {'wait', wait, 0, since, flagged}
+        return {'wait', wait, since, flagged}
     end
 
     -- The mark, unless its key exists: then its value answers and nothing is written (SET
@@ -174,18 +165,20 @@ local function claim(c, values)
     if value then
         return known(value, since, flagged)
     end
-    if best then
-        redis.call('HSET', window, best .. ':count', best_count - 1)
+    local answer = false
+    if step then
+        flush(c[3])
+        answer = step.commit(c[3], hold)
     end
     if b then
         b.tokens, b.taken = b.tokens - 1, true
     end
     local v = 2
-    for i = 12, #c, 3 do
+    for i = 13, #c, 3 do
         set(c[i], values[v], c[i + 2])
         v = v + 1
     end
-    return {'ok', best or '', best and best_count - 1 or 0, since, flagged}
+    return {'ok', answer, since, flagged}
 end
 
 local function set_many(c, values)
@@ -200,7 +193,7 @@ end
 for n, c in ipairs(calls) do
     local ok, answer
     if c[1] == 'claim' then
-        ok, answer = pcall(claim, c, cut(c, 9))
+        ok, answer = pcall(claim, c, cut(c, 10))
     else
         ok, answer = pcall(set_many, c, cut(c, 2))
     end

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from libs.common.store import WINDOW_LINGER_S, Grant, connect
+from libs.common.store import connect
 from libs.common.store import memory as memory_module
 from libs.common.store.memory import MemoryStore
 
@@ -64,17 +64,6 @@ async def test_lock_expiry_follows_the_clock(store: MemoryStore, clock: FakeCloc
     clock.now += 1
     assert await store.acquire_lock("lock", "b", ttl_s=5)
     assert not await store.release_lock("lock", "a")
-
-
-async def test_window_key_goes_after_the_linger(store: MemoryStore, clock: FakeClock) -> None:
-    now = 1_750_000_000.0
-    await store.window_grant("w", Grant(kind="message", count=5, until=now + 60), now=now)
-    clock.now += 60 + WINDOW_LINGER_S - 1
-    assert (await store.window_take("w", now=now + 60 + WINDOW_LINGER_S - 1)).reason == (
-        "window_expired"
-    )
-    clock.now += 1
-    assert (await store.window_take("w", now=now + 60 + WINDOW_LINGER_S)).reason == "no_window"
 
 
 async def test_rate_bucket_is_forgotten_once_it_would_be_full(

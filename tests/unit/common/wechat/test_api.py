@@ -8,6 +8,7 @@ captured and checked byte for byte.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,10 +17,12 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
+from libs.common.observability.logging import configure
 from libs.common.wechat import api
 from libs.common.wechat.apierrors import (
     WeChatApiError,
@@ -179,18 +182,21 @@ async def test_send_posts_raw_utf8_with_the_token_in_the_query(serve: Any, seen:
     assert headers["Content-Type"].startswith("application/json")
 
 
-async def test_a_good_call_is_logged_only_when_its_logger_is_at_debug(serve: Any) -> None:
+async def test_a_good_call_is_logged_only_at_debug(serve: Any) -> None:
     client = await serve(ok())
-    level = logging.getLogger(api.__name__).level
+    config, root = structlog.get_config(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
-        logging.getLogger(api.__name__).setLevel(logging.INFO)
+        configure("sender", fmt="json", level="info", stream=io.StringIO(), cache=False)
         with capture_logs() as quiet:
             await client.send(TOKEN, api.text("oUser", "hi"))
-        logging.getLogger(api.__name__).setLevel(logging.DEBUG)
+        configure("sender", fmt="json", level="debug", stream=io.StringIO(), cache=False)
         with capture_logs() as loud:
             await client.send(TOKEN, api.text("oUser", "hi"))
     finally:
-        logging.getLogger(api.__name__).setLevel(level)
+        structlog.configure(**config)
+        root.handlers[:] = handlers
+        root.setLevel(level)
     assert quiet == []
     assert [(e["event"], e["api"], e["log_level"]) for e in loud] == [
         ("wechat.call", "send", "debug")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from services.demo.images import ASSETS, returns_card, size_chart, write_assets
 from services.media.sniff import sniff
+from services.shipped_images import ASSETS, returns_card, size_chart, write_assets
 
-EXAMPLE = Path(__file__).parents[3] / "examples" / "rules.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "rules.yaml"
 
 
 def named_assets(node: object) -> set[str]:

@@ -1,8 +1,8 @@
 """The two images the shipped rules name (``size-chart``, ``returns-card``), drawn at start.
 
-They are written into the media service's asset directory, so the demo needs no binary files
-in the repository; ``tint`` makes the bytes differ between runs that share a Redis (the media
-service remembers media ids by content hash).
+They are written into the media service's asset directory, so the demo and ``wxkf up`` need no
+binary files in the repository; ``tint`` makes the bytes differ between runs that share a Redis
+(the media service remembers media ids by content hash).
 """
 
 from __future__ import annotations
