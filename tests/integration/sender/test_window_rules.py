@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +18,7 @@ from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
 from services.sender import windows
 from services.sender.window_rules import LINGER_S, Grant, WindowTake
-from tests.integration.store.conftest import REDIS_URL, drop_prefix
+from tests.support.redis_keys import REDIS_URL, delete_prefixed, unique_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +28,7 @@ H48 = 48 * 3600.0
 
 @pytest.fixture
 def prefix() -> str:
-    return f"wxkf-test:{uuid.uuid4().hex}:"
+    return unique_prefix()
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -38,13 +37,11 @@ async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[St
         yield MemoryStore(prefix=prefix)
         return
     opened = await RedisStore.connect(REDIS_URL, prefix=prefix)
-    cleanup = aioredis.Redis.from_url(REDIS_URL)
     try:
         yield opened
     finally:
         await opened.close()
-        await drop_prefix(cleanup, prefix)
-        await cleanup.aclose()
+        await delete_prefixed(prefix)
 
 
 def message(count: int = 5, until: float = NOW + H48) -> Grant:
@@ -285,8 +282,8 @@ async def test_on_redis_the_key_expires_a_linger_after_the_latest_until(prefix: 
         assert abs(ttl_ms - (600 + LINGER_S) * 1000) < 5_000
     finally:
         await store.close()
-        await drop_prefix(raw, prefix)
         await raw.aclose()
+        await delete_prefixed(prefix)
 
 
 class _Clock:
@@ -406,7 +403,6 @@ def history(rng: random.Random, length: int) -> list[tuple[Any, ...]]:
 async def test_both_forms_give_the_same_answers(prefix: str, seed: int) -> None:
     memory = MemoryStore(prefix=prefix)
     redis_store = await RedisStore.connect(REDIS_URL, prefix=prefix)
-    raw = aioredis.Redis.from_url(REDIS_URL)
     try:
         for step, op in enumerate(history(random.Random(seed), 120)):
             expected = await apply(memory, op)
@@ -414,5 +410,4 @@ async def test_both_forms_give_the_same_answers(prefix: str, seed: int) -> None:
             assert got == expected, (seed, step, op)
     finally:
         await redis_store.close()
-        await drop_prefix(raw, prefix)
-        await raw.aclose()
+        await delete_prefixed(prefix)
