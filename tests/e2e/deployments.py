@@ -142,6 +142,10 @@ def service_values(config: SimConfig, sim_url: str, assets: Path) -> dict[str, s
 # --- one process per service ----------------------------------------------------------------
 
 
+PUBLIC = ("ingress", "media", "history")
+"""The services with a public port; the router and the sender have only the internal one."""
+
+
 class Child:
     """One service process: its JSON log lines (stderr), and the ports it bound (its own, and
     the internal one: health, readiness, metrics)."""
@@ -169,13 +173,16 @@ class Child:
                             self.port = int(entry["port"])
 
     async def bound(self) -> int:
-        """The service's own port, once it and the internal port listen."""
+        """The service's own port, once it and the internal port listen (the internal port of
+        a service without a public one)."""
 
         def probe() -> int | None:
             if self.proc.returncode is not None:
                 tail = "\n".join(self.lines[-10:])
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
-            return self.port if self.internal is not None else None
+            if self.internal is None:
+                return None
+            return self.port if self.name in PUBLIC else self.internal
 
         port = await eventually(
             probe, lambda p: p is not None, deadline_s=START_DEADLINE_S, what=f"{self.name} up"

@@ -77,7 +77,8 @@ async def wxkf_up(tmp_path: Path) -> AsyncIterator[Up]:
     try:
         async with redis_database() as store_url:
             env = {k: v for k, v in os.environ.items() if not k.startswith("WXKF_")}
-            env |= {f"WXKF_{name.upper()}_PORT": str(ports[name]) for name in PARTS[1:]}
+            # The router and the sender serve only the internal port: no port of their own.
+            env |= {f"WXKF_{name.upper()}_PORT": str(ports[name]) for name in ("ingress", "media")}
             env |= {
                 "WXKF_SIM_PORT": str(ports["simulator"]),
                 "WXKF_INTERNAL_PORT": "0",

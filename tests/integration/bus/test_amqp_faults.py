@@ -231,14 +231,11 @@ async def test_a_nacked_publish_raises_and_renews_the_publishing_channel(
         await queue.bind("kf.events", full)
         await bus.publish(text("fits"), routing_key=full)
         before = await bus.publisher.get_underlay_channel()
-        nacks = sample("wxkf_bus_publishes_total", {"exchange": "kf.events", "outcome": "nack"})
+        nacks = sample("wxkf_bus_publishes_total", exchange="kf.events", outcome="nack")
         with capture_logs() as logs, pytest.raises(PublishError, match="nacked by the broker"):
             await bus.publish(text("refused"), routing_key=full)
         assert "bus.publisher_renewed" in [line["event"] for line in logs]
-        assert (
-            sample("wxkf_bus_publishes_total", {"exchange": "kf.events", "outcome": "nack"})
-            == nacks + 1
-        )
+        assert sample("wxkf_bus_publishes_total", exchange="kf.events", outcome="nack") == nacks + 1
         await queue.purge()
     # A new channel takes the publishes, the requests and their replies.
     await eventually(
