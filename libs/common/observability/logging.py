@@ -57,6 +57,7 @@ def configure_service(
         level=settings.log_level,
         openid_key=settings.log_key,
         stream=stream,
+        cache=True,
     )
 
 
@@ -71,15 +72,15 @@ def configure(
     level: str = "info",
     openid_key: str | bytes | None = None,
     stream: TextIO | None = None,
-    cache: bool = True,
+    cache: bool = False,
 ) -> None:
     """Route structlog and stdlib logging through one formatter, once per process.
 
     ``fmt`` None means console on a terminal, JSON otherwise. ``openid_key`` keys
     :func:`hash_openid`; give every service of a deployment the same one so the hashes match
-    across services. A logger keeps the configuration of its first use (structlog's
-    ``cache_logger_on_first_use``); tests that configure again, or capture lines after,
-    pass ``cache=False``.
+    across services. With ``cache``, a logger keeps the configuration of its first use
+    (structlog's ``cache_logger_on_first_use``): what a long-running service wants
+    (:func:`configure_service`), not a command that may run inside another process (a test's).
     """
     name = level.lower()
     if name not in LEVELS:

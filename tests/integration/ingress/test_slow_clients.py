@@ -1,10 +1,10 @@
 """Slow clients at the public port: more of them than the in-flight bound, each trickling its
 push one byte a second, and a real push is still answered 200 at once.
 
-Ingress runs as its own process (``memory://`` backends: the bound under test is the HTTP
-edge's), so that its file descriptors and memory are its own. The slow clients come from
-several loopback addresses, so that the per-source cap admits more of them than there are
-in-flight places; the rest are refused by the cap.
+Ingress runs as its own process (on RabbitMQ and Redis, as a service alone must; the bound
+under test is the HTTP edge's), so that its file descriptors and memory are its own. The slow
+clients come from several loopback addresses, so that the per-source cap admits more of them
+than there are in-flight places; the rest are refused by the cap.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import pytest
 from libs.common.wechat import codec
 from libs.common.wechat.push import build_push
 from tests.e2e.deployments import Child, environment, spawn
+from tests.support import rabbit
+from tests.support.redis_db import redis_database
 from tests.support.waiting import eventually
 
 TOKEN = "slow-clients-token"
@@ -57,25 +59,30 @@ def rss(pid: int) -> int:
 
 @contextlib.asynccontextmanager
 async def ingress() -> AsyncIterator[Child]:
-    env = environment(
-        {
-            "appid": APPID,
-            "token": TOKEN,
-            "push_mode": "plain",
-            "ingress_port": "0",
-            "internal_port": "0",
-            "listen_host": "0.0.0.0",  # noqa: S104 - the slow clients come from 127.0.0.2..
-            "log_format": "json",
-            "read_timeout_s": str(READ_TIMEOUT_S),
-            "max_connections_per_source": str(PER_SOURCE),
-            "max_in_flight": str(IN_FLIGHT),
-        }
-    )
-    child = await spawn("ingress", env)
-    try:
-        yield child
-    finally:
-        await child.stop()
+    vhost = await asyncio.to_thread(rabbit.add_vhost, "wxkf-slow-clients")
+    async with redis_database() as store_url, contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(asyncio.to_thread, rabbit.delete_vhost, vhost)
+        env = environment(
+            {
+                "appid": APPID,
+                "bus_url": rabbit.url(vhost),
+                "store_url": store_url,
+                "token": TOKEN,
+                "push_mode": "plain",
+                "ingress_port": "0",
+                "internal_port": "0",
+                "listen_host": "0.0.0.0",  # noqa: S104 - the slow clients come from 127.0.0.2..
+                "log_format": "json",
+                "read_timeout_s": str(READ_TIMEOUT_S),
+                "max_connections_per_source": str(PER_SOURCE),
+                "max_in_flight": str(IN_FLIGHT),
+            }
+        )
+        child = await spawn("ingress", env)
+        try:
+            yield child
+        finally:
+            await child.stop()
 
 
 class SlowClient:

@@ -25,7 +25,7 @@ from services.simulator.pusher import Pusher
 def console() -> Iterator[list[str]]:
     config, root = structlog.get_config(), logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    configure("wxkf", fmt="json", level="info", stream=io.StringIO(), cache=False)
+    configure("wxkf", fmt="json", level="info", stream=io.StringIO())
     printed: list[str] = []
     handler = refusals.attach(printed.append)
     try:

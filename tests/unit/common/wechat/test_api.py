@@ -187,10 +187,10 @@ async def test_a_good_call_is_logged_only_at_debug(serve: Any) -> None:
     config, root = structlog.get_config(), logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        configure("sender", fmt="json", level="info", stream=io.StringIO(), cache=False)
+        configure("sender", fmt="json", level="info", stream=io.StringIO())
         with capture_logs() as quiet:
             await client.send(TOKEN, api.text("oUser", "hi"))
-        configure("sender", fmt="json", level="debug", stream=io.StringIO(), cache=False)
+        configure("sender", fmt="json", level="debug", stream=io.StringIO())
         with capture_logs() as loud:
             await client.send(TOKEN, api.text("oUser", "hi"))
     finally:
