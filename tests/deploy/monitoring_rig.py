@@ -100,8 +100,7 @@ def system_environment(system: System, store_url: str, rules: Path) -> dict[str,
         "WXKF_MEDIA_CACHE_DIR": str(system.workdir / "cache"),
         "WXKF_ARCHIVE_DIR": str(system.workdir / "archive"),
         # Short backoff, so that a command failing every attempt is dead-lettered in seconds.
-        "WXKF_RETRY_BASE_S": "0.2",
-        "WXKF_RETRY_CAP_S": "0.4",
+        "WXKF_RETRY_BASE_S": "0.02",
         # Whatever the cleanup misses expires soon.
         "WXKF_DEDUPE_TTL_S": "900",
         "WXKF_ROUTER_PLAN_TTL_S": "900",
