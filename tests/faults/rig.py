@@ -113,13 +113,15 @@ class Service:
                         self.port = int(entry["port"])
 
     async def listening(self) -> int:
-        """The internal port (health, readiness, metrics), once both ports are bound."""
+        """The internal port (health, readiness, metrics), once every port it has is bound
+        (ingress and media have a public one too; router and sender only the internal)."""
 
         def probe() -> int | None:
             if self.proc.returncode is not None:
                 tail = "\n".join(self.lines[-15:])
                 raise AssertionError(f"{self.label} exited with {self.proc.returncode}:\n{tail}")
-            return self.internal_port if self.port is not None else None
+            public = self.port is not None or self.name in ("router", "sender")
+            return self.internal_port if public else None
 
         port = await eventually(
             probe, lambda p: p is not None, deadline_s=START_DEADLINE_S, what=f"{self.label} up"
