@@ -18,7 +18,7 @@ from libs.common.store.memory import MemoryStore
 from libs.common.store.redis import RedisStore
 from services.sender import windows
 from services.sender.window_rules import LINGER_S, Grant, WindowTake
-from tests.support.redis_keys import REDIS_URL, delete_prefixed, unique_prefix
+from tests.support.redis_keys import REDIS_URL, delete_prefixed, store_on, unique_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +33,8 @@ def prefix() -> str:
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(prefix=prefix)
-        return
-    opened = await RedisStore.connect(REDIS_URL, prefix=prefix)
-    try:
+    async with store_on(request.param, prefix) as opened:
         yield opened
-    finally:
-        await opened.close()
-        await delete_prefixed(prefix)
 
 
 def message(count: int = 5, until: float = NOW + H48) -> Grant:

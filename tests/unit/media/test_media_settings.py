@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +8,7 @@ import pytest
 from libs.common.settings import SettingsError, load
 from services.media.settings import MediaSettings
 from services.media.sniff import GIF, JPEG, PNG
+from tests.support.service_alone import start_alone
 
 BASE = {"WXKF_APPID": "wx1", "WXKF_APP_SECRET": "s3cret", "WXKF_INTERNAL_TOKEN": "t0ken"}
 
@@ -105,14 +104,7 @@ def test_media_runs_open_only_when_told() -> None:
 def test_the_process_exits_before_it_binds_with_the_variable_named() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WXKF_")}
     env |= {k: v for k, v in BASE.items() if k != "WXKF_INTERNAL_TOKEN"}
-    result = subprocess.run(
-        [sys.executable, "-m", "services.media"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = start_alone("media", env)
     assert result.returncode == 2
     assert result.stderr.startswith("wxkf: configuration error: WXKF_INTERNAL_TOKEN: is required")
     assert "runner.listening" not in result.stdout + result.stderr

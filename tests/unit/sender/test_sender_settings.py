@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from libs.common.settings import SettingsError, load
 from services.sender.settings import SenderSettings
+from tests.support.service_alone import start_alone
 
 BASE = {"WXKF_APPID": "wx0123456789abcdef", "WXKF_APP_SECRET": "s" * 32}
 
@@ -122,14 +121,7 @@ def test_a_variable_no_longer_read_is_an_error_that_says_what_to_do(
 def test_the_sender_started_on_its_own_refuses_memory() -> None:
     env = {**os.environ, **BASE, "WXKF_BUS_URL": "memory://"}
     env.pop("WXKF_STORE_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "services.sender"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = start_alone("sender", env)
     assert result.returncode == 2
     assert result.stderr.startswith(
         "wxkf: configuration error: WXKF_BUS_URL: memory:// serves only the four services "
